@@ -1,0 +1,25 @@
+"""hiddenwidgets: Jupyter widgets for looking inside PyTorch networks while they train and after.
+
+The pipeline, one module a stage: capture (hooks) -> summaries (torch reductions) -> transport (history, binary
+frames, rate limits) -> widgets (views) -> export (static pages).
+"""
+
+from .capture import Capture, CaptureError, LayerError, select_tensor
+from .export import save_html
+from .summaries import HistogramGrid, LayerSummarizer
+from .widgets import ActivationMonitor, TrainingJob, TrainingStopped
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationMonitor",
+    "Capture",
+    "CaptureError",
+    "HistogramGrid",
+    "LayerError",
+    "LayerSummarizer",
+    "TrainingJob",
+    "TrainingStopped",
+    "save_html",
+    "select_tensor",
+]

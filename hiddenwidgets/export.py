@@ -1,0 +1,69 @@
+"""Static export: one self-contained HTML file that renders a view offline, for course pages.
+
+The page holds the view's own ES module (the same bundle the notebook runs) and the widget state, both inside a
+JSON ``<script>`` block with ``<``, ``>`` and ``&`` escaped, so no label, layer name or concept name can close
+the script or inject markup. A content security policy forbids every network request; a small boot script
+imports the module from a ``blob:`` URL and renders it against a read-only model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ipywidgets.widgets.widget import _remove_buffers
+
+from .widgets._base import STATIC, HiddenWidget, bundle
+
+__all__ = ["page", "save_html"]
+
+CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; img-src data: blob:; "
+       "connect-src 'none'")
+
+
+def _json_for_html(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def page(widget: HiddenWidget, *, title: str | None = None) -> str:
+    """The HTML text of a static page showing ``widget``."""
+    if hasattr(widget, "flush"):
+        widget.flush()
+    state = widget.get_state()
+    for key in ("_esm", "_css", "_anywidget_id", "layout", "_dom_classes"):
+        state.pop(key, None)
+    state, paths, buffers = _remove_buffers(state)
+    payload = {
+        "format": "hiddenwidgets-static/1",
+        "module": bundle(widget._view_file).read_text(encoding="utf-8"),
+        "state": state,
+        "buffers": [{"path": p, "data": base64.b64encode(bytes(b)).decode("ascii")}
+                    for p, b in zip(paths, buffers, strict=True)],
+    }
+    boot = (STATIC / "static_boot.js").read_text(encoding="utf-8")
+    if "</script" in boot.lower():
+        raise RuntimeError("static_boot.js contains '</script'; it cannot be inlined")
+    heading = title or getattr(widget, "title", "") or type(widget).__name__
+    return (
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{html.escape(heading)}</title>\n"
+        "<style>body{margin:16px;font-family:system-ui,-apple-system,'Segoe UI',sans-serif;background:#fff}</style>\n"
+        "</head>\n<body>\n<div id=\"hw-root\"></div>\n"
+        f"<script type=\"application/json\" id=\"hw-payload\">{_json_for_html(payload)}</script>\n"
+        f"<script>{boot}</script>\n</body>\n</html>\n"
+    )
+
+
+def save_html(widget: HiddenWidget, path: str | Path, *, title: str | None = None) -> Path:
+    """Write :func:`page` to ``path`` (parent folders must exist). Returns the path."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
+    path.write_text(page(widget, title=title), encoding="utf-8")
+    return path

@@ -1,0 +1,622 @@
+"""From summaries to the browser: binary codec, bounded history, frames, rate limits, the sender thread.
+
+No torch model code lives here. The pieces, in the order data passes through them:
+
+- :class:`Series` / :class:`History` keep everything a view shows, bounded in memory: each series holds at most
+  ``capacity`` points; when full, neighbouring points are *merged* pairwise (counts and histograms summed,
+  means and variances pooled, min/max kept) and each later point covers twice as many samples. Nothing is
+  dropped: a merged point still accounts for every sample that went into it.
+- :func:`encode` packs numeric arrays into one binary buffer (float32/int32 only) with a JSON index; the front
+  end reads them as typed arrays (``js/lib/codec.js``).
+- A *frame* carries the points that changed since the previous frame (``i0`` onward), so the browser's copy of a
+  series equals Python's as long as no frame is lost; frames are numbered and a gap makes the browser ask for a
+  full resend.
+- :class:`Streamer` is the one thread that sends on a widget: it drains what the training loop queued, updates
+  the history, and sends at most ``fps`` frames per second, each at most ``max_frame_bytes`` (more waits for the
+  next frame), within a kernel-wide :class:`MessageBudget` that keeps all views together far below Jupyter's
+  IOPub limit of 1000 messages/s (past which messages are dropped silently).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid
+
+__all__ = ["History", "MessageBudget", "Observation", "Series", "Streamer", "encode", "forget_reply_route"]
+
+PROTOCOL = 1
+_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# codec
+def encode(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], bytes]:
+    """Pack arrays into one buffer. Returns ``(index, data)``; ``index[key] = [dtype, offset, shape]``.
+
+    Only float32 and int32 cross (4-byte aligned, little-endian); anything else is a programming error.
+    """
+    index: dict[str, Any] = {}
+    parts: list[bytes] = []
+    offset = 0
+    for key, arr in arrays.items():
+        arr = np.asarray(arr)
+        if arr.dtype not in _DTYPES:
+            raise TypeError(f"array {key!r} has dtype {arr.dtype}; only float32 and int32 are sent to the browser")
+        raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        index[key] = [_DTYPES[arr.dtype], offset, list(arr.shape)]
+        parts.append(raw)
+        offset += len(raw)
+    return index, b"".join(parts)
+
+
+def decode(index: Mapping[str, Any], data: bytes | memoryview) -> dict[str, np.ndarray]:
+    """Inverse of :func:`encode` (used by tests and by ``save_html`` round trips)."""
+    out = {}
+    for key, (dtype, offset, shape) in index.items():
+        count = int(np.prod(shape)) if shape else 1
+        little = np.dtype(dtype).newbyteorder("<")
+        out[key] = np.frombuffer(data, dtype=little, count=count, offset=offset).reshape(shape)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# history
+class Series:
+    """A time series of mergeable points, at most ``capacity`` of them.
+
+    Each point covers a run of consecutive samples (``stride`` of them once the series has been decimated).
+    Subclasses say which columns a point has and how two points merge.
+    """
+
+    kind = "series"
+    columns: tuple[str, ...] = ("lo", "hi")
+
+    def __init__(self, name: str, capacity: int = 512):
+        if capacity < 4 or capacity % 2:
+            raise ValueError(f"capacity must be an even number >= 4, got {capacity}")
+        self.name = name
+        self.capacity = capacity
+        self.rows = np.zeros((capacity, len(self.columns)))
+        self.count = 0  # points in use
+        self.stride = 1  # samples per closed point
+        self.open = 0  # samples in the last point
+        self.rev = 0  # bumped whenever existing points are rewritten (decimation, rebinning)
+        self.dirty = 0  # first point not yet sent
+        self.samples = 0
+
+    def col(self, name: str) -> int:
+        return self.columns.index(name)
+
+    def _append(self, row: np.ndarray, extra: np.ndarray | None = None) -> None:
+        if self.count and self.open < self.stride:
+            i = self.count - 1
+            self.rows[i], merged_extra = self.merge(self.rows[i : i + 1], row[None], *self._extra_pair(i, extra))
+            self._set_extra(i, merged_extra)
+            self.open += 1
+            self.dirty = min(self.dirty, i)
+        else:
+            if self.count == self.capacity:
+                self._decimate()
+            self.rows[self.count] = row
+            self._set_extra(self.count, None if extra is None else extra[None])
+            self.count += 1
+            self.open = 1
+            self.dirty = min(self.dirty, self.count - 1)
+        self.samples += 1
+
+    def _decimate(self) -> None:
+        """Merge points pairwise: half as many points, each covering twice the samples."""
+        a, b = self.rows[0 : self.count : 2], self.rows[1 : self.count : 2]
+        merged, merged_extra = self.merge(a, b, *self._extra_halves())
+        half = self.count // 2
+        self.rows[:half] = merged
+        self.rows[half:] = 0
+        self._set_extra(slice(0, half), merged_extra)
+        self.count, self.stride, self.rev, self.dirty = half, self.stride * 2, self.rev + 1, 0
+
+    # extra per-point arrays (histograms) -- none for plain series
+    def _extra_pair(self, i: int, extra: np.ndarray | None):
+        return None, None
+
+    def _extra_halves(self):
+        return None, None
+
+    def _set_extra(self, where, extra) -> None:
+        pass
+
+    def merge(self, a: np.ndarray, b: np.ndarray, ea=None, eb=None):
+        raise NotImplementedError
+
+    def payload(self, i0: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def header(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "rev": self.rev, "count": self.count, "stride": self.stride,
+                "samples": self.samples}
+
+
+class ScalarSeries(Series):
+    """A user-logged number (loss, accuracy...). A merged point keeps mean, min and max of its samples."""
+
+    kind = "scalar"
+    columns = ("lo", "hi", "n", "mean", "min", "max")
+    sent_fields = ("mean", "min", "max", "n")
+
+    def add(self, step: int, value: float) -> None:
+        self._append(np.array([step, step, 1.0, value, value, value]))
+
+    def merge(self, a, b, ea=None, eb=None):
+        n = a[:, 2] + b[:, 2]
+        mean = (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3]) / n
+        out = np.stack([a[:, 0], b[:, 1], n, mean, np.fmin(a[:, 4], b[:, 4]), np.fmax(a[:, 5], b[:, 5])], axis=1)
+        return (out[0] if len(out) == 1 else out), None
+
+    def payload(self, i0: int) -> dict[str, np.ndarray]:
+        rows = self.rows[i0 : self.count]
+        return {"steps": rows[:, 0:2].astype(np.int32), "values": rows[:, [3, 4, 5, 2]].astype(np.float32)}
+
+
+class LayerSeries(Series):
+    """Summaries of one layer: moments, sparsity, dead units, NaN/inf, gradient norm and a histogram per point."""
+
+    kind = "layer"
+    columns = ("lo", "hi", "samples", *COUNT_FIELDS, *MOMENT_FIELDS, "grad_n", "grad_sum")
+    sent_fields = ("mean", "std", "min", "max", "zero_frac", "dead_frac", "nonfinite", "grad_norm", "outside",
+                   "samples")
+
+    def __init__(self, name: str, capacity: int = 512, bins: int = 64):
+        super().__init__(name, capacity)
+        self.hist = np.zeros((capacity, bins))
+        self.grid: HistogramGrid | None = None
+        self.shape: tuple[int, ...] = ()
+        self.source = ""
+
+    def add(self, step: int, counts: np.ndarray, moments: np.ndarray, hist: np.ndarray, grid: HistogramGrid,
+            grad_norm: float | None = None) -> None:
+        """Add one sampled step. ``hist`` is on ``grid``; the series re-bins to the coarsest grid seen so far."""
+        if self.grid is None:
+            self.grid = grid
+            if grid.bins != self.hist.shape[1]:
+                self.hist = np.zeros((self.capacity, grid.bins))
+        elif grid != self.grid:
+            target = self.grid.cover(grid.lo, grid.hi)
+            if target != self.grid:
+                self.hist[: self.count] = target.rebin(self.hist[: self.count], self.grid)
+                self.grid, self.rev, self.dirty = target, self.rev + 1, 0
+            hist = self.grid.rebin(hist, grid)
+        grad = (0.0, 0.0) if grad_norm is None or not math.isfinite(grad_norm) else (1.0, grad_norm)
+        row = np.concatenate([[step, step, 1.0], counts.astype(np.float64), moments.astype(np.float64), grad])
+        self._append(row, hist.astype(np.float64))
+
+    def _extra_pair(self, i, extra):
+        return self.hist[i : i + 1], extra[None]
+
+    def _extra_halves(self):
+        return self.hist[0 : self.count : 2], self.hist[1 : self.count : 2]
+
+    def _set_extra(self, where, extra) -> None:
+        if extra is None:
+            return
+        if isinstance(where, slice):
+            self.hist[where] = extra
+            self.hist[where.stop :] = 0
+        else:
+            self.hist[where] = extra[0]
+
+    def merge(self, a, b, ea=None, eb=None):
+        c = {name: i for i, name in enumerate(self.columns)}
+        out = a + b  # counts, samples, dead-fraction sums, gradient sums: plain sums
+        out[:, c["lo"]], out[:, c["hi"]] = a[:, c["lo"]], b[:, c["hi"]]
+        na, nb = a[:, c["finite"]], b[:, c["finite"]]
+        n = na + nb
+        safe = np.where(n > 0, n, 1)
+        delta = b[:, c["mean"]] - a[:, c["mean"]]
+        out[:, c["mean"]] = np.where(n > 0, (na * a[:, c["mean"]] + nb * b[:, c["mean"]]) / safe, 0.0)
+        out[:, c["m2"]] = a[:, c["m2"]] + b[:, c["m2"]] + delta**2 * na * nb / safe
+        out[:, c["min"]] = np.where(na == 0, b[:, c["min"]], np.where(nb == 0, a[:, c["min"]],
+                                                                      np.fmin(a[:, c["min"]], b[:, c["min"]])))
+        out[:, c["max"]] = np.where(na == 0, b[:, c["max"]], np.where(nb == 0, a[:, c["max"]],
+                                                                      np.fmax(a[:, c["max"]], b[:, c["max"]])))
+        hist = None if ea is None else ea + eb
+        if len(out) == 1:
+            return out[0], hist
+        return out, hist
+
+    def stats(self, i0: int = 0) -> dict[str, np.ndarray]:
+        """The per-point numbers a view shows, derived from the stored sufficient statistics."""
+        r = self.rows[i0 : self.count]
+        c = {name: i for i, name in enumerate(self.columns)}
+        finite = r[:, c["finite"]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            std = np.sqrt(np.where(finite > 0, r[:, c["m2"]] / np.maximum(finite, 1), np.nan))
+            grad = np.where(r[:, c["grad_n"]] > 0, r[:, c["grad_sum"]] / np.maximum(r[:, c["grad_n"]], 1), np.nan)
+        empty = finite == 0
+        return {
+            "mean": np.where(empty, np.nan, r[:, c["mean"]]),
+            "std": std,
+            "min": np.where(empty, np.nan, r[:, c["min"]]),
+            "max": np.where(empty, np.nan, r[:, c["max"]]),
+            "zero_frac": r[:, c["zeros"]] / np.maximum(r[:, c["sampled"]], 1),
+            "dead_frac": r[:, c["dead_frac"]] / np.maximum(r[:, c["samples"]], 1),
+            "nonfinite": r[:, c["nonfinite"]],
+            "grad_norm": grad,
+            "outside": r[:, c["outside"]] / np.maximum(finite, 1),
+            "samples": r[:, c["samples"]],
+        }
+
+    def payload(self, i0: int) -> dict[str, np.ndarray]:
+        s = self.stats(i0)
+        # fraction of the finite values in each bin; values outside the grid (before it widened) are missing
+        # mass, reported as the `outside` fraction
+        finite = self.rows[i0 : self.count, self.col("finite"), None]
+        return {
+            "steps": self.rows[i0 : self.count, 0:2].astype(np.int32),
+            "stats": np.stack([s[f] for f in self.sent_fields], axis=1).astype(np.float32),
+            "hist": (self.hist[i0 : self.count] / np.maximum(finite, 1)).astype(np.float32),
+        }
+
+    def header(self) -> dict[str, Any]:
+        head = super().header()
+        g = self.grid
+        head.update(grid=None if g is None else [g.lo, g.width, g.bins], shape=list(self.shape), source=self.source)
+        return head
+
+
+@dataclass
+class Detail:
+    """The latest downsampled activations of one layer (feature maps or a units x samples heatmap)."""
+
+    step: int
+    values: np.ndarray  # float32 [C, h, w] or [rows, cols]
+    note: str
+    version: int = 0
+
+
+@dataclass
+class History:
+    """Everything a monitor view shows, kept in Python: scalar and layer series, latest details, counters."""
+
+    capacity: int = 512
+    bins: int = 64
+    layers: list[str] = field(default_factory=list)
+    series: dict[str, Series] = field(default_factory=dict)
+    details: dict[str, Detail] = field(default_factory=dict)
+    step: int = 0
+    epoch: int | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # NaN/inf first seen, capture errors...
+    _detail_version: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.layers:
+            self.series[f"layer:{name}"] = LayerSeries(name, self.capacity, self.bins)
+
+    def layer(self, name: str) -> LayerSeries:
+        return self.series[f"layer:{name}"]  # type: ignore[return-value]
+
+    def scalar(self, name: str) -> ScalarSeries:
+        key = f"scalar:{name}"
+        if key not in self.series:
+            self.series[key] = ScalarSeries(name, self.capacity)
+        return self.series[key]  # type: ignore[return-value]
+
+    def add_detail(self, layer: str, step: int, values: np.ndarray, note: str) -> None:
+        self._detail_version += 1
+        self.details[layer] = Detail(step, np.asarray(values, dtype=np.float32), note, self._detail_version)
+
+    def note_event(self, kind: str, step: int, message: str, layer: str | None = None) -> None:
+        if len(self.events) < 1000:
+            self.events.append({"kind": kind, "step": step, "layer": layer, "message": message})
+        else:
+            self.events[-1] = {"kind": "truncated", "step": step, "layer": None,
+                               "message": "more than 1000 events; the latest replaces this line"}
+
+    def mark_all_dirty(self) -> None:
+        for s in self.series.values():
+            s.dirty = 0
+
+    @property
+    def dirty(self) -> bool:
+        return any(s.dirty < s.count for s in self.series.values())
+
+    def build(self, *, full: bool, details: Iterable[str] = (), detail_versions: dict[str, int] | None = None,
+              max_bytes: int | None = None) -> tuple[dict[str, Any], bytes]:
+        """A frame (or, with ``full``, a snapshot) as ``(header, data)``; marks what it carries as sent.
+
+        Series that do not fit in ``max_bytes`` stay dirty for the next frame. The first series always goes,
+        so every frame makes progress; a single series is bounded by ``capacity`` points anyway.
+        """
+        arrays: dict[str, np.ndarray] = {}
+        heads: list[dict[str, Any]] = []
+        size = 0
+        for key, s in self.series.items():
+            i0 = 0 if full else s.dirty
+            if i0 >= s.count and not full:
+                continue
+            payload = s.payload(i0)
+            nbytes = sum(a.nbytes for a in payload.values())
+            if max_bytes is not None and heads and size + nbytes > max_bytes:
+                continue
+            size += nbytes
+            head = s.header()
+            head["i0"] = i0
+            head["arrays"] = {}
+            for part, arr in payload.items():
+                akey = f"{key}/{part}"
+                arrays[akey] = arr
+                head["arrays"][part] = akey
+            heads.append(head)
+            s.dirty = s.count
+        detail_heads = []
+        for layer in details:
+            d = self.details.get(layer)
+            if d is None or (detail_versions is not None and detail_versions.get(layer) == d.version):
+                continue
+            if max_bytes is not None and (heads or detail_heads) and size + d.values.nbytes > max_bytes:
+                continue
+            size += d.values.nbytes
+            akey = f"detail:{layer}"
+            arrays[akey] = d.values
+            detail_heads.append({"layer": layer, "step": d.step, "note": d.note, "array": akey,
+                                 "shape": list(d.values.shape)})
+            if detail_versions is not None:
+                detail_versions[layer] = d.version
+        index, data = encode(arrays)
+        header = {
+            "protocol": PROTOCOL,
+            "full": full,
+            "step": self.step,
+            "epoch": self.epoch,
+            "layers": self.layers,
+            "stat_fields": list(LayerSeries.sent_fields),
+            "scalar_fields": list(ScalarSeries.sent_fields),
+            "series": heads,
+            "details": detail_heads,
+            "events": self.events[-50:],
+            "index": index,
+        }
+        return header, data
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rate limits
+class MessageBudget:
+    """A token bucket shared by every stream in the kernel: at most ``rate`` messages/s, bursts of ``burst``.
+
+    Jupyter's server drops *all* IOPub output past 1000 messages/s (averaged over 3 s) without telling anyone;
+    the shared default of 120/s leaves that limit an order of magnitude away however many views are live.
+    """
+
+    def __init__(self, rate: float = 120.0, burst: int = 30):
+        self.rate, self.burst = float(rate), float(burst)
+        self._tokens, self._t = float(burst), time.monotonic()
+        self._lock = threading.Lock()
+
+    def try_take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
+            self._t = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
+SHARED_BUDGET = MessageBudget()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# kernel routing
+def forget_reply_route(comm: Any) -> None:
+    """Let the browser's messages for ``comm`` reach the kernel subshell the browser chose.
+
+    ipykernel 7.4 records, each time a comm publishes, the subshell of the request being handled, and routes the
+    comm's incoming messages there. Publishing while the main shell runs a cell (the comm_open itself, or a
+    trait change made from a cell) pins the route to the main shell, and clicks then wait for the cell to end.
+    Forgetting the route after every publish restores JupyterLab's per-comm-target subshell, whose thread
+    handles clicks while a training cell runs. A no-op on kernels without that attribute.
+    """
+    lock = getattr(comm, "_reply_subshell_lock", None)
+    if lock is None or not hasattr(comm, "_reply_subshell_id"):
+        return
+    with lock:
+        if hasattr(comm, "_reply_subshell_id"):
+            del comm._reply_subshell_id
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the sender thread
+@dataclass
+class Observation:
+    """What one training step hands to the sender: scalars and layer samples, tensors still on their device."""
+
+    step: int
+    epoch: int | None
+    scalars: dict[str, Any]
+    samples: dict[str, Any]  # layer name -> summaries.LayerSample
+
+
+class Streamer:
+    """The single thread that owns a history and sends a widget's frames.
+
+    The training loop only appends :class:`Observation` objects (``put``, a deque append); this thread converts
+    their tensors to numbers (the only place that waits for the device), merges them into the history and sends
+    frames at most ``fps`` times a second. ``send(header, data)`` sends a frame; ``publish(header, data)``
+    stores a full snapshot in the widget's synced state; ``on_range(layer, min, max)`` is told when a layer's
+    values left its histogram grid.
+    """
+
+    def __init__(self, history: History, send: Callable[[dict, bytes], None],
+                 publish: Callable[[dict, bytes], None], *, fps: float = 15.0, max_frame_bytes: int = 256 * 1024,
+                 budget: MessageBudget | None = None, on_error: Callable[[BaseException], None] | None = None,
+                 on_range: Callable[[str, float, float], None] | None = None):
+        if not 0 < fps <= 60:
+            raise ValueError(f"fps must be in (0, 60], got {fps}")
+        self.history = history
+        self._send, self._publish = send, publish
+        self.fps = fps
+        self.max_frame_bytes = max_frame_bytes
+        self.budget = budget or SHARED_BUDGET
+        self.on_error = on_error
+        self.on_range = on_range
+        self.inbox: deque[Observation] = deque()
+        self.selected: tuple[str, ...] = ()
+        self.paused = False
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.snapshots = 0
+        self._resync = False
+        self._detail_sent: dict[str, int] = {}
+        self._requests: deque[threading.Event] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._published_at = (-1, -1)
+
+    # -- called from other threads -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="hiddenwidgets-streamer", daemon=True)
+            self._thread.start()
+
+    def put(self, obs: Observation) -> None:
+        self.inbox.append(obs)
+
+    def resync(self) -> None:
+        """Send everything again in the next frame (a view saw a gap, or a new view appeared)."""
+        self._resync = True
+        self._wake.set()
+
+    def select(self, layers: Iterable[str]) -> None:
+        self.selected = tuple(layers)
+        self._detail_sent = {}
+        self._wake.set()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until everything queued is in the history, sent, and published as the widget's state."""
+        if self._thread is None or not self._thread.is_alive():
+            self._flush_now()
+            return True
+        done = threading.Event()
+        self._requests.append(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._thread = None
+
+    # -- the thread ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        period = 1.0 / self.fps
+        next_frame = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, next_frame - time.monotonic()) if not self._requests else 0)
+            self._wake.clear()
+            try:
+                if self._requests:
+                    self._flush_now()
+                    while self._requests:
+                        self._requests.popleft().set()
+                    next_frame = time.monotonic() + period
+                    continue
+                if time.monotonic() < next_frame:
+                    continue
+                next_frame = time.monotonic() + period
+                self._drain()
+                if not self.paused:
+                    self._frame(force=False)
+            except Exception as err:  # never let the thread die silently; the widget shows it
+                if self.on_error is not None:
+                    self.on_error(err)
+                next_frame = time.monotonic() + 1.0
+
+    def _flush_now(self) -> None:
+        self._drain()
+        if not self.paused:
+            self._frame(force=True)
+        marker = (self.history.step, sum(s.samples + s.rev for s in self.history.series.values()))
+        if marker != self._published_at:
+            header, data = self.history.build(full=True, details=list(self.history.details))
+            header["seq"] = self.frames_sent - 1
+            self._publish(header, data)
+            self.snapshots += 1
+            self._published_at = marker
+
+    def _frame(self, *, force: bool) -> None:
+        full = self._resync
+        if not (full or self.history.dirty or self._details_pending()):
+            return
+        if not self.budget.try_take():
+            if not force:
+                return
+            while not self.budget.try_take():
+                time.sleep(0.01)
+        if full:
+            self.history.mark_all_dirty()
+            self._detail_sent = {}
+            self._resync = False
+        header, data = self.history.build(full=False, details=self.selected, detail_versions=self._detail_sent,
+                                          max_bytes=self.max_frame_bytes)
+        header["seq"] = self.frames_sent
+        header["resync"] = full
+        self._send(header, data)
+        self.frames_sent += 1
+        self.bytes_sent += len(data)
+
+    def _details_pending(self) -> bool:
+        return any(layer in self.history.details and self._detail_sent.get(layer) != self.history.details[layer].version
+                   for layer in self.selected)
+
+    def _drain(self) -> None:
+        h = self.history
+        while self.inbox:
+            obs = self.inbox.popleft()
+            h.step = max(h.step, obs.step)
+            if obs.epoch is not None:
+                h.epoch = obs.epoch
+            for name, value in obs.scalars.items():
+                v = _number(value)
+                h.scalar(name).add(obs.step, v)
+                if not math.isfinite(v) and not any(e.get("scalar") == name for e in h.events):
+                    h.note_event("nonfinite", obs.step, f"{name} = {v} at step {obs.step}")
+                    h.events[-1]["scalar"] = name
+            for name, sample in obs.samples.items():
+                self._add_sample(obs.step, name, sample)
+
+    def _add_sample(self, step: int, name: str, sample: Any) -> None:
+        h = self.history
+        series = h.layer(name)
+        counts = sample.counts.cpu().numpy()
+        moments = sample.moments.cpu().numpy()
+        hist = sample.hist.cpu().numpy()
+        grad = None if sample.grad_norm is None else float(sample.grad_norm)
+        series.shape = sample.shape
+        series.add(step, counts, moments, hist, sample.grid, grad)
+        if counts[COUNT_FIELDS.index("outside")] and self.on_range is not None:
+            # values fell outside the histogram grid: have the summarizer coarsen it for the next samples
+            self.on_range(name, float(moments[MOMENT_FIELDS.index("min")]), float(moments[MOMENT_FIELDS.index("max")]))
+        nonfinite = int(counts[COUNT_FIELDS.index("nonfinite")])
+        if nonfinite and not any(e.get("layer") == name and e["kind"] == "nonfinite" for e in h.events):
+            h.note_event("nonfinite", step, f"{nonfinite} NaN/inf values in {name} at step {step}", layer=name)
+        if sample.detail is not None:
+            h.add_detail(name, step, sample.detail.cpu().numpy(), sample.detail_note)
+
+
+def _number(value: Any) -> float:
+    # step() has checked that tensors hold one number; reading it here is where the host waits for the device
+    return float(value.reshape(()).cpu()) if hasattr(value, "reshape") else float(value)

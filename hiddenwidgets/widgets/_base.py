@@ -1,0 +1,73 @@
+"""What every hiddenwidgets view shares: its built ES module, safe kernel routing, one state lock, static export."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anywidget
+
+from ..transport import forget_reply_route
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def bundle(name: str) -> Path:
+    """Path of a built view module. A missing bundle means the package was not built; say how to build it."""
+    path = STATIC / f"{name}.js"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the front end of hiddenwidgets is not built ({path} is missing). Install the package with "
+            f"`pip install .` (needs Node.js and npm), or run `npm ci && node build.mjs` in js/."
+        )
+    return path
+
+
+class HiddenWidget(anywidget.AnyWidget):
+    """Base class of the views: an anywidget whose messages are safe to send from a background thread.
+
+    - Every publish is followed by :func:`~hiddenwidgets.transport.forget_reply_route`, so the browser's clicks
+      reach the kernel on JupyterLab's widget subshell even while a training cell keeps the main shell busy.
+    - Browser updates and background-thread state writes are serialised by one lock (ipywidgets' sync code
+      has none).
+    """
+
+    _view_file = ""  # e.g. "activation_monitor"; subclasses set it
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if cls.__dict__.get("_view_file"):
+            try:
+                cls._esm = bundle(cls._view_file)
+            except FileNotFoundError as err:
+                cls._esm = _missing_bundle_module(str(err))
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._state_lock = threading.RLock()
+        super().__init__(**kwargs)
+
+    def open(self) -> None:
+        super().open()
+        forget_reply_route(self.comm)
+
+    def _send(self, msg: dict, buffers: Any = None) -> None:
+        super()._send(msg, buffers)
+        forget_reply_route(self.comm)
+
+    def set_state(self, sync_data: dict) -> None:
+        with self._state_lock:
+            super().set_state(sync_data)
+
+    def save_html(self, path: str | Path, *, title: str | None = None) -> Path:
+        """Write this view, with all its data, as one self-contained offline HTML file. Returns the path."""
+        from ..export import save_html
+
+        return save_html(self, path, title=title)
+
+
+def _missing_bundle_module(message: str) -> str:
+    import json
+
+    return ("export default { render({ el }) { const p = document.createElement('pre'); "
+            f"p.textContent = {json.dumps(message)}; el.appendChild(p); }} }};")

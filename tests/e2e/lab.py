@@ -1,0 +1,139 @@
+"""Drive a real JupyterLab in headless Debian Chromium (Playwright), as ../shared/RUNTIME.md describes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = os.environ.get("HW_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def missing_requirements() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} not found (apt-get install -y chromium)"
+    for mod in ("playwright", "jupyterlab"):
+        try:
+            __import__(mod)
+        except ImportError:
+            return f"python package {mod} is not installed"
+    return None
+
+
+class Lab:
+    """A JupyterLab server on a free port serving ``root``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.token = "hwtest"
+        self.log = open(root / "jupyterlab.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={self.port}",
+             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
+             "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+             "jupyterlab.NeverCheckForUpdate"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=2)
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"JupyterLab did not start; see {root / 'jupyterlab.log'}")
+
+    def url(self, notebook: str, workspace: str) -> str:
+        return f"http://127.0.0.1:{self.port}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def put_notebook(src: Path, dest_dir: Path, *, replace: dict[str, str] | None = None,
+                 extra_cells: list[str] = ()) -> Path:
+    """Copy a notebook, give it a kernelspec, apply plain-text replacements, and append code cells."""
+    nb = json.loads(src.read_text())
+    for source in extra_cells:
+        nb["cells"].append({"cell_type": "code", "metadata": {}, "source": source, "outputs": [],
+                            "execution_count": None})
+    nb.setdefault("metadata", {})["kernelspec"] = KERNELSPEC
+    for cell in nb["cells"]:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        for old, new in (replace or {}).items():
+            source = source.replace(old, new)
+        cell["source"] = source
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    dest = dest_dir / src.name
+    dest.write_text(json.dumps(nb))
+    return dest
+
+
+class NotebookPage:
+    """A notebook open in JupyterLab, with helpers that never wait on a running cell unless asked."""
+
+    def __init__(self, page, lab: Lab, notebook: str, workspace: str):
+        self.page = page
+        page.goto(lab.url(notebook, workspace))
+        page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=90_000)
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp.shell.currentWidget;"
+            " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+            " return k && k.status === 'idle'; }", timeout=90_000)
+        for _ in range(3):
+            if page.query_selector(".jp-Dialog"):
+                page.click(".jp-Dialog .jp-mod-accept")
+                time.sleep(0.5)
+
+    def run_cell(self, index: int) -> None:
+        """Start cell ``index`` and return at once (notebook:run-cell resolves only when the cell ends)."""
+        self.page.evaluate(
+            "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
+            " window.jupyterapp.commands.execute('notebook:run-cell'); }", index)
+        self.page.wait_for_function(
+            "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
+            " return c.promptNode && c.promptNode.textContent.includes('*'); }", arg=index, timeout=30_000)
+
+    def busy(self, index: int) -> bool:
+        return self.page.evaluate(
+            "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].promptNode.textContent.includes('*')",
+            index)
+
+    def wait_done(self, index: int, timeout: float = 300) -> None:
+        self.page.wait_for_function(
+            "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
+            " const t = c.promptNode.textContent; return /\\[\\d+\\]/.test(t); }", arg=index, timeout=timeout * 1000)
+
+    def run_and_wait(self, index: int, timeout: float = 300) -> None:
+        self.run_cell(index)
+        self.wait_done(index, timeout)
+
+    def output_text(self, index: int) -> str:
+        return self.page.evaluate(
+            "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
+            " return c.outputArea ? c.outputArea.node.innerText : ''; }", index)
+
