@@ -125,14 +125,15 @@ class LayerSummarizer:
     Parameters
     ----------
     bins : even number of histogram bins (default 64).
-    max_elements : histograms and moments use at most this many elements, a fixed stride through the flattened
-        tensor when it is larger (default 2**20). Counts of NaN/inf always cover the whole tensor.
+    max_elements : histograms, moments, zeros and NaN/inf counts use at most this many elements, a fixed stride
+        through the flattened tensor when it is larger (default 2**18). A NaN/inf anywhere in the tensor is always
+        detected (the count is then at least 1); dead units always look at the whole tensor.
     dead_window : a unit is *dead* when it was never > 0 in the last ``dead_window`` sampled batches
         (*The Lazy Neuron Phenomenon*, Li et al. 2023 measure the same activation sparsity after ReLU).
     unit_dim : axis of units; ``None`` picks channels for conv-like modules and the last axis otherwise.
     """
 
-    def __init__(self, module: torch.nn.Module | None = None, *, bins: int = 64, max_elements: int = 2**20,
+    def __init__(self, module: torch.nn.Module | None = None, *, bins: int = 64, max_elements: int = 2**18,
                  dead_window: int = 32, unit_dim: int | None = None, detail_elements: int = 32768):
         if bins < 2 or bins % 2:
             raise ValueError(f"bins must be an even number >= 2, got {bins}")
@@ -153,13 +154,18 @@ class LayerSummarizer:
             total = flat.numel()
             if total == 0:
                 return self._empty(x)
-            nonfinite = total - torch.isfinite(flat).sum()
             sample = flat
             if total > self.max_elements:
                 stride = -(-total // self.max_elements)
                 sample = flat[::stride]
             finite = torch.isfinite(sample)
             n = finite.sum()
+            nonfinite = sample.numel() - n
+            if sample is not flat:
+                # NaN/inf anywhere make the float64 sum of the whole tensor non-finite (one cheap pass), so
+                # the count is at least 1 even when the stride stepped over them
+                anywhere = (~torch.isfinite(flat.sum(dtype=torch.float64))).to(nonfinite.dtype)
+                nonfinite = torch.maximum(nonfinite, anywhere)
             clean = torch.where(finite, sample, torch.zeros((), dtype=sample.dtype, device=sample.device))
             nf = n.clamp(min=1).to(torch.float32)
             mean = clean.sum(dtype=torch.float32) / nf
@@ -198,7 +204,8 @@ class LayerSummarizer:
         if x.ndim == 0 or x.numel() == 0:
             return torch.zeros((), device=x.device)
         axis = self.unit_dim if self.unit_dim is not None else unit_axis(self.module, x.ndim)
-        active = (x > 0).movedim(axis, 0).reshape(x.shape[axis], -1).any(dim=1)
+        others = tuple(d for d in range(x.ndim) if d != axis % x.ndim)
+        active = (x.amax(dim=others) if others else x) > 0  # a unit is active if it exceeds 0 anywhere
         if self._active and self._active[-1].shape != active.shape:
             self._active.clear()  # the layer changed width (a different input shape): start a new window
         self._active.append(active)

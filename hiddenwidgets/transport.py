@@ -537,7 +537,7 @@ class Streamer:
                 if time.monotonic() < next_frame:
                     continue
                 next_frame = time.monotonic() + period
-                self._drain()
+                self._drain(budget=0.5 * period)
                 if not self.paused:
                     self._frame(force=False)
             except Exception as err:  # never let the thread die silently; the widget shows it
@@ -546,7 +546,8 @@ class Streamer:
                 next_frame = time.monotonic() + 1.0
 
     def _flush_now(self) -> None:
-        self._drain()
+        while self.inbox:
+            self._drain()
         if not self.paused:
             self._frame(force=True)
         marker = (self.history.step, sum(s.samples + s.rev for s in self.history.series.values()))
@@ -582,9 +583,14 @@ class Streamer:
         return any(layer in self.history.details and self._detail_sent.get(layer) != self.history.details[layer].version
                    for layer in self.selected)
 
-    def _drain(self) -> None:
+    def _drain(self, budget: float | None = None) -> None:
+        """Move queued observations into the history: those queued now, for at most ``budget`` seconds, so that
+        a loop that queues faster than this thread converts never keeps it from sending frames."""
         h = self.history
-        while self.inbox:
+        t0 = time.monotonic()
+        for i in range(len(self.inbox)):
+            if budget is not None and i % 64 == 63 and time.monotonic() - t0 > budget:
+                break
             obs = self.inbox.popleft()
             h.step = max(h.step, obs.step)
             if obs.epoch is not None:

@@ -53,7 +53,8 @@ class ActivationMonitor(HiddenWidget):
         120 messages/s, far below Jupyter's silent-drop limit of 1000/s).
     history_points : points kept per series; past that, neighbouring points merge (default 512).
     bins : histogram bins per layer, even (default 64).
-    max_elements : elements per layer summarised for histograms and moments, a fixed stride beyond (default 2**20).
+    max_elements : elements per layer summarised for histograms, moments, zeros and NaN/inf counts, a fixed stride
+        beyond (default 2**18); a NaN/inf anywhere is still detected, dead units use the whole tensor.
     dead_window : sampled batches a unit must stay inactive (never > 0) to count as dead (default 32).
     title : heading of the view.
     """
@@ -77,7 +78,7 @@ class ActivationMonitor(HiddenWidget):
             raise TypeError(f"ActivationMonitor got unexpected keyword argument(s) {unknown}; "
                             f"valid ones: {', '.join(self._OPTIONS)}")
         o = {"gradients": True, "grad_only": True, "every": None, "overhead": 0.02, "fps": 15.0,
-             "history_points": 512, "bins": 64, "max_elements": 2**20, "dead_window": 32, "title": "", **options}
+             "history_points": 512, "bins": 64, "max_elements": 2**18, "dead_window": 32, "title": "", **options}
         if o["every"] is not None and (not isinstance(o["every"], int) or o["every"] < 1):
             raise ValueError(f"every must be a positive int or None (adaptive), got {o['every']!r}")
         if not 0 < o["overhead"] < 1:

@@ -1,0 +1,135 @@
+"""Training-time overhead of ActivationMonitor with default settings, measured side by side.
+
+    python benchmarks/overhead.py [--repeats 7] [--mnist ../shared/data/mnist]
+
+For each model, runs the same seeded training loop without and with a monitor on 3 layers, alternating which goes
+first, ``--repeats`` times; prints one JSON object per model with the medians and the median of the per-pair
+ratios (monitored / plain), plus what the monitor sent. The monitor is not displayed (no browser), so the
+numbers cover hooks, summaries, the step() call and the sender thread's work; the socket send is a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hiddenwidgets as hw
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mnist(path: Path, n: int = 10_000):
+    images, labels = path / "t10k-images-idx3-ubyte.gz", path / "t10k-labels-idx1-ubyte.gz"
+    if not images.exists():
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g), "synthetic"
+    with gzip.open(images) as f:
+        x = torch.frombuffer(bytearray(f.read()[16:]), dtype=torch.uint8).reshape(-1, 1, 28, 28)
+    with gzip.open(labels) as f:
+        y = torch.frombuffer(bytearray(f.read()[8:]), dtype=torch.uint8).long()
+    return x.float().div(255), y, "mnist t10k"
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.tensor(d.data, dtype=torch.float32) / 16, torch.tensor(d.target), "sklearn digits"
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU()),
+        conv2=nn.Sequential(nn.Conv2d(32, 64, 3), nn.ReLU()),
+        pool=nn.MaxPool2d(2),
+        flatten=nn.Flatten(),
+        fc1=nn.Sequential(nn.Linear(9216, 128), nn.ReLU()),
+        fc2=nn.Linear(128, 10),
+    ))
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(OrderedDict(
+        fc1=nn.Sequential(nn.Linear(64, 128), nn.ReLU()),
+        fc2=nn.Sequential(nn.Linear(128, 128), nn.ReLU()),
+        fc3=nn.Linear(128, 10),
+    ))
+
+
+def run(make, x, y, steps: int, batch: int, monitored: bool) -> tuple[float, dict]:
+    torch.manual_seed(0)
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    monitor = hw.ActivationMonitor(model, ["conv1", "conv2", "fc1"] if "conv1" in dict(model.named_modules())
+                                   else ["fc1", "fc2", "fc3"]) if monitored else None
+    g = torch.Generator().manual_seed(1)
+    order = torch.randint(0, len(x), (steps, batch), generator=g)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        idx = order[i]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if monitor is not None:
+            monitor.step(loss=loss)
+    seconds = time.perf_counter() - t0
+    info = {}
+    if monitor is not None:
+        monitor.close()
+        s = monitor.streamer
+        info = {"frames": s.frames_sent, "max_frame_bytes": s.max_frame_bytes,
+                "bytes_per_frame": round(s.bytes_sent / max(s.frames_sent, 1)),
+                "samples_per_layer": monitor.history.layer(monitor.layers[0]).samples,
+                "sample_interval": monitor._interval}
+    return seconds, info
+
+
+def measure(name: str, make, data, steps: int, batch: int, repeats: int) -> dict:
+    x, y, source = data
+    run(make, x, y, min(steps, 20), batch, True)  # warm up both paths
+    run(make, x, y, min(steps, 20), batch, False)
+    plain, monitored, ratios, info = [], [], [], {}
+    for r in range(repeats):
+        first_monitored = r % 2 == 1
+        if first_monitored:
+            m, info = run(make, x, y, steps, batch, True)
+            p, _ = run(make, x, y, steps, batch, False)
+        else:
+            p, _ = run(make, x, y, steps, batch, False)
+            m, info = run(make, x, y, steps, batch, True)
+        plain.append(p)
+        monitored.append(m)
+        ratios.append(m / p)
+    return {"model": name, "data": source, "steps": steps, "batch": batch, "repeats": repeats,
+            "plain_s": round(statistics.median(plain), 4), "monitored_s": round(statistics.median(monitored), 4),
+            "ratio": round(statistics.median(ratios), 4), "ratios": [round(r, 3) for r in ratios],
+            "ms_per_step_plain": round(1000 * statistics.median(plain) / steps, 3), **info}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    ap.add_argument("--only", choices=["cnn", "mlp"])
+    a = ap.parse_args()
+    env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": sys.version.split()[0]}
+    if a.only in (None, "cnn"):
+        print(json.dumps({**measure("cnn-mnist-28x28", cnn, mnist(a.mnist), 150, 64, a.repeats), **env}), flush=True)
+    if a.only in (None, "mlp"):
+        print(json.dumps({**measure("mlp-digits", mlp, digits(), 2000, 32, a.repeats), **env}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import traitlets
+from torch import nn
+
+import hiddenwidgets as hw
+from hiddenwidgets.transport import decode
+
+from .test_summaries import SyncRecorder
+from .test_transport import Mirror
+
+
+def cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()),
+        conv2=nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU()),
+        flatten=nn.Flatten(),
+        fc1=nn.Linear(8 * 6 * 6, 5),
+    ))
+
+
+def train(model, monitor, steps, start=0, **log):
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(start)
+    for i in range(start, start + steps):
+        x = torch.randn(8, 1, 6, 6, generator=g)
+        y = torch.randint(0, 5, (8,), generator=g)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        monitor.step(loss=loss, epoch=i // 10, **log)
+
+
+def hooks(model):
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+@pytest.fixture
+def frames(monkeypatch):
+    """Capture what the monitor sends to the browser."""
+    sent = []
+
+    def attach(monitor):
+        monitor.send = lambda content, buffers=None: sent.append((content, bytes(buffers[0])))
+        return sent
+
+    return attach
+
+
+def test_records_every_step_and_the_snapshot_holds_the_whole_history():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1", "conv2", "fc1"], every=1)
+    train(model, monitor, 40)
+    monitor.flush()
+    snap = monitor._history
+    head = snap["header"]
+    arrays = decode(head["index"], snap["data"])
+    assert head["step"] == 40 and head["epoch"] == 3
+    assert arrays["scalar:loss/steps"][:, 1].tolist() == list(range(1, 41))
+    assert arrays["layer:conv2/steps"].shape == (40, 2)
+    assert {d["layer"] for d in head["details"]} == {"conv1", "conv2", "fc1"}
+    assert monitor.history.layer("conv1").shape == (8, 4, 6, 6)
+    monitor.close()
+
+
+def test_frames_replayed_in_order_equal_python_history(frames):
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1", "fc1"], every=2, fps=60)
+    sent = frames(monitor)
+    train(model, monitor, 60)
+    monitor.flush()
+    mirror = Mirror()
+    seqs = [content["seq"] for content, _ in sent]
+    assert seqs == list(range(len(sent)))  # numbered without gaps
+    for content, data in sent:
+        mirror.apply(content, data)
+    for key, s in monitor.history.series.items():
+        for part, arr in s.payload(0).items():
+            np.testing.assert_array_equal(mirror.series[key]["parts"][part], arr)
+    assert all(len(data) <= monitor.streamer.max_frame_bytes for _, data in sent)
+    monitor.close()
+
+
+def test_only_selected_layers_details_are_sent_live(frames):
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1", "conv2", "fc1"], every=1, fps=60)
+    sent = frames(monitor)
+    train(model, monitor, 10)
+    monitor.flush()
+    assert {d["layer"] for content, _ in sent for d in content["details"]} == {"conv1"}
+    before = len(sent)
+    monitor.selected_layers = ["fc1"]
+    train(model, monitor, 5, start=10)
+    monitor.flush()
+    later = {d["layer"] for content, _ in sent[before:] for d in content["details"]}
+    assert later == {"fc1"}
+    with pytest.raises(traitlets.TraitError, match=r"unknown layer\(s\) \['nope'\]"):
+        monitor.selected_layers = ["nope"]
+    monitor.close()
+
+
+def test_pause_stops_frames_but_not_the_history(frames):
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["fc1"], every=1, fps=60)
+    sent = frames(monitor)
+    monitor.paused = True
+    train(model, monitor, 20)
+    time.sleep(0.2)
+    assert sent == []
+    assert monitor.history.layer("fc1").samples >= 19
+    monitor.paused = False
+    monitor.flush()
+    assert sent and sent[0][0]["resync"] is True
+    monitor.close()
+
+
+def test_gradient_norm_is_the_norm_of_dloss_doutput():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    monitor = hw.ActivationMonitor(model, ["1"], every=1)
+    x = torch.randn(5, 3)
+    h = model[1](model[0](x))
+    h.retain_grad()
+    model[2](h).sum().backward()
+    expected = h.grad.norm().item()
+    model.zero_grad()
+    monitor.capture.arm()
+    model(x).sum().backward()
+    monitor.step()
+    monitor.flush()
+    assert monitor.history.layer("1").stats()["grad_norm"][-1] == pytest.approx(expected, rel=1e-5)
+    monitor.close()
+
+
+def test_the_model_keeps_its_mode_requires_grad_and_ends_without_hooks():
+    model = cnn().eval()
+    model.conv1[0].weight.requires_grad_(False)
+    monitor = hw.ActivationMonitor(model, ["conv1", "fc1"], every=1)
+    assert hooks(model) == 2
+    train(model, monitor, 5)
+    assert not model.training and not model.conv1[0].weight.requires_grad
+    monitor.close()
+    assert hooks(model) == 0
+
+
+def test_with_block_removes_hooks_on_keyboard_interrupt_and_keeps_the_history():
+    model = cnn()
+    with pytest.raises(KeyboardInterrupt), hw.ActivationMonitor(model, ["conv1"], every=1) as monitor:
+        train(model, monitor, 3)
+        raise KeyboardInterrupt
+    assert hooks(model) == 0 and monitor.closed
+    assert monitor.history.scalar("loss").samples == 3
+    assert monitor._history["header"]["step"] == 3
+
+
+def test_end_of_cell_removes_hooks_and_the_next_step_puts_them_back():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1"], every=1)
+    train(model, monitor, 3)
+    monitor._end_of_cell(KeyboardInterrupt())
+    assert hooks(model) == 0
+    assert monitor.history.events[-1]["kind"] == "interrupted"
+    train(model, monitor, 3, start=3)
+    assert hooks(model) == 1
+    monitor.flush()
+    assert monitor.history.layer("conv1").samples == 5  # the first forward after the cell ran without hooks
+    monitor.close()
+
+
+def test_step_after_close_and_bad_scalars_get_clear_errors():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["fc1"])
+    with pytest.raises(ValueError, match=r"tensor of shape \(8,\). Log a reduction"):
+        monitor.step(loss=torch.ones(8))
+    with pytest.raises(TypeError, match="needs a number or a one-element tensor, got str"):
+        monitor.step(loss="low")
+    monitor.close()
+    monitor.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed: step\\(\\) cannot record"):
+        monitor.step(loss=1.0)
+    with pytest.raises(RuntimeError, match="closed"):
+        monitor.log(acc=1.0)
+
+
+def test_unknown_options_name_the_valid_ones():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['evry'\]; valid ones: gradients"):
+        hw.ActivationMonitor(cnn(), ["fc1"], evry=3)
+    with pytest.raises(ValueError, match="every must be a positive int"):
+        hw.ActivationMonitor(cnn(), ["fc1"], every=0)
+    with pytest.raises(hw.LayerError, match="Closest names: 'fc1'"):
+        hw.ActivationMonitor(cnn(), ["fc2"])
+
+
+def test_a_layer_without_tensor_output_is_reported_at_step():
+    class Pair(nn.Module):
+        def forward(self, x):
+            return {"label": "text", "count": 3}
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.meta = Pair()
+
+        def forward(self, x):
+            self.meta(x)
+            return self.lin(x)
+
+    net = Net()
+    monitor = hw.ActivationMonitor(net, ["meta", "lin"])
+    net(torch.randn(1, 2)).sum().backward()
+    with pytest.raises(hw.CaptureError, match=r"layer 'meta' \(Pair\): the output holds no tensor"):
+        monitor.step()
+    monitor.close()
+
+
+def test_nan_and_inf_are_counted_flagged_and_never_crash():
+    model = nn.Sequential(nn.Linear(3, 3))
+    monitor = hw.ActivationMonitor(model, ["0"], every=1)
+    x = torch.tensor([[1.0, float("nan"), 2.0]])
+    model(x).sum()
+    monitor.step(loss=float("nan"))
+    model(torch.ones(1, 3))
+    monitor.step(loss=1.0)
+    monitor.flush()
+    stats = monitor.history.layer("0").stats()
+    assert stats["nonfinite"][0] == 3 and stats["nonfinite"][1] == 0
+    kinds = [(e["kind"], e["layer"]) for e in monitor.history.events]
+    assert ("nonfinite", "0") in kinds and ("nonfinite", None) in kinds
+    monitor.close()
+
+
+def test_huge_activations_give_bounded_frames(frames):
+    class Big(nn.Module):
+        def forward(self, x):
+            return x.expand(1, 64, 1250, 1250)  # 1e8 elements, a view: no 400 MB allocation in the test
+
+    model = nn.Sequential(OrderedDict(big=Big()))
+    monitor = hw.ActivationMonitor(model, ["big"], every=1, fps=60, gradients=False)
+    sent = frames(monitor)
+    model(torch.randn(1, 64, 1, 1))
+    monitor.step()
+    monitor.flush()
+    assert monitor.history.layer("big").rows[0, monitor.history.layer("big").col("total")] == 1e8
+    assert sent and max(len(data) for _, data in sent) <= 256 * 1024
+    detail = monitor.history.details["big"]
+    assert detail.values.size <= 32768 and "64 of 64 channels, 1250x1250 pooled" in detail.note
+    monitor.close()
+
+
+def test_adaptive_sampling_keeps_summaries_within_the_time_budget():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1", "conv2", "fc1"], overhead=0.02)
+    train(model, monitor, 200)
+    monitor.flush()
+    samples = monitor.history.layer("conv2").samples
+    assert 1 <= samples < 200
+    assert monitor._interval > 1
+    fixed = hw.ActivationMonitor(model, ["fc1"], every=7)
+    train(model, fixed, 70)
+    fixed.flush()
+    assert fixed.history.layer("fc1").samples == 10
+    monitor.close()
+    fixed.close()
+
+
+def test_a_monitored_step_never_waits_for_the_device():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1", "conv2", "fc1"], every=1)
+    train(model, monitor, 2)  # first samples place each layer's histogram grid (one read per layer)
+    monitor.streamer.stop()  # keep the sender thread's own reads out of the recording
+    x, y = torch.randn(8, 1, 6, 6), torch.randint(0, 5, (8,))
+    with SyncRecorder() as rec:
+        for _ in range(3):
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            monitor.step(loss=loss, accuracy=torch.tensor(0.5))
+    assert rec.calls == []
+    monitor.close()
+
+
+def test_background_job_trains_stops_and_reports_errors():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["fc1"], every=1)
+
+    def loop(n):
+        train(model, monitor, n)
+        return "done"
+
+    job = monitor.run_in_background(loop, 20)
+    assert job.wait(60) and job.result == "done"
+    assert monitor.history.scalar("loss").samples == 20 and hooks(model) == 0
+    assert monitor._history["header"]["step"] == 20  # the job flushed when it ended
+
+    started = threading.Event()
+
+    def forever():
+        while True:
+            started.set()
+            train(model, monitor, 1)
+
+    job = monitor.run_in_background(forever)
+    started.wait(10)
+    with pytest.raises(RuntimeError, match="already running"):
+        monitor.run_in_background(forever)
+    job.stop()
+    assert job.wait(30) and "stopped" in repr(monitor.history.events[-1])
+    assert hooks(model) == 0
+
+    def broken():
+        raise ValueError("bad batch")
+
+    job = monitor.run_in_background(broken)
+    with pytest.raises(ValueError, match="bad batch"):
+        job.wait(30)
+    assert "background job failed: ValueError: bad batch" in monitor.history.events[-1]["message"]
+    monitor.close()
+
+
+def test_tuple_outputs_are_watched_through_the_named_tensor():
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.head(out[:, -1])
+
+    net = Recurrent()
+    monitor = hw.ActivationMonitor(net, {"lstm": 0}, every=1)
+    net(torch.randn(2, 5, 3)).sum().backward()
+    monitor.step()
+    monitor.flush()
+    assert monitor.sources() == {"lstm": "output[0]"}
+    assert monitor.history.layer("lstm").shape == (2, 5, 4)
+    monitor.close()
+
+
+def test_save_html_is_self_contained_escaped_and_offline(tmp_path):
+    model = nn.Sequential(OrderedDict([("fc</script><img src=x onerror=alert(1)>", nn.Linear(3, 3))]))
+    evil = "fc</script><img src=x onerror=alert(1)>"
+    monitor = hw.ActivationMonitor(model, [evil], every=1, title="Run <b>1</b> & </script>")
+    model(torch.randn(2, 3)).sum().backward()
+    monitor.step(**{"loss </script>": 1.0})
+    path = monitor.save_html(tmp_path / "page.html")
+    text = path.read_text()
+    assert text.count("</script>") == 2  # the payload's and the boot script's closing tags, nothing else
+    assert "<img" not in text
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+    assert not re.search(r"""(src|href)=["']?https?:""", text)
+    assert "<title>Run &lt;b&gt;1&lt;/b&gt; &amp; &lt;/script&gt;</title>" in text
+    payload = json.loads(re.search(r'id="hw-payload">(.*?)</script>', text, re.S).group(1))
+    assert payload["state"]["layers"] == [evil]
+    assert payload["module"] == str(hw.ActivationMonitor._esm)
+    assert len(payload["buffers"]) == 1 and payload["buffers"][0]["path"] == ["_history", "data"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        monitor.save_html(tmp_path / "missing" / "page.html")
+    monitor.close()
