@@ -445,14 +445,21 @@ class Observation:
     samples: dict[str, Any]  # layer name -> summaries.LayerSample
 
 
+@dataclass
+class _FlushRequest:
+    done: threading.Event = field(default_factory=threading.Event)
+    snapshot: tuple[dict, bytes] | None = None
+
+
 class Streamer:
     """The single thread that owns a history and sends a widget's frames.
 
     The training loop only appends :class:`Observation` objects (``put``, a deque append); this thread converts
     their tensors to numbers (the only place that waits for the device), merges them into the history and sends
-    frames at most ``fps`` times a second. ``send(header, data)`` sends a frame; ``publish(header, data)``
-    stores a full snapshot in the widget's synced state; ``on_range(layer, min, max)`` is told when a layer's
-    values left its histogram grid.
+    frames at most ``fps`` times a second: ``send(header, data)`` sends a frame (custom messages only: this thread
+    never writes widget traits). ``publish(header, data)`` stores a full snapshot in the widget's synced state;
+    :meth:`flush` calls it in the caller's thread. ``on_range(layer, min, max)`` is told when a layer's values
+    left its histogram grid.
     """
 
     def __init__(self, history: History, send: Callable[[dict, bytes], None],
@@ -476,7 +483,7 @@ class Streamer:
         self.snapshots = 0
         self._resync = False
         self._detail_sent: dict[str, int] = {}
-        self._requests: deque[threading.Event] = deque()
+        self._requests: deque[_FlushRequest] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -503,14 +510,21 @@ class Streamer:
         self._wake.set()
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until everything queued is in the history, sent, and published as the widget's state."""
+        """Wait until everything queued is in the history and sent; then publish the whole history as the
+        widget's state *from the calling thread* (front ends that ignore messages from other threads, such as
+        Colab, still get the final state). Returns False if the sender thread did not answer in time."""
         if self._thread is None or not self._thread.is_alive():
-            self._flush_now()
-            return True
-        done = threading.Event()
-        self._requests.append(done)
-        self._wake.set()
-        return done.wait(timeout)
+            snapshot = self._flush_now()
+        else:
+            request = _FlushRequest()
+            self._requests.append(request)
+            self._wake.set()
+            if not request.done.wait(timeout):
+                return False
+            snapshot = request.snapshot
+        if snapshot is not None:
+            self._publish(*snapshot)
+        return True
 
     def stop(self, timeout: float = 60.0) -> None:
         self.flush(timeout)
@@ -529,9 +543,11 @@ class Streamer:
             self._wake.clear()
             try:
                 if self._requests:
-                    self._flush_now()
+                    snapshot = self._flush_now()
                     while self._requests:
-                        self._requests.popleft().set()
+                        request = self._requests.popleft()
+                        request.snapshot = snapshot
+                        request.done.set()
                     next_frame = time.monotonic() + period
                     continue
                 if time.monotonic() < next_frame:
@@ -545,18 +561,20 @@ class Streamer:
                     self.on_error(err)
                 next_frame = time.monotonic() + 1.0
 
-    def _flush_now(self) -> None:
+    def _flush_now(self) -> tuple[dict, bytes] | None:
+        """Drain, send, and build a snapshot of the whole history (None if nothing changed since the last)."""
         while self.inbox:
             self._drain()
         if not self.paused:
             self._frame(force=True)
         marker = (self.history.step, sum(s.samples + s.rev for s in self.history.series.values()))
-        if marker != self._published_at:
-            header, data = self.history.build(full=True, details=list(self.history.details))
-            header["seq"] = self.frames_sent - 1
-            self._publish(header, data)
-            self.snapshots += 1
-            self._published_at = marker
+        if marker == self._published_at:
+            return None
+        header, data = self.history.build(full=True, details=list(self.history.details))
+        header["seq"] = self.frames_sent - 1
+        self.snapshots += 1
+        self._published_at = marker
+        return header, data
 
     def _frame(self, *, force: bool) -> None:
         full = self._resync

@@ -451,7 +451,7 @@ export function drawMaps(canvas, values, shape, width, maxHeight = 260) {
   const img = typeof ImageData !== "undefined" ? new ImageData(gw, gh) : null;
   if (!img) return result;
   const px = img.data;
-  for (let i = 0; i < px.length; i += 4) { px[i] = 200; px[i + 1] = 200; px[i + 2] = 200; px[i + 3] = 255; }
+  // gaps between tiles stay transparent (alpha 0), so the page shows through
   for (let c = 0; c < maps; c++) {
     const ox = (c % cols) * (mw + gap);
     const oy = Math.floor(c / cols) * (mh + gap);
@@ -459,9 +459,9 @@ export function drawMaps(canvas, values, shape, width, maxHeight = 260) {
       for (let x = 0; x < mw; x++) {
         const v = values[c * mh * mw + y * mw + x];
         const o = ((oy + y) * gw + ox + x) * 4;
-        if (!Number.isFinite(v)) { px[o] = 255; px[o + 1] = 0; px[o + 2] = 255; continue; } // NaN/inf: magenta
+        if (!Number.isFinite(v)) { px[o] = 255; px[o + 1] = 0; px[o + 2] = 255; px[o + 3] = 255; continue; } // NaN/inf: magenta
         const k = Math.max(0, Math.min(255, Math.round(((v - lo) / (hi - lo)) * 255))) * 4;
-        px[o] = table[k]; px[o + 1] = table[k + 1]; px[o + 2] = table[k + 2];
+        px[o] = table[k]; px[o + 1] = table[k + 1]; px[o + 2] = table[k + 2]; px[o + 3] = 255;
       }
     }
   }

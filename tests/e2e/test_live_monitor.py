@@ -46,6 +46,20 @@ STORE_DIGEST = """(root) => {
 }"""
 
 
+def wait_for(page, selector: str, what: str, timeout_s: float, artifacts) -> None:
+    """wait_for_selector that, on timeout, says what the view held and keeps a screenshot."""
+    try:
+        page.wait_for_selector(selector, timeout=timeout_s * 1000)
+    except Exception as err:
+        page.screenshot(path=str(artifacts / "failure.png"))
+        state = page.evaluate("() => { const r = document.querySelector('.hw-am'); const st = r && r.__hwStore;"
+                              " return st && {seq: st.seq, received: st.received, gaps: st.gaps, step: st.step,"
+                              " details: [...st.details.keys()], chips: [...r.querySelectorAll('.hw-chip')]"
+                              ".map(c => c.textContent + '=' + c.getAttribute('aria-pressed')),"
+                              " status: r.querySelector('.hw-am-status').textContent}; }")
+        raise AssertionError(f"{what}: nothing matched {selector} in {timeout_s} s; view state {state}") from err
+
+
 def python_digest(nb: NotebookPage) -> dict:
     nb.run_and_wait(PROBE, 60)
     text = nb.output_text(PROBE)
@@ -81,7 +95,8 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
     second = int(view.get_attribute("data-step"))
     assert nb.busy(TRAIN), "the training cell ended too early for this test; raise EPOCHS in the example"
     assert second > first, f"the step counter did not move during training ({first} -> {second})"
-    page.wait_for_selector('section.hw-am-layer[data-layer="conv1"] .hw-detail[data-ready="true"]', timeout=10_000)
+    wait_for(page, 'section.hw-am-layer[data-layer="conv1"] .hw-detail[data-ready="true"]',
+             "conv1's feature maps during training", 30, artifacts)
     view.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "live_during_training.png"))
 
@@ -89,7 +104,8 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
     assert page.query_selector('section.hw-am-layer[data-layer="conv2"] .hw-detail[data-ready="true"]') is None
     t0 = time.monotonic()
     page.click('.hw-chip[data-layer="conv2"]')
-    page.wait_for_selector('section.hw-am-layer[data-layer="conv2"] .hw-detail[data-ready="true"]', timeout=10_000)
+    wait_for(page, 'section.hw-am-layer[data-layer="conv2"] .hw-detail[data-ready="true"]',
+             "conv2's feature maps after clicking conv2 during training", 10, artifacts)
     latency = time.monotonic() - t0
     assert nb.busy(TRAIN), "the training cell ended before the layer switch could be observed"
     assert latency < 1.0, f"switching layer took {latency:.2f} s while training ran"

@@ -31,7 +31,7 @@ def test_unknown_layer_lists_the_closest_valid_names():
 
 
 def test_bad_layer_arguments_are_rejected_with_the_expected_form():
-    with pytest.raises(TypeError, match="torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         Capture("not a model", ["x"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one layer"):
         Capture(small_cnn(), [])

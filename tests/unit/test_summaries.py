@@ -106,7 +106,7 @@ def test_large_tensors_are_strided_but_nan_counts_cover_everything():
 class SyncRecorder(TorchFunctionMode):
     """Records tensor -> host conversions (each one waits for the device on a GPU)."""
 
-    HOST = {"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__"}
+    HOST = frozenset({"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__"})
 
     def __init__(self):
         super().__init__()
