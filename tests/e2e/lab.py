@@ -110,13 +110,16 @@ class NotebookPage:
                 time.sleep(0.5)
 
     def run_cell(self, index: int) -> None:
-        """Start cell ``index`` and return at once (notebook:run-cell resolves only when the cell ends)."""
-        self.page.evaluate(
+        """Start cell ``index`` and return once it started (or already ended: a fast cell may never be seen
+        busy); notebook:run-cell itself resolves only when the cell ends."""
+        before = self.page.evaluate(
             "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
-            " window.jupyterapp.commands.execute('notebook:run-cell'); }", index)
+            " const prompt = nb.widgets[i].promptNode.textContent;"
+            " window.jupyterapp.commands.execute('notebook:run-cell'); return prompt; }", index)
         self.page.wait_for_function(
-            "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
-            " return c.promptNode && c.promptNode.textContent.includes('*'); }", arg=index, timeout=30_000)
+            "([i, before]) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
+            " const t = c.promptNode.textContent; return t.includes('*') || (t !== before && /\\[\\d+\\]/.test(t)); }",
+            arg=[index, before], timeout=30_000)
 
     def busy(self, index: int) -> bool:
         return self.page.evaluate(

@@ -99,6 +99,7 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
              "conv1's feature maps during training", 30, artifacts)
     view.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "live_during_training.png"))
+    view.screenshot(path=str(artifacts / "view_during_training.png"))
 
     # 2. choose another layer while the cell is busy: its feature maps come from Python within 1 s
     assert page.query_selector('section.hw-am-layer[data-layer="conv2"] .hw-detail[data-ready="true"]') is None

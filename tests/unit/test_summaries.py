@@ -148,3 +148,27 @@ def test_integer_and_empty_outputs_are_summarised():
     assert s.moments[M["mean"]].item() == pytest.approx(2.0)
     empty = LayerSummarizer(bins=4).summarize(torch.zeros(0, 5))
     assert empty.counts.sum().item() == 0
+
+
+def test_summaries_stay_on_the_activations_device():
+    # "meta" tensors have a device but no data: every reduction must run there and nothing may be read back
+    summarizer = LayerSummarizer(nn.Conv2d(3, 8, 3), bins=8)
+    summarizer.grid = HistogramGrid.around(-1, 1, bins=8)  # placed by an earlier sample
+    s = summarizer.summarize(torch.empty(4, 8, 10, 10, device="meta"))
+    assert {t.device.type for t in (s.counts, s.moments, s.hist, s.detail)} == {"meta"}
+    assert s.detail.numel() <= 32768
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_model_is_summarised_on_the_gpu_and_only_small_frames_move():
+    import hiddenwidgets as hw
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU()).cuda()
+    monitor = hw.ActivationMonitor(model, ["1"], every=1)
+    seen = []
+    monitor.capture._sink = lambda name, t: seen.append(monitor._summarizers[name].summarize(t))
+    for _ in range(3):
+        model(torch.randn(16, 1, 28, 28, device="cuda")).sum().backward()
+        monitor.step()
+    monitor.close()
+    assert all(s.hist.is_cuda and s.counts.is_cuda for s in seen)
