@@ -96,9 +96,10 @@ def put_notebook(src: Path, dest_dir: Path, *, replace: dict[str, str] | None = 
 class NotebookPage:
     """A notebook open in JupyterLab, with helpers that never wait on a running cell unless asked."""
 
-    def __init__(self, page, lab: Lab, notebook: str, workspace: str):
+    def __init__(self, page, lab: Lab, notebook: str, workspace: str, *, navigate: bool = True):
         self.page = page
-        page.goto(lab.url(notebook, workspace))
+        if navigate:
+            page.goto(lab.url(notebook, workspace))
         page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=90_000)
         page.wait_for_function(
             "() => { const w = window.jupyterapp.shell.currentWidget;"

@@ -127,7 +127,7 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
 
     # 4. frames received / sent while training runs
     live = page.evaluate(STORE_DIGEST)
-    assert live["expected"] > 20
+    assert live["expected"] >= 5  # enough frames for the ratio to mean something (a loaded CI machine sends fewer)
     assert live["received"] / live["expected"] >= 0.99, live
 
     nb.wait_done(TRAIN, 300)
@@ -156,7 +156,19 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
     second_view = page.evaluate(f"() => ({STORE_DIGEST})(document.querySelectorAll('.hw-am')[1])")
     assert_same_history(second_view["series"], want["series"])
 
-    # 7. the static page: written by the example, opened with every network request blocked
+    # 7. a page reload restores the view with the whole history (from the widget's synced state in the kernel)
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000)
+    t_reload = time.monotonic()
+    page.reload()
+    nb = NotebookPage(page, lab, path.name, "live", navigate=False)
+    print("reload: notebook ready after", round(time.monotonic() - t_reload, 1), "s")
+    page.wait_for_function("() => document.querySelectorAll('.hw-am').length >= 1", timeout=30_000)
+    print("reload: view after", round(time.monotonic() - t_reload, 1), "s")
+    reloaded = page.evaluate(STORE_DIGEST)
+    assert_same_history(reloaded["series"], want["series"])
+
+    # 8. the static page: written by the example, opened with every network request blocked
     nb.run_and_wait(EXPORT, 60)
     assert "wrote monitor.html" in nb.output_text(EXPORT)
     static = browser.new_page(viewport={"width": 1300, "height": 1100})
@@ -174,7 +186,7 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
     static.screenshot(path=str(artifacts / "static_page.png"), full_page=True)
     static.close()
 
-    # 8. the background-thread variant leaves the kernel free and the model without hooks
+    # 9. the background-thread variant leaves the kernel free and the model without hooks
     nb.run_and_wait(BACKGROUND, 60)
     assert "TrainingJob running" in nb.output_text(BACKGROUND)
     nb.run_and_wait(CLOSE, 120)
