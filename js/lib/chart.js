@@ -86,21 +86,11 @@ export class LineChart {
     this.data = null;
     this.hover = -1;
     this.readout = opts.readout;
-    this.onMove = (/** @type {MouseEvent} */ e) => {
+    this.dispose = trackHover(this.canvas, (x) => {
       if (!this.data || !this.data.xs.length) return;
-      const r = this.canvas.getBoundingClientRect();
-      const x = e.clientX - r.left;
       this.hover = nearestIndex(this.data.xs, this.xInv(x));
       this.draw();
-    };
-    this.onLeave = () => { this.hover = -1; this.draw(); };
-    this.canvas.addEventListener("mousemove", this.onMove);
-    this.canvas.addEventListener("mouseleave", this.onLeave);
-  }
-
-  dispose() {
-    this.canvas.removeEventListener("mousemove", this.onMove);
-    this.canvas.removeEventListener("mouseleave", this.onLeave);
+    }, () => { this.hover = -1; this.draw(); });
   }
 
   /**
@@ -231,6 +221,24 @@ export class LineChart {
   }
 }
 
+/**
+ * Call `move(x, y)` (canvas coordinates) while the pointer is over `canvas`, `leave()` when it leaves.
+ * Returns the function that removes both listeners.
+ * @param {HTMLCanvasElement} canvas @param {(x: number, y: number) => void} move @param {() => void} leave
+ */
+export function trackHover(canvas, move, leave) {
+  const onMove = (/** @type {MouseEvent} */ e) => {
+    const r = canvas.getBoundingClientRect();
+    move(e.clientX - r.left, e.clientY - r.top);
+  };
+  canvas.addEventListener("mousemove", onMove);
+  canvas.addEventListener("mouseleave", leave);
+  return () => {
+    canvas.removeEventListener("mousemove", onMove);
+    canvas.removeEventListener("mouseleave", leave);
+  };
+}
+
 /** @param {ArrayLike<number>} xs @param {number} x */
 export function nearestIndex(xs, x) {
   let lo = 0;
@@ -268,20 +276,11 @@ export class Ridgeline {
     this.outsideField = -1;
     this.rows = [];
     this.hover = -1;
-    this.onMove = (/** @type {MouseEvent} */ e) => {
-      const r = this.canvas.getBoundingClientRect();
-      this.hover = this.rowAt(e.clientY - r.top);
-      this.hoverX = e.clientX - r.left;
+    this.dispose = trackHover(this.canvas, (x, y) => {
+      this.hover = this.rowAt(y);
+      this.hoverX = x;
       this.draw();
-    };
-    this.onLeave = () => { this.hover = -1; this.draw(); };
-    this.canvas.addEventListener("mousemove", this.onMove);
-    this.canvas.addEventListener("mouseleave", this.onLeave);
-  }
-
-  dispose() {
-    this.canvas.removeEventListener("mousemove", this.onMove);
-    this.canvas.removeEventListener("mouseleave", this.onLeave);
+    }, () => { this.hover = -1; this.draw(); });
   }
 
   /**

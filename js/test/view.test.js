@@ -83,6 +83,18 @@ test("ridgeline, charts and feature maps draw on the canvas", async () => {
   cleanup();
 });
 
+test("hovering a chart or the ridgeline reads out the numbers under the pointer", async () => {
+  const { el, cleanup } = mount();
+  await flush();
+  const chart = el.querySelector(".hw-chart[data-scalar='loss']");
+  chart.querySelector("canvas").dispatchEvent(new window.MouseEvent("mousemove", { clientX: 150, clientY: 40 }));
+  assert.match(chart.querySelector(".hw-chart-readout").textContent, /^step \d+ · loss [\d.e-]+$/);
+  const ridge = el.querySelector(".hw-ridge");
+  ridge.querySelector("canvas").dispatchEvent(new window.MouseEvent("mousemove", { clientX: 200, clientY: 120 }));
+  assert.match(ridge.querySelector(".hw-chart-readout").textContent, /^steps? [\d–]+ · \[.+\): [\d.]+% of values/);
+  cleanup();
+});
+
 test("cleanup removes every listener and the DOM it added", async () => {
   const { model, el, cleanup } = mount();
   await flush();
