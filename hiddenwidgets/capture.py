@@ -154,16 +154,18 @@ class Capture:
 
     def attach(self, sink: Sink, grad_sink: GradSink | None = None) -> Capture:
         """Register one forward hook per layer. Idempotent."""
-        self._sink, self._grad_sink = sink, grad_sink
-        if not self._handles:
-            for tap in self.taps.values():
-                self._handles.append(tap.module.register_forward_hook(self._hook_for(tap)))
+        with self._lock:
+            self._sink, self._grad_sink = sink, grad_sink
+            if not self._handles:
+                for tap in self.taps.values():
+                    self._handles.append(tap.module.register_forward_hook(self._hook_for(tap)))
         return self
 
     def detach(self) -> None:
         """Remove every hook this capture registered. Idempotent; safe from ``finally`` blocks."""
-        handles, self._handles = self._handles, []
-        self._pending = frozenset()
+        with self._lock:
+            handles, self._handles = self._handles, []
+            self._pending = frozenset()
         for handle in handles:
             handle.remove()
 
@@ -202,7 +204,12 @@ class Capture:
                 tap.error = CaptureError(f"layer {tap.name!r} ({type(module).__name__}): {err}")
                 return  # reported by the monitor at its next step(); never raise inside the user's forward
             if self._sink is not None:
-                self._sink(tap.name, tensor)
+                try:
+                    self._sink(tap.name, tensor)
+                except Exception as err:  # a failing summary must never break the user's forward pass
+                    tap.error = CaptureError(f"layer {tap.name!r}: summarising its output failed: "
+                                             f"{type(err).__name__}: {err}")
+                    return
             if self.gradients and self._grad_sink is not None and tensor.requires_grad and torch.is_grad_enabled():
                 grad_sink, name = self._grad_sink, tap.name
 

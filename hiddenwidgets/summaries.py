@@ -56,6 +56,8 @@ class HistogramGrid:
             span = max(abs(vmin), 1e-6)
         lo = vmin if vmin == 0 else vmin - headroom * span
         hi = vmax if vmax == 0 else vmax + headroom * span
+        if hi <= lo:  # all values equal 0 (a silent ReLU layer, a zero-initialised branch)
+            hi = lo + span
         width = 2.0 ** math.ceil(math.log2((hi - lo) / bins))
         while True:
             start = math.floor(lo / width) * width
@@ -164,7 +166,8 @@ class LayerSummarizer:
             if sample is not flat:
                 # NaN/inf anywhere make the float64 sum of the whole tensor non-finite (one cheap pass), so
                 # the count is at least 1 even when the stride stepped over them
-                anywhere = (~torch.isfinite(flat.sum(dtype=torch.float64))).to(nonfinite.dtype)
+                wide = torch.float32 if flat.device.type == "mps" else torch.float64  # MPS has no float64
+                anywhere = (~torch.isfinite(flat.sum(dtype=wide))).to(nonfinite.dtype)
                 nonfinite = torch.maximum(nonfinite, anywhere)
             clean = torch.where(finite, sample, torch.zeros((), dtype=sample.dtype, device=sample.device))
             nf = n.clamp(min=1).to(torch.float32)
@@ -222,7 +225,8 @@ def detail_view(x: torch.Tensor, module: torch.nn.Module | None = None,
     - dense ``(N, F)``: a units x samples heatmap ``[F', N']`` of the first 64 examples and first units that fit;
     - anything else ``(N, A, ...)``: the first example as a ``[A', B']`` heatmap (remaining axes flattened),
       strided down to fit.
-    Returns the tensor (on the input's device) and a human note saying what was kept.
+    Returns a copy (on the input's device; never a view, so later in-place ops on the activation and the
+    activation's own memory are not kept) and a human note saying what was kept.
     """
     with torch.no_grad():
         x = x.detach().float()
@@ -238,17 +242,17 @@ def detail_view(x: torch.Tensor, module: torch.nn.Module | None = None,
                 maps = F.adaptive_avg_pool2d(maps.unsqueeze(0), (th, tw))[0]
             note = f"example 0 of {x.shape[0]}: {c} of {x.shape[1]} channels"
             note += f", {h}x{w} pooled to {th}x{tw}" if (th, tw) != (h, w) else f", {h}x{w}"
-            return maps.contiguous(), note
+            return maps.clone(), note
         if x.ndim <= 1:
             v = x.reshape(-1)[:max_elements]
-            return v.reshape(-1, 1).contiguous(), f"{v.numel()} of {x.numel()} values"
+            return v.reshape(-1, 1).clone(), f"{v.numel()} of {x.numel()} values"
         if x.ndim == 2:
             n = min(x.shape[0], 64)
             f = min(x.shape[1], max(1, max_elements // n))
-            return x[:n, :f].t().contiguous(), f"{f} of {x.shape[1]} units x {n} of {x.shape[0]} examples"
+            return x[:n, :f].t().clone(), f"{f} of {x.shape[1]} units x {n} of {x.shape[0]} examples"
         m = x[0].reshape(x.shape[1], -1)
         rs = -(-m.shape[0] // 128) if m.shape[0] > 128 else 1
         m = m[::rs]
         cs = -(-m.shape[1] * m.shape[0] // max_elements) if m.numel() > max_elements else 1
         m = m[:, ::cs]
-        return m.contiguous(), f"example 0 of shape {shape} as {m.shape[0]}x{m.shape[1]} (strided)"
+        return m.clone(), f"example 0 of shape {shape} as {m.shape[0]}x{m.shape[1]} (strided)"

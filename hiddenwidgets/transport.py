@@ -293,6 +293,8 @@ class History:
     step: int = 0
     epoch: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # NaN/inf first seen, capture errors...
+    events_version: int = 0  # bumped by note_event
+    _events_sent: int = 0
     _detail_version: int = 0
 
     def __post_init__(self) -> None:
@@ -313,6 +315,7 @@ class History:
         self.details[layer] = Detail(step, np.asarray(values, dtype=np.float32), note, self._detail_version)
 
     def note_event(self, kind: str, step: int, message: str, layer: str | None = None) -> None:
+        self.events_version += 1
         if len(self.events) < 1000:
             self.events.append({"kind": kind, "step": step, "layer": layer, "message": message})
         else:
@@ -325,14 +328,16 @@ class History:
 
     @property
     def dirty(self) -> bool:
-        return any(s.dirty < s.count for s in self.series.values())
+        return self._events_sent != self.events_version or any(s.dirty < s.count for s in self.series.values())
 
     def build(self, *, full: bool, details: Iterable[str] = (), detail_versions: dict[str, int] | None = None,
               max_bytes: int | None = None) -> tuple[dict[str, Any], bytes]:
-        """A frame (or, with ``full``, a snapshot) as ``(header, data)``; marks what it carries as sent.
+        """A frame (or, with ``full``, a snapshot) as ``(header, data)``.
 
-        Series that do not fit in ``max_bytes`` stay dirty for the next frame. The first series always goes,
-        so every frame makes progress; a single series is bounded by ``capacity`` points anyway.
+        A frame marks what it carries as sent; series that do not fit in ``max_bytes`` stay dirty for the next
+        frame. The first series always goes, so every frame makes progress (a single series is bounded by
+        ``capacity`` points: 155 KiB with the defaults). A snapshot changes nothing: what it holds still goes
+        out in frames, so a view that receives a later frame before the snapshot is never left behind.
         """
         arrays: dict[str, np.ndarray] = {}
         heads: list[dict[str, Any]] = []
@@ -354,7 +359,8 @@ class History:
                 arrays[akey] = arr
                 head["arrays"][part] = akey
             heads.append(head)
-            s.dirty = s.count
+            if not full:
+                s.dirty = s.count
         detail_heads = []
         for layer in details:
             d = self.details.get(layer)
@@ -369,6 +375,8 @@ class History:
                                  "shape": list(d.values.shape)})
             if detail_versions is not None:
                 detail_versions[layer] = d.version
+        if not full:
+            self._events_sent = self.events_version
         index, data = encode(arrays)
         header = {
             "protocol": PROTOCOL,
@@ -487,7 +495,7 @@ class Streamer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._published_at = (-1, -1)
+        self._published_at = (-1, -1, -1)
 
     # -- called from other threads -------------------------------------------------------------------------
     def start(self) -> None:
@@ -498,6 +506,13 @@ class Streamer:
 
     def put(self, obs: Observation) -> None:
         self.inbox.append(obs)
+
+    def wait_backlog(self, below: int, timeout: float = 60.0) -> None:
+        """Block the caller until fewer than ``below`` observations wait in the inbox (back-pressure)."""
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while len(self.inbox) >= below and time.monotonic() < deadline and self._thread is not None:
+            time.sleep(0.005)
 
     def resync(self) -> None:
         """Send everything again in the next frame (a view saw a gap, or a new view appeared)."""
@@ -566,8 +581,12 @@ class Streamer:
         while self.inbox:
             self._drain()
         if not self.paused:
-            self._frame(force=True)
-        marker = (self.history.step, sum(s.samples + s.rev for s in self.history.series.values()))
+            for _ in range(1000):  # each frame sends at least one series: this ends long before the bound
+                if not (self._resync or self.history.dirty or self._details_pending()):
+                    break
+                self._frame(force=True)
+        marker = (self.history.step, self.history.events_version,
+                  sum(s.samples + s.rev for s in self.history.series.values()))
         if marker == self._published_at:
             return None
         header, data = self.history.build(full=True, details=list(self.history.details))

@@ -69,6 +69,8 @@ class ActivationMonitor(HiddenWidget):
     title = traitlets.Unicode("", help="Heading of the view. Default: 'Activations'.").tag(sync=True)
     _history = traitlets.Dict(help="Snapshot of the whole history, set by flush().").tag(sync=True)
 
+    MAX_BACKLOG = 20_000  # queued steps; far more than any real loop builds up in one frame (~66 ms)
+
     _OPTIONS = ("gradients", "grad_only", "every", "overhead", "fps", "history_points", "bins", "max_elements",
                 "dead_window", "title", "layout")
 
@@ -145,6 +147,8 @@ class ActivationMonitor(HiddenWidget):
         self._step += 1
         samples, self._collected = self._collected, {}
         self.streamer.put(Observation(self._step, self._epoch, scalars, samples))
+        if len(self.streamer.inbox) > self.MAX_BACKLOG:  # never drop steps: wait for the sender to catch up
+            self.streamer.wait_backlog(self.MAX_BACKLOG // 2)
         self._schedule(bool(samples))
 
     def log(self, **scalars: Any) -> None:
@@ -168,8 +172,8 @@ class ActivationMonitor(HiddenWidget):
                 self._interval = self._every
             elif self._step_time > 0:
                 self._interval = max(1, min(10_000, math.ceil(cost / (self._overhead * self._step_time))))
-        if self._step - self._last_armed >= self._interval and not self.capture.armed:
-            self.capture.arm()
+        if self._step - self._last_armed >= self._interval:
+            self.capture.arm()  # every layer, also one that skipped the last armed forward (a branch not taken)
             self._last_armed = self._step
 
     def _on_activation(self, name: str, tensor: torch.Tensor) -> None:
@@ -199,16 +203,17 @@ class ActivationMonitor(HiddenWidget):
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        job = self._job
-        if job is not None and job.running:
-            job.stop()
-            job.wait(30)
-        self.capture.detach()
-        unhook = self._ipython_unhook
-        self._ipython_unhook = None
-        if unhook is not None:
-            unhook()
-        self.streamer.stop()
+        try:
+            job = self._job
+            if job is not None and job.running and threading.current_thread() is not job.thread:
+                job.stop()
+                job.thread.join(30)
+        finally:
+            self.capture.detach()
+            unhook, self._ipython_unhook = self._ipython_unhook, None
+            if unhook is not None:
+                unhook()
+            self.streamer.stop()
 
     def dispose(self) -> None:
         """:meth:`close`, then close the widget itself, which removes its views from the notebook."""

@@ -91,7 +91,7 @@ export class HistoryStore {
     this.events = [];
     this.needResync = false;
     this.lastFrameAt = 0;
-    this.base = null; // last frame sent before this view started listening (covered by its first snapshot)
+    this.base = null; // the last frame sent before this view received its first live frame
   }
 
   /** The widget's synced snapshot ({header, data}); ignored if frames already went past it. */
@@ -101,7 +101,6 @@ export class HistoryStore {
     this.series.clear();
     this.ingest(snapshot.header, snapshot.data);
     this.seq = snapshot.header.seq;
-    if (this.base === null) this.base = this.seq;
     this.needResync = false;
     return true;
   }
@@ -109,8 +108,12 @@ export class HistoryStore {
   /** A live frame. Returns true when the view should ask Python for a full resend. */
   applyFrame(header, data, now = Date.now()) {
     if (this.seq >= 0 && header.seq <= this.seq) return false; // already covered by a newer snapshot
-    if (this.base === null) this.base = header.seq - 1;
-    if (header.seq !== this.seq + 1) {
+    if (this.received === 0) {
+      // the first live frame: frames between the snapshot and now were sent before this view listened, so
+      // they are not lost, but this copy misses their points unless they are sent again
+      this.base = header.seq - 1;
+      if (header.seq !== this.seq + 1) this.needResync = true;
+    } else if (header.seq !== this.seq + 1) {
       this.gaps += header.seq - this.seq - 1;
       this.needResync = true;
     }

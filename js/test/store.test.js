@@ -42,6 +42,20 @@ test("a lost frame is counted as a gap and asks for a resend", () => {
   assert.equal(store.expected, 3);
 });
 
+test("a view opened mid-run counts no gaps for frames sent before it listened, but asks for a resend", () => {
+  const store = new HistoryStore();
+  store.loadSnapshot({ header: { ...fixture.snapshot.header, seq: -1 }, data: dataView(fixture.snapshot.data) });
+  const f = fixture.frames[6];
+  assert.equal(store.applyFrame({ ...f.header, seq: 500 }, dataView(f.data)), true);
+  assert.equal(store.gaps, 0);
+  const [first, second] = fixture.frames; // a resend is a frame whose series all start at 0, like the first
+  assert.equal(store.applyFrame({ ...first.header, seq: 501, resync: true }, dataView(first.data)), false);
+  assert.equal(store.expected, 2);
+  assert.equal(store.received, 2);
+  store.applyFrame({ ...second.header, seq: 503 }, dataView(second.data));
+  assert.equal(store.gaps, 1);
+});
+
 test("a snapshot older than the frames already applied is ignored; a newer one replaces everything", () => {
   const store = new HistoryStore();
   const snap = { header: fixture.snapshot.header, data: dataView(fixture.snapshot.data) };

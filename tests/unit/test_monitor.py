@@ -368,3 +368,115 @@ def test_save_html_is_self_contained_escaped_and_offline(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         monitor.save_html(tmp_path / "missing" / "page.html")
     monitor.close()
+
+
+def test_a_layer_whose_first_output_is_all_zero_is_summarised_not_a_crash():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    nn.init.zeros_(model[0].weight)
+    nn.init.zeros_(model[0].bias)
+    monitor = hw.ActivationMonitor(model, ["1"], every=1)
+    model(torch.randn(5, 3)).sum().backward()
+    monitor.step()
+    monitor.flush()
+    grid = monitor.history.layer("1").grid
+    assert grid.hi > grid.lo == 0.0
+    assert monitor.history.layer("1").stats()["zero_frac"][0] == 1.0
+    monitor.close()
+
+
+def test_a_failing_summary_is_reported_at_step_never_inside_forward(monkeypatch):
+    model = nn.Sequential(nn.Linear(3, 4))
+    monitor = hw.ActivationMonitor(model, ["0"], every=1)
+
+    def broken(tensor, **kw):
+        raise RuntimeError("summary exploded")
+
+    monkeypatch.setattr(monitor._summarizers["0"], "summarize", broken)
+    out = model(torch.randn(2, 3))  # the user's forward still works
+    assert out.shape == (2, 4)
+    with pytest.raises(hw.CaptureError, match="summarising its output failed: RuntimeError: summary exploded"):
+        monitor.step()
+    monitor.close()
+
+
+def test_feature_maps_are_a_copy_taken_before_later_inplace_ops():
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 4, 3, padding=1), act=nn.ReLU(inplace=True)))
+    monitor = hw.ActivationMonitor(model, ["conv"], every=1)
+    model(torch.randn(1, 1, 5, 5))  # one example: the feature maps show all of it
+    monitor.step()
+    monitor.flush()
+    detail = monitor.history.details["conv"].values
+    assert detail.min() < 0  # the conv's own output, not what the in-place ReLU left in that memory
+    assert monitor.history.layer("conv").stats()["min"][0] == pytest.approx(detail.min(), abs=1e-6)
+    monitor.close()
+
+
+def test_a_layer_that_skips_forwards_does_not_stop_the_others():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+            self.aux = nn.Linear(2, 2)
+
+        def forward(self, x, use_aux=False):
+            h = self.a(x)
+            return self.aux(h) if use_aux else h
+
+    net = Branchy()
+    monitor = hw.ActivationMonitor(net, ["a", "aux"], every=1)
+    for _ in range(10):
+        net(torch.randn(3, 2)).sum().backward()
+        monitor.step()
+    monitor.flush()
+    assert monitor.history.layer("a").samples == 10 and monitor.history.layer("aux").samples == 0
+    monitor.close()
+
+
+def test_close_inside_the_background_job_ends_it_cleanly():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["fc1"], every=1)
+
+    def loop():
+        with monitor:
+            train(model, monitor, 5)
+
+    job = monitor.run_in_background(loop)
+    assert job.wait(30) and job.exception is None
+    assert monitor.closed and hooks(model) == 0
+    assert monitor._history["header"]["step"] == 5
+    assert monitor.streamer._thread is None
+
+
+def test_an_event_alone_reaches_the_browser(frames):
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["fc1"], every=1, fps=60)
+    sent = frames(monitor)
+    train(model, monitor, 3)
+    monitor.flush()
+    before = len(sent)
+
+    def broken():
+        raise ValueError("bad batch")
+
+    job = monitor.run_in_background(broken)
+    with pytest.raises(ValueError):
+        job.wait(30)
+    monitor.flush()
+    assert any("bad batch" in e["message"] for content, _ in sent[before:] for e in content["events"])
+    assert any("bad batch" in e["message"] for e in monitor._history["header"]["events"])
+    monitor.close()
+
+
+def test_a_step_loop_faster_than_the_sender_is_slowed_never_dropped(monkeypatch):
+    model = nn.Sequential(nn.Linear(2, 2))
+    monitor = hw.ActivationMonitor(model, ["0"], every=10**6)
+    monkeypatch.setattr(monitor, "MAX_BACKLOG", 50)
+    peak = 0
+    for i in range(3000):
+        monitor.step(loss=float(i))
+        peak = max(peak, len(monitor.streamer.inbox))
+    monitor.flush()
+    assert peak <= 51
+    assert monitor.history.scalar("loss").samples == 3000
+    monitor.close()

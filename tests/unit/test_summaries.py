@@ -165,10 +165,18 @@ def test_a_cuda_model_is_summarised_on_the_gpu_and_only_small_frames_move():
 
     model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU()).cuda()
     monitor = hw.ActivationMonitor(model, ["1"], every=1)
+    summarizer = monitor._summarizers["1"]
     seen = []
-    monitor.capture._sink = lambda name, t: seen.append(monitor._summarizers[name].summarize(t))
+    original = summarizer.summarize
+
+    def recording(tensor, **kw):
+        seen.append(original(tensor, **kw))
+        return seen[-1]
+
+    summarizer.summarize = recording
     for _ in range(3):
         model(torch.randn(16, 1, 28, 28, device="cuda")).sum().backward()
         monitor.step()
     monitor.close()
-    assert all(s.hist.is_cuda and s.counts.is_cuda for s in seen)
+    assert len(seen) == 3 and all(s.hist.is_cuda and s.counts.is_cuda and s.detail.is_cuda for s in seen)
+    assert monitor.history.layer("1").samples == 3
