@@ -4,6 +4,7 @@ The pipeline, one module a stage: capture (hooks) -> summaries (torch reductions
 frames, rate limits) -> widgets (views) -> export (static pages).
 """
 
+from . import datasets, information
 from .capture import Capture, CaptureError, LayerError, select_tensor
 from .export import save_html
 from .summaries import HistogramGrid, LayerSummarizer
@@ -20,6 +21,8 @@ __all__ = [
     "LayerSummarizer",
     "TrainingJob",
     "TrainingStopped",
+    "datasets",
+    "information",
     "save_html",
     "select_tensor",
 ]
