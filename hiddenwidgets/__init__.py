@@ -7,8 +7,9 @@ frames, rate limits) -> widgets (views) -> export (static pages).
 from . import datasets, information
 from .capture import Capture, CaptureError, LayerError, select_tensor
 from .export import save_html
+from .recorder import InformationRecorder
 from .summaries import HistogramGrid, LayerSummarizer
-from .widgets import ActivationMonitor, TrainingJob, TrainingStopped
+from .widgets import ActivationMonitor, InformationPlane, TrainingJob, TrainingStopped
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,8 @@ __all__ = [
     "Capture",
     "CaptureError",
     "HistogramGrid",
+    "InformationPlane",
+    "InformationRecorder",
     "LayerError",
     "LayerSummarizer",
     "TrainingJob",

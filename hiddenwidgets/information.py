@@ -208,7 +208,7 @@ def kde_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-3, bound
 
     i_xt = term(t)
     i_ty = i_xt - _by_label(term, t, y)
-    return i_xt / LN2, max(0.0, i_ty) / LN2
+    return max(0.0, i_xt) / LN2, max(0.0, i_ty) / LN2
 
 
 def sample_propagation_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-1, samples: int = 4,

@@ -1,5 +1,6 @@
 """One file per view: a Python class whose ``_esm`` is one built module from js/."""
 
 from .activation_monitor import ActivationMonitor, TrainingJob, TrainingStopped
+from .information_plane import ESTIMATORS, InformationPlane
 
-__all__ = ["ActivationMonitor", "TrainingJob", "TrainingStopped"]
+__all__ = ["ESTIMATORS", "ActivationMonitor", "InformationPlane", "TrainingJob", "TrainingStopped"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,11 @@ class HiddenWidget(anywidget.AnyWidget):
         with self._state_lock:
             super().set_state(sync_data)
 
+    def dispose(self) -> None:
+        """:meth:`close` (stop this view's work), then close the widget itself, which removes its views."""
+        self.close()
+        anywidget.AnyWidget.close(self)
+
     def save_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write this view, with all its data, as one self-contained offline HTML file. Returns the path."""
         from ..export import save_html
@@ -71,3 +79,31 @@ def _missing_bundle_module(message: str) -> str:
 
     return ("export default { render({ el }) { const p = document.createElement('pre'); "
             f"p.textContent = {json.dumps(message)}; el.appendChild(p); }} }};")
+
+
+def after_each_cell(method: Callable[[BaseException | None], None]) -> Callable[[], None] | None:
+    """Call the bound ``method(error)`` after each IPython cell (``error`` is what the cell raised, if anything).
+
+    Holds the widget weakly; returns the function that unregisters, or None outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    ip = get_ipython()
+    if ip is None:
+        return None
+    ref = weakref.WeakMethod(method)
+
+    def after(result: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(getattr(result, "error_in_exec", None))
+
+    ip.events.register("post_run_cell", after)
+
+    def unhook() -> None:
+        with contextlib.suppress(ValueError):
+            ip.events.unregister("post_run_cell", after)
+
+    return unhook

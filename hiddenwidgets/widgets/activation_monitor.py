@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -17,7 +15,7 @@ import traitlets
 from ..capture import Capture, Selector
 from ..summaries import LayerSample, LayerSummarizer
 from ..transport import History, Observation, Streamer
-from ._base import HiddenWidget
+from ._base import HiddenWidget, after_each_cell
 
 __all__ = ["ActivationMonitor", "TrainingJob", "TrainingStopped"]
 
@@ -114,7 +112,7 @@ class ActivationMonitor(HiddenWidget):
         self.capture.attach(self._on_activation, self._on_gradient)
         self.capture.arm()
         self.streamer.start()
-        self._ipython_unhook = _after_each_cell(self)
+        self._ipython_unhook = after_each_cell(self._end_of_cell)
 
     # -- the training loop's side --------------------------------------------------------------------------------
     def step(self, epoch: int | None = None, **scalars: Any) -> None:
@@ -214,11 +212,6 @@ class ActivationMonitor(HiddenWidget):
             if unhook is not None:
                 unhook()
             self.streamer.stop()
-
-    def dispose(self) -> None:
-        """:meth:`close`, then close the widget itself, which removes its views from the notebook."""
-        self.close()
-        super().close()
 
     @property
     def closed(self) -> bool:
@@ -351,28 +344,3 @@ class TrainingJob:
 
 def _detached(value: Any) -> Any:
     return value.detach() if isinstance(value, torch.Tensor) else value
-
-
-def _after_each_cell(monitor: ActivationMonitor) -> Callable[[], None] | None:
-    """Register ``monitor._end_of_cell`` with IPython's post_run_cell event; returns the unregister function."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    ip = get_ipython()
-    if ip is None:
-        return None
-    ref = weakref.ref(monitor)
-
-    def after(result: Any) -> None:
-        m = ref()
-        if m is not None:
-            m._end_of_cell(getattr(result, "error_in_exec", None))
-
-    ip.events.register("post_run_cell", after)
-
-    def unhook() -> None:
-        with contextlib.suppress(ValueError):
-            ip.events.unregister("post_run_cell", after)
-
-    return unhook

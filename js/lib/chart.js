@@ -37,6 +37,13 @@ export function fmt(v) {
 /** @param {number} v */
 export function pct(v) { return Number.isFinite(v) ? `${(100 * v).toFixed(v < 0.1 ? 1 : 0)}%` : "–"; }
 
+/** Integer powers of ten (as exponents) within [lo, hi] of a log10 axis; at least the two ends. */
+export function powerTicks(lo, hi) {
+  const ticks = [];
+  for (let k = Math.ceil(lo); k <= Math.floor(hi); k++) ticks.push(k);
+  return ticks.length >= 2 ? ticks : niceTicks(lo, hi, 3);
+}
+
 /** Around `count` round tick values covering [lo, hi]. */
 export function niceTicks(lo, hi, count = 4) {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
@@ -95,7 +102,8 @@ export class LineChart {
 
   /**
    * @param {{xs: ArrayLike<number>, lines: {ys: ArrayLike<number>, label: string, color: string, dash?: number[],
-   *   lo?: ArrayLike<number>, hi?: ArrayLike<number>}[], value?: string, yMin?: number, yMax?: number}} data
+   *   lo?: ArrayLike<number>, hi?: ArrayLike<number>}[], value?: string, yMin?: number, yMax?: number,
+   *   logX?: boolean, logY?: boolean, marks?: {x: number, label: string}[]}} data
    */
   update(data, width) {
     this.data = data;
@@ -105,10 +113,11 @@ export class LineChart {
   }
 
   xInv(px) {
-    const { x0, x1 } = this.scale;
+    const { x0, x1, logX } = this.scale;
     const pad = this.pad || PAD;
     const w = this.width - pad.left - pad.right;
-    return x0 + ((px - pad.left) / w) * (x1 - x0 || 1);
+    const v = x0 + ((px - pad.left) / w) * (x1 - x0 || 1);
+    return logX ? 10 ** v : v;
   }
 
   draw() {
@@ -123,13 +132,15 @@ export class LineChart {
     this.pad = pad;
     const w = this.width - pad.left - pad.right;
     const hgt = this.height - PAD.top - PAD.bottom;
+    const fx = d.logX ? (v) => (v > 0 ? Math.log10(v) : NaN) : (v) => v;
+    const fy = d.logY ? (v) => (v > 0 ? Math.log10(v) : NaN) : (v) => v;
     let y0 = Infinity;
     let y1 = -Infinity;
     for (const line of d.lines) {
       for (const arr of [line.ys, line.lo, line.hi]) {
         if (!arr) continue;
         for (let i = 0; i < n; i++) {
-          const v = arr[i];
+          const v = fy(arr[i]);
           if (Number.isFinite(v)) { if (v < y0) y0 = v; if (v > y1) y1 = v; }
         }
       }
@@ -138,27 +149,44 @@ export class LineChart {
     if (d.yMax !== undefined) y1 = Math.max(y1, d.yMax);
     if (!Number.isFinite(y0)) { y0 = 0; y1 = 1; }
     if (y1 === y0) { y1 += Math.abs(y0) * 0.1 || 1; y0 -= Math.abs(y0) * 0.1 || 0; }
-    const x0 = n ? d.xs[0] : 0;
-    const x1 = n ? d.xs[n - 1] : 1;
-    this.scale = { x0, x1 };
-    const X = (v) => pad.left + ((v - x0) / (x1 - x0 || 1)) * w;
-    const Y = (v) => pad.top + (1 - (v - y0) / (y1 - y0)) * hgt;
+    let x0 = n ? fx(d.xs[0]) : 0;
+    const x1 = n ? fx(d.xs[n - 1]) : 1;
+    if (!Number.isFinite(x0)) x0 = n > 1 ? fx(d.xs[1]) - 0.3 : 0; // log axis starting at 0: start a bit left
+    this.scale = { x0, x1, logX: !!d.logX };
+    const X = (v) => pad.left + ((fx(v) - x0) / (x1 - x0 || 1)) * w;
+    const Y = (v) => pad.top + (1 - (fy(v) - y0) / (y1 - y0)) * hgt;
+    const tickLabel = (log) => (log ? (t) => fmt(10 ** t) : fmt);
     ctx.font = t.font;
     ctx.strokeStyle = t.grid;
     ctx.fillStyle = t.muted;
     ctx.lineWidth = 1;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (const tick of niceTicks(y0, y1, 3)) {
-      const y = Math.round(Y(tick)) + 0.5;
+    const yTicks = d.logY ? powerTicks(y0, y1) : niceTicks(y0, y1, 3);
+    for (const tick of yTicks) {
+      const y = Math.round(pad.top + (1 - (tick - y0) / (y1 - y0)) * hgt) + 0.5;
       ctx.beginPath(); ctx.moveTo(pad.left, y); ctx.lineTo(pad.left + w, y); ctx.stroke();
-      ctx.fillText(fmt(tick), pad.left - 4, y);
+      ctx.fillText(tickLabel(d.logY)(tick), pad.left - 4, y);
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const tick of niceTicks(x0, x1, 4)) {
+    for (const tick of d.logX ? powerTicks(x0, x1) : niceTicks(x0, x1, 4)) {
       if (tick < x0 || tick > x1) continue;
-      ctx.fillText(fmt(tick), X(tick), pad.top + hgt + 4);
+      ctx.fillText(tickLabel(d.logX)(tick), pad.left + ((tick - x0) / (x1 - x0 || 1)) * w, pad.top + hgt + 4);
+    }
+    for (const mark of d.marks || []) {
+      const x = Math.round(X(mark.x)) + 0.5;
+      if (!Number.isFinite(x)) continue;
+      ctx.strokeStyle = t.warn;
+      ctx.setLineDash([4, 3]);
+      ctx.beginPath(); ctx.moveTo(x, pad.top); ctx.lineTo(x, pad.top + hgt); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = t.warn;
+      ctx.textAlign = "left";
+      ctx.fillText(mark.label, x + 3, pad.top);
+      ctx.textAlign = "center";
+      ctx.strokeStyle = t.grid;
+      ctx.fillStyle = t.muted;
     }
     if (!n) {
       ctx.fillText("waiting for data…", pad.left + w / 2, pad.top + hgt / 2);
@@ -185,8 +213,8 @@ export class LineChart {
       let pen = false;
       for (let i = 0; i < n; i++) {
         const v = line.ys[i];
-        if (!Number.isFinite(v)) { pen = false; continue; }
         const x = X(d.xs[i]); const y = Y(v);
+        if (!Number.isFinite(v) || !Number.isFinite(x) || !Number.isFinite(y)) { pen = false; continue; }
         if (pen) { ctx.lineTo(x, y); } else { ctx.moveTo(x, y); pen = true; }
       }
       if (n === 1 && Number.isFinite(line.ys[0])) ctx.arc(X(d.xs[0]), Y(line.ys[0]), 2, 0, 2 * Math.PI);
@@ -196,7 +224,7 @@ export class LineChart {
     // direct labels at the right end, nudged apart
     const ends = d.lines.map((line) => {
       let i = n - 1;
-      while (i >= 0 && !Number.isFinite(line.ys[i])) i--;
+      while (i >= 0 && !Number.isFinite(Y(line.ys[i]))) i--;
       return { line, y: i >= 0 ? Y(line.ys[i]) : pad.top + hgt / 2 };
     }).sort((a, b) => a.y - b.y);
     for (let k = 1; k < ends.length; k++) if (ends[k].y - ends[k - 1].y < 12) ends[k].y = ends[k - 1].y + 12;

@@ -56,3 +56,19 @@ export function installDom() {
   globalThis.ImageData = ImageDataStub;
   return { window, calls, close: () => window.close() };
 }
+
+/** Pack typed arrays like hiddenwidgets.transport.encode: one buffer, index[key] = [dtype, offset, shape]. */
+export function pack(arrays) {
+  const index = {};
+  let offset = 0;
+  const parts = [];
+  for (const [key, [arr, shape]] of Object.entries(arrays)) {
+    index[key] = [arr instanceof Int32Array ? "int32" : "float32", offset, shape];
+    parts.push(arr);
+    offset += arr.byteLength;
+  }
+  const buf = new Uint8Array(offset);
+  let at = 0;
+  for (const p of parts) { buf.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength), at); at += p.byteLength; }
+  return { index, data: new DataView(buf.buffer) };
+}

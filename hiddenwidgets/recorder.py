@@ -1,0 +1,151 @@
+"""Record what the information plane needs during training: layer activations on a fixed evaluation set at chosen
+epochs, and per-layer gradient statistics over the mini-batches of every epoch.
+
+No widget code: :class:`~hiddenwidgets.widgets.information_plane.InformationPlane` drives a recorder; the
+recorder can be used alone with :mod:`hiddenwidgets.information` to compute the estimates yourself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .capture import Capture, Selector
+
+__all__ = ["EpochRecord", "InformationRecorder", "log_spaced_epochs"]
+
+
+def log_spaced_epochs(n_epochs: int, points: int = 100) -> list[int]:
+    """About ``points`` distinct epochs in [0, n_epochs), spaced evenly in log(1 + epoch), as in the paper."""
+    if n_epochs < 1:
+        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
+    raw = np.unique(np.round(np.logspace(0, math.log10(n_epochs), points)).astype(int) - 1)
+    return [int(e) for e in raw if 0 <= e < n_epochs]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    activations: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (N, units) float32
+
+
+class InformationRecorder:
+    """Collects the activations of ``layers`` on ``inputs`` at the epochs in ``epochs``, and gradient statistics.
+
+    Parameters
+    ----------
+    model : the network (never changed: evaluation runs under ``torch.no_grad()`` in the model's current mode;
+        put it in ``eval()`` yourself if it has dropout or batch norm).
+    layers : module names whose outputs are the layers T (e.g. ``Sequential(Linear, Tanh)`` blocks; their
+        parameters are the layer's weights for the gradient statistics), or a mapping to selectors.
+    inputs, labels : the fixed evaluation set (the paper uses all 4096 patterns of the 12-bit task).
+    epochs : the epochs to record, or ``None`` for :func:`log_spaced_epochs` of ``n_epochs``.
+    gradients : accumulate, per layer and epoch, the mean and standard deviation over mini-batches of the gradient
+        of its weights (Shwartz-Ziv & Tishby's drift and diffusion phases). Costs two tensor ops per parameter
+        per :meth:`step`.
+    batch_size : evaluation batch size.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any, labels: Any, *,
+                 epochs: Iterable[int] | None = None, n_epochs: int | None = None, points: int = 100,
+                 gradients: bool = True, batch_size: int = 4096):
+        self.capture = Capture(model, layers, grad_only=False)
+        self.model = model
+        self.layers = list(self.capture.taps)
+        self.inputs = torch.as_tensor(inputs)
+        self.labels = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+        if len(self.labels) != len(self.inputs):
+            raise ValueError(f"labels has {len(self.labels)} entries for {len(self.inputs)} inputs")
+        if epochs is None:
+            if n_epochs is None:
+                raise TypeError("pass epochs=[...] to record, or n_epochs=N for about `points` log-spaced epochs")
+            epochs = log_spaced_epochs(n_epochs, points)
+        self.schedule = sorted({int(e) for e in epochs})
+        self.batch_size = batch_size
+        self.records: list[EpochRecord] = []
+        self.gradients = gradients
+        self._params = {name: [p for p in tap.module.parameters() if p.requires_grad]
+                        for name, tap in self.capture.taps.items()}
+        self.grad_epochs: list[int] = []
+        self.grad_mean: dict[str, list[float]] = {name: [] for name in self.layers}
+        self.grad_std: dict[str, list[float]] = {name: [] for name in self.layers}
+        self._sums: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._batches = 0
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next :meth:`end_epoch` closes."""
+        return self._epoch
+
+    def step(self) -> None:
+        """After ``loss.backward()``: add this mini-batch's weight gradients to the epoch's statistics."""
+        if not self.gradients:
+            return
+        with torch.no_grad():
+            for name, params in self._params.items():
+                grads = [p.grad for p in params if p.grad is not None]
+                if not grads:
+                    continue
+                acc = self._sums.get(name)
+                if acc is None:
+                    self._sums[name] = [(g.detach().clone(), g.detach() * g.detach()) for g in grads]
+                else:
+                    for (s1, s2), g in zip(acc, grads, strict=True):
+                        s1.add_(g)
+                        s2.addcmul_(g, g)
+        self._batches += 1
+
+    def end_epoch(self, epoch: int | None = None) -> EpochRecord | None:
+        """Close an epoch: store its gradient statistics; if it is scheduled, record the activations.
+
+        Returns the new record, or None when the epoch is not in the schedule.
+        """
+        epoch = self._epoch if epoch is None else int(epoch)
+        self._epoch = epoch + 1
+        if self._batches:
+            self.grad_epochs.append(epoch)
+            n = self._batches
+            for name in self.layers:
+                acc = self._sums.get(name)
+                if not acc:
+                    self.grad_mean[name].append(float("nan"))
+                    self.grad_std[name].append(float("nan"))
+                    continue
+                mean_sq = sum(float((s1 / n).pow(2).sum()) for s1, _ in acc)
+                var = sum(float((s2 / n - (s1 / n).pow(2)).clamp(min=0).sum()) for s1, s2 in acc)
+                self.grad_mean[name].append(math.sqrt(mean_sq))
+                self.grad_std[name].append(math.sqrt(var))
+            self._sums, self._batches = {}, 0
+        if epoch not in self.schedule:
+            return None
+        record = EpochRecord(epoch, self.activations())
+        self.records.append(record)
+        return record
+
+    def activations(self) -> dict[str, np.ndarray]:
+        """The layers' outputs on the evaluation set, now (float32, samples x units)."""
+        chunks: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
+
+        def sink(name: str, tensor: torch.Tensor) -> None:
+            chunks[name].append(tensor.detach().reshape(tensor.shape[0], -1).float().cpu())
+
+        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        self.capture.attach(sink)
+        try:
+            with torch.no_grad():
+                for start in range(0, len(self.inputs), self.batch_size):
+                    self.capture.arm()
+                    self.model(self.inputs[start : start + self.batch_size].to(device))
+        finally:
+            self.capture.detach()
+        errors = self.capture.take_errors()
+        if errors:
+            raise errors[0]
+        return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
