@@ -40,7 +40,8 @@ function render({ model, el }) {
   const canvas = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-ip-canvas"));
   const readout = h("div", "hw-chart-readout");
   const bar = h("div", "hw-detail-bar");
-  plane.append(planeTitle, canvas, bar, readout);
+  const notes = h("div", "hw-am-events");
+  plane.append(planeTitle, notes, canvas, bar, readout);
   const gradsTitle = h("div", "hw-panel-title", "gradient mean and standard deviation over mini-batches (log-log)");
   const grads = h("div", "hw-am-layer-small");
   root.append(style, header, plane, gradsTitle, grads);
@@ -81,6 +82,7 @@ function render({ model, el }) {
     bins.value = String(model.get("n_bins"));
     binsLabel.hidden = model.get("estimator") !== "binned";
     planeTitle.textContent = `information plane: ${data.label}`;
+    notes.replaceChildren(...(data.notes || []).map((n) => h("div", "hw-event", n)));
     root.dataset.recorded = String(data.epochs.length);
     drawPlane();
     drawGrads();

@@ -79,9 +79,12 @@ cells = [
          "    print(f\"{name}: I(X;T) {first:5.2f} -> {last:5.2f} bits\")\n"
          "print(f\"final loss {final_loss:.3f}\")"),
     md("## The same data, restyled; and pages for a course\n\n"
-       "`to_altair()` gives an Altair chart of the current estimates; `save_html` writes each view as one offline "
-       "page."),
-    code("tanh_plane.to_altair()"),
+       "`to_altair()` gives an Altair chart of the current estimates to restyle and save; display it with `chart` "
+       "where your front end renders Vega-Lite 6 (Altair's renderers load Vega from a CDN, so this notebook, "
+       "meant to run offline, saves the spec instead). `save_html` writes each view as one offline page."),
+    code("chart = tanh_plane.to_altair().properties(width=360, height=260)\n"
+         "chart.save(\"information_plane_tanh.vl.json\")\n"
+         "print(f\"saved a Vega-Lite spec with {len(tanh_plane.records())} points\")"),
     code("pages = [(tanh_plane, \"information_plane_tanh.html\"), (relu_plane, \"information_plane_relu.html\")]\n"
          "for plane, name in pages:\n"
          "    path = plane.save_html(name)\n"

@@ -32,8 +32,10 @@ class HiddenWidget(anywidget.AnyWidget):
 
     - Every publish is followed by :func:`~hiddenwidgets.transport.forget_reply_route`, so the browser's clicks
       reach the kernel on JupyterLab's widget subshell even while a training cell keeps the main shell busy.
-    - Browser updates and background-thread state writes are serialised by one lock (ipywidgets' sync code
-      has none).
+    - Browser updates and background-thread state writes are serialised by one re-entrant lock,
+      ``_state_lock`` (ipywidgets' sync code has none). Observers of browser-set traits run while it is held,
+      so a subclass that needs a lock of its own for work those observers start must use this same lock:
+      two locks taken in opposite orders by the training thread and the comm thread deadlock.
     """
 
     _view_file = ""  # e.g. "activation_monitor"; subclasses set it
@@ -47,7 +49,8 @@ class HiddenWidget(anywidget.AnyWidget):
         super().__init_subclass__(**kwargs)
 
     def __init__(self, **kwargs: Any) -> None:
-        self._state_lock = threading.RLock()
+        if not hasattr(self, "_state_lock"):  # a subclass may create it earlier, to share it with its own work
+            self._state_lock = threading.RLock()
         super().__init__(**kwargs)
 
     def open(self) -> None:

@@ -88,9 +88,11 @@ class InformationPlane(HiddenWidget):
         k = min(n, int(options.get("estimator_samples", 1024)))
         self._subset = np.sort(np.random.default_rng(0).choice(n, size=k, replace=False)) if k < n else None
         self._cache: dict[tuple, dict[int, np.ndarray]] = {}
+        self._notes: dict[tuple, dict[str, str]] = {}
         # the training thread (end_epoch) and the kernel's comm thread (a new estimator chosen in the view) both
-        # compute and publish: one lock keeps records, cache and state consistent
-        self._lock = threading.RLock()
+        # compute and publish. They share the widget's state lock (see HiddenWidget): the comm thread holds it
+        # while our observer runs, so a second lock would deadlock against end_epoch.
+        self._state_lock = self._lock = threading.RLock()
         self._last_sent = 0.0
         self._dirty = False
         super().__init__(layers=self.recorder.layers, estimator=estimator, n_bins=options.get("n_bins", 30),
@@ -147,9 +149,14 @@ class InformationPlane(HiddenWidget):
                 yy = y
                 if self.estimator != "binned" and self._subset is not None:
                     t, yy = t[self._subset], y[self._subset]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", information.InformationWarning)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", information.InformationWarning)
                     values.append(fn(t, yy, self))
+                for w in caught:  # keep the first warning of each kind per setting; the view shows them
+                    kind = str(w.message).split(":")[0][:40]
+                    if issubclass(w.category, information.InformationWarning) and kind not in self._notes.setdefault(
+                            self._key(), {}):
+                        self._notes[self._key()][kind] = f"{name}, epoch {record.epoch}: {w.message}"
             cache[record.epoch] = np.asarray(values, dtype=np.float64)
         self.status = ""
         if not self.recorder.records:
@@ -253,6 +260,7 @@ class InformationPlane(HiddenWidget):
             "label": ESTIMATORS[self.estimator][0],
             "bounds": {"I_XT": math.log2(max(len(rec.labels), 2)), "I_TY": _label_entropy(rec.labels)},
             "transition": transition,
+            "notes": list(self._notes.get(self._key(), {}).values())[:3],
             "transition_epoch": int(np.median(known)) if known else None,
         }
         with self._state_lock:

@@ -183,8 +183,10 @@ export class LineChart {
       ctx.setLineDash([]);
       ctx.fillStyle = t.warn;
       ctx.textAlign = "left";
-      ctx.fillText(mark.label, x + 3, pad.top);
+      ctx.textBaseline = "bottom"; // at the foot of the line, clear of the direct labels at the right end
+      ctx.fillText(mark.label, x + 3, pad.top + hgt - 2);
       ctx.textAlign = "center";
+      ctx.textBaseline = "top";
       ctx.strokeStyle = t.grid;
       ctx.fillStyle = t.muted;
     }

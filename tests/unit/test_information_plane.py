@@ -155,3 +155,16 @@ def test_altair_chart_and_static_page(tmp_path):
     assert {"layer", "epoch", "I_XT", "I_TY"} <= set(values[0])
     text = plane.save_html(tmp_path / "plane.html").read_text()
     assert "<b>plane</b>" not in text and "Content-Security-Policy" in text
+
+
+def test_estimator_warnings_reach_the_view_once():
+    x, y = hw.datasets.twelve_bit_task()
+    model = nn.Sequential(OrderedDict(l1=nn.Sequential(nn.Linear(12, 4), nn.ReLU())))
+    with torch.no_grad():
+        model.l1[0].weight.mul_(10)  # ReLU outputs far above the default [-1, 1] range
+    plane = hw.InformationPlane(model, ["l1"], x, y, epochs=[0, 1])
+    plane.end_epoch()
+    plane.end_epoch()
+    plane.flush()
+    notes = plane._state["header"]["notes"]
+    assert len(notes) == 1 and notes[0].startswith("l1, epoch 0:") and "value_range='observed'" in notes[0]
