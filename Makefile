@@ -33,6 +33,7 @@ test: setup browser lint
 
 bench: setup
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/information.py
 
 clean:
 	rm -rf $(VENV) js/node_modules hiddenwidgets/static artifacts dist build

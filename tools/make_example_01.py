@@ -1,11 +1,6 @@
 """Writes examples/01_live_training.ipynb (kept as a script so the notebook's source is reviewable as code)."""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
-code = nbf.v4.new_code_cell
+from notebooks import code, md, write_example
 
 cells = [
     md("# Watching a CNN learn, live\n\n"
@@ -90,9 +85,4 @@ cells = [
          "      f\"{sum(len(m._forward_hooks) for m in model.modules())}\")"),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = Path(__file__).resolve().parent.parent / "examples" / "01_live_training.ipynb"
-nbf.write(nb, out)
-print(f"wrote {out}")
+write_example(cells, "01_live_training.ipynb")

@@ -1,11 +1,6 @@
 """Writes examples/03_information_plane.ipynb (kept as a script so the notebook's source is reviewable as code)."""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
-code = nbf.v4.new_code_cell
+from notebooks import code, md, write_example
 
 cells = [
     md("# The information plane, live: Shwartz-Ziv & Tishby, and Saxe et al.\n\n"
@@ -91,9 +86,4 @@ cells = [
          "    print(f\"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)\")"),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = Path(__file__).resolve().parent.parent / "examples" / "03_information_plane.ipynb"
-nbf.write(nb, out)
-print(f"wrote {out}")
+write_example(cells, "03_information_plane.ipynb")

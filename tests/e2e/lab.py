@@ -141,3 +141,32 @@ class NotebookPage:
             "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
             " return c.outputArea ? c.outputArea.node.innerText : ''; }", index)
 
+
+
+def open_offline(browser, path: Path, errors: list[str], viewport: dict | None = None):
+    """Open a saved page with every request but file: and blob: aborted; returns (page, requests seen)."""
+    page = browser.new_page(viewport=viewport or {"width": 1300, "height": 1100})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "blob:"))
+               else route.abort())
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_selector('#hw-root[data-rendered="true"]', timeout=15_000)
+    return page, requests
+
+
+def network_requests(requests: list[str]) -> list[str]:
+    return [u for u in requests if not u.startswith(("file:", "blob:"))]
+
+
+def start_view(browser, lab: Lab, notebook: Path, workspace: str, setup_cells: list[int], selector: str,
+               errors: list[str]):
+    """Open ``notebook`` in JupyterLab, run ``setup_cells`` in order, wait for the view ``selector``.
+    Page errors go to ``errors``. Returns (NotebookPage, the view's element handle)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    nb = NotebookPage(page, lab, notebook.name, workspace)
+    for index in setup_cells:
+        nb.run_and_wait(index, 180)
+    return nb, page.wait_for_selector(selector, timeout=30_000)

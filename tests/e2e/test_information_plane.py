@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from .lab import NotebookPage, put_notebook
+from .lab import network_requests, open_offline, put_notebook, start_view
 from .test_live_monitor import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "03_information_plane.ipynb"
@@ -16,14 +16,10 @@ SETUP, TANH_VIEW, TANH_TRAIN, RELU_VIEW, RELU_TRAIN, ALTAIR, EXPORT = 1, 3, 4, 6
 
 
 def test_information_plane_in_jupyterlab(lab, browser, artifacts):
-    path = put_notebook(EXAMPLE, lab.root)
-    page = browser.new_page(viewport={"width": 1300, "height": 1100})
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    nb = NotebookPage(page, lab, path.name, "plane")
-    nb.run_and_wait(SETUP, 120)
-    nb.run_and_wait(TANH_VIEW, 60)
-    view = page.wait_for_selector(".hw-ip", timeout=30_000)
+    nb, view = start_view(browser, lab, put_notebook(EXAMPLE, lab.root), "plane", [SETUP, TANH_VIEW], ".hw-ip",
+                          errors)
+    page = nb.page
     nb.run_cell(TANH_TRAIN)
 
     # live: more recorded epochs appear while the cell runs
@@ -59,16 +55,9 @@ def test_information_plane_in_jupyterlab(lab, browser, artifacts):
     nb.run_and_wait(EXPORT, 60)
     assert "wrote information_plane_tanh.html" in nb.output_text(EXPORT)
 
-    static = browser.new_page(viewport={"width": 1200, "height": 1000})
-    requests: list[str] = []
-    static.on("request", lambda r: requests.append(r.url))
-    static.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "blob:"))
-                 else route.abort())
-    static.on("pageerror", lambda e: errors.append(str(e)))
-    static.goto((lab.root / "information_plane_tanh.html").as_uri())
-    static.wait_for_selector('#hw-root[data-rendered="true"]', timeout=15_000)
+    static, requests = open_offline(browser, lab.root / "information_plane_tanh.html", errors)
     assert static.inner_text(".hw-am-counter").startswith("epoch 2999 ·")
-    assert [u for u in requests if not u.startswith(("file:", "blob:"))] == []
+    assert network_requests(requests) == []
     static.screenshot(path=str(artifacts / "information_plane_static.png"), full_page=True)
     static.close()
     (artifacts / "e2e_information_plane.json").write_text(json.dumps({"estimator_switch_s": round(switch_s, 2)}))

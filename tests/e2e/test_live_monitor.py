@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from .lab import NotebookPage, put_notebook
+from .lab import NotebookPage, network_requests, open_offline, put_notebook, start_view
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "01_live_training.ipynb"
 
@@ -79,13 +79,9 @@ def assert_same_history(browser_series: dict, python_series: dict) -> None:
 
 def test_live_training_in_jupyterlab(lab, browser, artifacts):
     path = put_notebook(EXAMPLE, lab.root, extra_cells=[PROBE_SOURCE])
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    nb = NotebookPage(page, lab, path.name, "live")
-    nb.run_and_wait(DATA, 180)
-    nb.run_and_wait(MODEL, 60)
-    view = page.wait_for_selector(".hw-am", timeout=30_000)
+    nb, view = start_view(browser, lab, path, "live", [DATA, MODEL], ".hw-am", errors)
+    page = nb.page
     nb.run_cell(TRAIN)
 
     # 1. the view changes while the cell runs
@@ -171,18 +167,11 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
     # 8. the static page: written by the example, opened with every network request blocked
     nb.run_and_wait(EXPORT, 60)
     assert "wrote monitor.html" in nb.output_text(EXPORT)
-    static = browser.new_page(viewport={"width": 1300, "height": 1100})
-    requests: list[str] = []
-    static.on("request", lambda r: requests.append(r.url))
-    static.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "blob:"))
-                 else route.abort())
-    static.on("pageerror", lambda e: errors.append(str(e)))
-    static.goto((lab.root / "monitor.html").as_uri())
-    static.wait_for_selector('#hw-root[data-rendered="true"]', timeout=15_000)
+    static, requests = open_offline(browser, lab.root / "monitor.html", errors)
     exported = static.evaluate(STORE_DIGEST)
     assert_same_history(exported["series"], want["series"])
     assert static.query_selector('section.hw-am-layer[data-layer="conv2"] .hw-detail[data-ready="true"]')
-    assert [u for u in requests if not u.startswith(("file:", "blob:"))] == []
+    assert network_requests(requests) == []
     static.screenshot(path=str(artifacts / "static_page.png"), full_page=True)
     static.close()
 
