@@ -7,6 +7,7 @@ frames, rate limits) -> widgets (views) -> export (static pages).
 from . import datasets, information
 from .capture import Capture, CaptureError, LayerError, select_tensor
 from .export import save_html
+from .methods import AttributionError, attribute, available_methods
 from .recorder import InformationRecorder
 from .summaries import HistogramGrid, LayerSummarizer
 from .widgets import ActivationMonitor, InformationPlane, TrainingJob, TrainingStopped
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationMonitor",
+    "AttributionError",
     "Capture",
     "CaptureError",
     "HistogramGrid",
@@ -24,6 +26,8 @@ __all__ = [
     "LayerSummarizer",
     "TrainingJob",
     "TrainingStopped",
+    "attribute",
+    "available_methods",
     "datasets",
     "information",
     "save_html",

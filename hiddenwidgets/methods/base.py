@@ -1,0 +1,88 @@
+"""What every attribution method shares: its registry entry, target and input checks, and leaving the model as
+it was found (mode, hooks, requires_grad)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+__all__ = ["AttributionError", "AttributionMethod", "evaluation_mode", "resolve_targets"]
+
+
+class AttributionError(ValueError):
+    """Bad input to an attribution method: the message says what was expected and what to try."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    label: str
+    needs_layer: bool
+    paper: str
+    family: str  # "captum", "cam"
+
+
+class AttributionMethod:
+    """One attribution method. Subclasses set the class attributes and implement :meth:`compute`.
+
+    ``compute(model, inputs, targets, layer, **options)`` returns a tensor shaped like ``inputs`` (input methods)
+    or ``(N, h, w)`` at the layer's resolution (layer maps; :func:`hiddenwidgets.attribute` upsamples them unless
+    ``raw=True``).
+    """
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    needs_layer: ClassVar[bool] = False
+    paper: ClassVar[str] = ""
+    family: ClassVar[str] = "captum"
+    gradient_based: ClassVar[bool] = True
+    layer_map: ClassVar[bool] = False  # output is a spatial map of a layer, to be upsampled
+
+    @classmethod
+    def info(cls) -> MethodInfo:
+        return MethodInfo(cls.name, cls.label, cls.needs_layer, cls.paper, cls.family)
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, layer: nn.Module | None,
+                **options: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode for the block and give each its own previous mode back afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    params = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in params:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+
+
+def resolve_targets(target: Any, logits: Any) -> torch.Tensor:
+    """Per-example class indices from an int, a sequence/tensor of ints, or "predicted" (``logits`` may be an
+    object with only ``shape`` and ``device`` when the target is explicit)."""
+    n, classes = logits.shape[0], logits.shape[-1]
+    if isinstance(target, str):
+        if target != "predicted":
+            raise AttributionError(f"target must be a class index, one per input, or 'predicted'; got {target!r}")
+        return logits.argmax(dim=-1)
+    t = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise AttributionError(f"got {t.numel()} targets for {n} inputs; pass one class index, or one per input")
+    bad = t[(t < 0) | (t >= classes)]
+    if bad.numel():
+        raise AttributionError(f"target {bad[0].item()} is out of range: the model outputs {classes} classes "
+                               f"(valid targets 0..{classes - 1})")
+    return t
