@@ -22,11 +22,13 @@ from .grad_cam import GradCAM
 from .grad_cam_plus_plus import GradCAMPlusPlus
 from .hires_cam import HiResCAM
 from .layer_cam import LayerCAM
+from .metrics import deletion_insertion, infidelity, sanity_check, sensitivity
 from .score_cam import ScoreCAM
 from .smooth_grad_cam_plus_plus import SmoothGradCAMPlusPlus
 from .xgrad_cam import XGradCAM
 
-__all__ = ["METHODS", "AttributionError", "attribute", "available_methods"]
+__all__ = ["METHODS", "AttributionError", "attribute", "available_methods", "deletion_insertion", "infidelity",
+           "sanity_check", "sensitivity"]
 
 CAM_METHODS = [GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, EigenCAM, ScoreCAM, LayerCAM, XGradCAM, HiResCAM]
 METHODS: dict[str, type[AttributionMethod]] = {m.name: m for m in [*CAPTUM_METHODS, *CAM_METHODS]}
