@@ -10,13 +10,14 @@ from .export import save_html
 from .methods import AttributionError, attribute, available_methods
 from .recorder import InformationRecorder
 from .summaries import HistogramGrid, LayerSummarizer
-from .widgets import ActivationMonitor, InformationPlane, TrainingJob, TrainingStopped
+from .widgets import ActivationMonitor, AttributionExplorer, InformationPlane, TrainingJob, TrainingStopped
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActivationMonitor",
     "AttributionError",
+    "AttributionExplorer",
     "Capture",
     "CaptureError",
     "HistogramGrid",

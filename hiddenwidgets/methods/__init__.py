@@ -27,8 +27,8 @@ from .score_cam import ScoreCAM
 from .smooth_grad_cam_plus_plus import SmoothGradCAMPlusPlus
 from .xgrad_cam import XGradCAM
 
-__all__ = ["METHODS", "AttributionError", "attribute", "available_methods", "deletion_insertion", "infidelity",
-           "sanity_check", "sensitivity"]
+__all__ = ["METHODS", "AttributionError", "attribute", "available_methods", "conv_layers", "deletion_insertion",
+           "infidelity", "sanity_check", "sensitivity"]
 
 CAM_METHODS = [GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, EigenCAM, ScoreCAM, LayerCAM, XGradCAM, HiResCAM]
 METHODS: dict[str, type[AttributionMethod]] = {m.name: m for m in [*CAPTUM_METHODS, *CAM_METHODS]}

@@ -1,6 +1,8 @@
 """One file per view: a Python class whose ``_esm`` is one built module from js/."""
 
 from .activation_monitor import ActivationMonitor, TrainingJob, TrainingStopped
+from .attribution_explorer import AttributionExplorer
 from .information_plane import ESTIMATORS, InformationPlane
 
-__all__ = ["ESTIMATORS", "ActivationMonitor", "InformationPlane", "TrainingJob", "TrainingStopped"]
+__all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "InformationPlane", "TrainingJob",
+           "TrainingStopped"]

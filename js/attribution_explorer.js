@@ -1,0 +1,215 @@
+// @ts-check
+// The AttributionExplorer view: a methods x inputs grid. Each cell is the input in grey with the method's map
+// over it (viridis for maps that are never negative, the diverging map centred on 0 for signed ones), and its
+// deletion / insertion AUC and run time underneath. Methods, target, layer and opacity are chosen here; Python
+// computes on a background thread and the progress bar and Cancel follow it.
+import { decodeArrays } from "./lib/codec.js";
+import { fmt, h, setupCanvas } from "./lib/chart.js";
+import { lut } from "./lib/colormap.js";
+import { CSS } from "./lib/style.js";
+
+const CELL = 112;
+
+/** @param {any} state */
+function decode(state) {
+  if (!state || !state.header) return null;
+  return { ...state.header, arrays: decodeArrays(state.header.index, state.data) };
+}
+
+/**
+ * Draw an image (C, H, W in [0, 1]) in grey with a map (H, W) over it.
+ * @param {HTMLCanvasElement} canvas
+ */
+export function drawOverlay(canvas, image, shape, map, opacity) {
+  const [c, hh, ww] = shape;
+  const ctx = setupCanvas(canvas, CELL, CELL);
+  if (!ctx || typeof ImageData === "undefined") return { signed: false };
+  const img = new ImageData(ww, hh);
+  let lo = Infinity;
+  let hi = -Infinity;
+  if (map) for (let i = 0; i < map.length; i++) { const v = map[i]; if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
+  const signed = lo < 0 && hi > 0;
+  const m = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
+  const table = lut(signed ? "diverging" : "viridis");
+  for (let p = 0; p < hh * ww; p++) {
+    let g = 0;
+    for (let k = 0; k < c; k++) g += image[k * hh * ww + p];
+    g = (g / c) * 255;
+    let r = g; let gg = g; let b = g;
+    if (map) {
+      const v = map[p];
+      const t = signed ? (v / m + 1) / 2 : (hi > lo ? (v - lo) / (hi - lo) : 0);
+      const q = Math.max(0, Math.min(255, Math.round(t * 255))) * 4;
+      r = (1 - opacity) * g + opacity * table[q];
+      gg = (1 - opacity) * g + opacity * table[q + 1];
+      b = (1 - opacity) * g + opacity * table[q + 2];
+    }
+    img.data[p * 4] = r; img.data[p * 4 + 1] = gg; img.data[p * 4 + 2] = b; img.data[p * 4 + 3] = 255;
+  }
+  const off = document.createElement("canvas");
+  off.width = ww;
+  off.height = hh;
+  const octx = off.getContext("2d");
+  if (octx) {
+    octx.putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(off, 0, 0, CELL, CELL);
+  }
+  return { signed };
+}
+
+/** @param {{model: any, el: HTMLElement}} ctx */
+function render({ model, el }) {
+  const root = h("div", "hw-am hw-ae");
+  const style = h("style");
+  style.textContent = `${CSS}
+.hw-ae-grid { display: grid; gap: 6px 8px; align-items: start; overflow-x: auto; }
+.hw-ae-rowhead { font-size: 12px; font-weight: 600; align-self: center; max-width: 130px; }
+.hw-ae-cell { font-size: 11px; color: var(--jp-ui-font-color2, #656d76); width: ${CELL}px; }
+.hw-ae-cell canvas { border-radius: 3px; }
+.hw-ae-err { color: #9a3412; font-size: 11px; width: ${CELL}px; overflow-wrap: anywhere; }
+.hw-ae-methods { display: flex; flex-wrap: wrap; gap: 4px 10px; margin: 4px 0 8px; font-size: 12px; }
+.hw-ae-progress { width: 140px; }`;
+  const header = h("div", "hw-am-header");
+  const title = h("span", "hw-am-title");
+  const targetLabel = h("label", "", "target ");
+  const target = /** @type {HTMLSelectElement} */ (h("select", "hw-btn hw-ae-target"));
+  targetLabel.appendChild(target);
+  const layerLabel = h("label", "", "layer ");
+  const layer = /** @type {HTMLSelectElement} */ (h("select", "hw-btn hw-ae-layer"));
+  layerLabel.appendChild(layer);
+  const opacityLabel = h("label", "", "opacity ");
+  const opacity = /** @type {HTMLInputElement} */ (h("input", "hw-ae-opacity"));
+  opacity.type = "range"; opacity.min = "0"; opacity.max = "1"; opacity.step = "0.05";
+  opacityLabel.appendChild(opacity);
+  const progress = /** @type {HTMLProgressElement} */ (h("progress", "hw-ae-progress"));
+  progress.max = 1;
+  const status = h("span", "hw-am-frames hw-ae-status");
+  const cancel = /** @type {HTMLButtonElement} */ (h("button", "hw-btn hw-ae-cancel", "Cancel"));
+  cancel.type = "button";
+  header.append(title, targetLabel, layerLabel, opacityLabel, progress, status, cancel);
+  const methodsBox = h("div", "hw-ae-methods");
+  const grid = h("div", "hw-ae-grid");
+  root.append(style, header, methodsBox, grid);
+  el.appendChild(root);
+
+  const listeners = [];
+  const on = (node, ev, fn) => { node.addEventListener(ev, fn); listeners.push(() => node.removeEventListener(ev, fn)); };
+  const save = (key, value) => { model.set(key, value); model.save_changes(); };
+  on(target, "change", () => save("target", target.value));
+  on(layer, "change", () => save("layer", layer.value));
+  on(opacity, "input", () => { model.set("opacity", Number(opacity.value)); drawGrid(); });
+  on(opacity, "change", () => model.save_changes());
+  on(cancel, "click", () => model.send({ type: "cancel" }));
+
+  function drawControls() {
+    title.textContent = model.get("title") || "Attributions";
+    const g = decode(model.get("_gallery"));
+    const classes = g ? g.arrays.probs.length / g.n : 0;
+    const options = [["predicted", "predicted class"], ...(g && g.arrays.labels ? [["true", "true class"]] : []),
+      ...Array.from({ length: classes }, (_, k) => [String(k), `class ${g && g.class_names ? g.class_names[k] : k}`])];
+    if (target.options.length !== options.length) {
+      target.replaceChildren(...options.map(([v, text]) => { const o = /** @type {HTMLOptionElement} */ (h("option", "", text)); o.value = v; return o; }));
+    }
+    target.value = model.get("target");
+    const layers = model.get("layers") || [];
+    if (layer.options.length !== layers.length) {
+      layer.replaceChildren(...layers.map((n) => { const o = /** @type {HTMLOptionElement} */ (h("option", "", n)); o.value = n; return o; }));
+    }
+    layer.value = model.get("layer");
+    opacity.value = String(model.get("opacity"));
+    const busy = model.get("progress") < 1;
+    progress.value = model.get("progress");
+    progress.hidden = !busy;
+    cancel.hidden = !busy;
+    status.textContent = model.get("status") || "";
+    root.dataset.busy = String(busy);
+    const labels = model.get("method_labels") || {};
+    const selected = model.get("selected_methods") || [];
+    if (methodsBox.childElementCount !== (model.get("methods") || []).length) {
+      methodsBox.replaceChildren(...(model.get("methods") || []).map((name) => {
+        const lab = h("label");
+        const box = /** @type {HTMLInputElement} */ (h("input"));
+        box.type = "checkbox";
+        box.dataset.method = name;
+        on(box, "change", () => {
+          const cur = model.get("selected_methods") || [];
+          save("selected_methods", box.checked ? [...cur, name] : cur.filter((m) => m !== name));
+        });
+        const info = labels[name] || {};
+        lab.title = info.paper || "";
+        lab.append(box, document.createTextNode(` ${info.label || name}${info.needs_layer ? " (layer)" : ""}`));
+        return lab;
+      }));
+    }
+    for (const box of /** @type {HTMLInputElement[]} */ ([...methodsBox.querySelectorAll("input")])) {
+      box.checked = selected.includes(box.dataset.method);
+    }
+  }
+
+  function drawGrid() {
+    const g = decode(model.get("_gallery"));
+    const r = decode(model.get("_results"));
+    if (!g) return;
+    const n = g.n;
+    const shape = g.index.images[2].slice(1);
+    const size = shape[0] * shape[1] * shape[2];
+    const classes = g.arrays.probs.length / n;
+    const name = (k) => (g.class_names ? g.class_names[k] : String(k));
+    grid.style.gridTemplateColumns = `130px repeat(${n}, ${CELL}px)`;
+    grid.replaceChildren();
+    grid.appendChild(h("div", "hw-ae-rowhead", "input"));
+    for (let i = 0; i < n; i++) {
+      const cell = h("div", "hw-ae-cell");
+      const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
+      drawOverlay(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), shape, null, 0);
+      let best = 0;
+      for (let k = 1; k < classes; k++) if (g.arrays.probs[i * classes + k] > g.arrays.probs[i * classes + best]) best = k;
+      const truth = g.arrays.labels ? `true ${name(g.arrays.labels[i])} · ` : "";
+      cell.append(canvas, h("div", "", `${truth}pred ${name(best)} (${fmt(g.arrays.probs[i * classes + best])})`));
+      grid.appendChild(cell);
+    }
+    const opa = Number(model.get("opacity"));
+    for (const c of (r ? r.cells : [])) {
+      const head = h("div", "hw-ae-rowhead", c.label);
+      head.dataset.method = c.method;
+      grid.appendChild(head);
+      const maps = c.array ? r.arrays[c.array] : null;
+      const msize = maps ? maps.length / n : 0;
+      for (let i = 0; i < n; i++) {
+        const cell = h("div", "hw-ae-cell");
+        cell.dataset.method = c.method;
+        if (!c.ready) {
+          cell.append(h("div", "hw-note", "waiting…"));
+        } else if (c.error) {
+          cell.append(h("div", "hw-ae-err", c.error));
+          cell.dataset.error = "true";
+        } else {
+          const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
+          const mapShape = msize === shape[1] * shape[2] ? null : msize;
+          drawOverlay(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), shape,
+            mapShape === null ? maps.subarray(i * msize, (i + 1) * msize) : null, opa);
+          const parts = [];
+          if (c.deletion.length) parts.push(`del ${fmt(c.deletion[i])}`, `ins ${fmt(c.insertion[i])}`);
+          parts.push(`${fmt(c.ms[i])} ms`);
+          cell.append(canvas, h("div", "", parts.join(" · ")));
+          cell.dataset.ready = "true";
+        }
+        grid.appendChild(cell);
+      }
+    }
+  }
+
+  const update = () => { drawControls(); drawGrid(); };
+  const events = ["change:_results", "change:_gallery", "change:status", "change:progress", "change:selected_methods",
+    "change:target", "change:layer", "change:title"];
+  for (const ev of events) model.on(ev, update);
+  update();
+  return () => {
+    for (const ev of events) model.off(ev, update);
+    for (const off of listeners) off();
+    root.remove();
+  };
+}
+
+export default { render };
