@@ -5,6 +5,7 @@ Anything passed as an option goes to Captum's ``attribute`` unchanged.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -47,8 +48,12 @@ class CaptumMethod(AttributionMethod):
         if self.noise_tunnel:
             algo = ca.NoiseTunnel(algo)
             kwargs = {"nt_type": self.noise_tunnel, "nt_samples": 10, "stdevs": 0.15, **kwargs}
+        if self.gradient_based:  # Captum would set requires_grad itself, with a warning each call
+            inputs = inputs.detach().clone().requires_grad_(True)
         try:
-            out = algo.attribute(inputs, target=targets, **kwargs)
+            with warnings.catch_warnings():  # Captum's notes about the hooks it sets and removes
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
+                out = algo.attribute(inputs, target=targets, **kwargs)
         except (AssertionError, TypeError) as err:
             raise AttributionError(f"{self.label} (captum.attr.{self.captum_class}) failed: {err}") from err
         if isinstance(out, tuple):

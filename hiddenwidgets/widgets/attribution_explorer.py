@@ -89,7 +89,7 @@ class AttributionExplorer(HiddenWidget):
             methods=offered, layers=layers, layer=layer or (layers[-1] if layers else ""),
             method_labels={n: {"label": METHODS[n].label, "needs_layer": METHODS[n].needs_layer,
                                "paper": METHODS[n].paper} for n in offered},
-            selected_methods=[m for m in (selected or DEFAULT_METHODS) if m in offered][:9], title=title)
+            selected_methods=[m for m in (selected or DEFAULT_METHODS) if m in offered], title=title)
         self._gallery = self._gallery_state()
         self._worker = threading.Thread(target=self._work, name="hiddenwidgets-attribution", daemon=True)
         self._worker.start()
