@@ -9,6 +9,7 @@ import { lut } from "./lib/colormap.js";
 import { CSS } from "./lib/style.js";
 
 const CELL = 112;
+const SHORT = { deletion: "del", insertion: "ins", infidelity: "inf", sanity: "san", sensitivity: "sens" };
 
 /** @param {any} state */
 function decode(state) {
@@ -20,7 +21,7 @@ function decode(state) {
  * Draw an image (C, H, W in [0, 1]) in grey with a map (H, W) over it.
  * @param {HTMLCanvasElement} canvas
  */
-export function drawOverlay(canvas, image, shape, map, opacity) {
+export function drawOverlay(canvas, image, shape, map, opacity, colormap = "auto") {
   const [c, hh, ww] = shape;
   const ctx = setupCanvas(canvas, CELL, CELL);
   if (!ctx || typeof ImageData === "undefined") return { signed: false };
@@ -30,7 +31,9 @@ export function drawOverlay(canvas, image, shape, map, opacity) {
   if (map) for (let i = 0; i < map.length; i++) { const v = map[i]; if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
   const signed = lo < 0 && hi > 0;
   const m = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
-  const table = lut(signed ? "diverging" : "viridis");
+  const name = colormap === "auto" ? (signed ? "diverging" : "viridis") : colormap;
+  const centred = name === "diverging";
+  const table = lut(/** @type {any} */ (name));
   for (let p = 0; p < hh * ww; p++) {
     let g = 0;
     for (let k = 0; k < c; k++) g += image[k * hh * ww + p];
@@ -38,7 +41,7 @@ export function drawOverlay(canvas, image, shape, map, opacity) {
     let r = g; let gg = g; let b = g;
     if (map) {
       const v = map[p];
-      const t = signed ? (v / m + 1) / 2 : (hi > lo ? (v - lo) / (hi - lo) : 0);
+      const t = centred ? (v / m + 1) / 2 : (hi > lo ? (v - lo) / (hi - lo) : 0);
       const q = Math.max(0, Math.min(255, Math.round(t * 255))) * 4;
       r = (1 - opacity) * g + opacity * table[q];
       gg = (1 - opacity) * g + opacity * table[q + 1];
@@ -78,6 +81,11 @@ function render({ model, el }) {
   const layerLabel = h("label", "", "layer ");
   const layer = /** @type {HTMLSelectElement} */ (h("select", "hw-btn hw-ae-layer"));
   layerLabel.appendChild(layer);
+  const cmapLabel = h("label", "", "colours ");
+  const cmap = /** @type {HTMLSelectElement} */ (h("select", "hw-btn hw-ae-cmap"));
+  cmap.replaceChildren(...[["auto", "auto"], ["viridis", "viridis"], ["diverging", "diverging (signed)"], ["heat", "heat"]]
+    .map(([v, t]) => { const o = /** @type {HTMLOptionElement} */ (h("option", "", t)); o.value = v; return o; }));
+  cmapLabel.appendChild(cmap);
   const opacityLabel = h("label", "", "opacity ");
   const opacity = /** @type {HTMLInputElement} */ (h("input", "hw-ae-opacity"));
   opacity.type = "range"; opacity.min = "0"; opacity.max = "1"; opacity.step = "0.05";
@@ -87,7 +95,7 @@ function render({ model, el }) {
   const status = h("span", "hw-am-frames hw-ae-status");
   const cancel = /** @type {HTMLButtonElement} */ (h("button", "hw-btn hw-ae-cancel", "Cancel"));
   cancel.type = "button";
-  header.append(title, targetLabel, layerLabel, opacityLabel, progress, status, cancel);
+  header.append(title, targetLabel, layerLabel, cmapLabel, opacityLabel, progress, status, cancel);
   const methodsBox = h("div", "hw-ae-methods");
   const grid = h("div", "hw-ae-grid");
   root.append(style, header, methodsBox, grid);
@@ -98,6 +106,7 @@ function render({ model, el }) {
   const save = (key, value) => { model.set(key, value); model.save_changes(); };
   on(target, "change", () => save("target", target.value));
   on(layer, "change", () => save("layer", layer.value));
+  on(cmap, "change", () => save("colormap", cmap.value));
   on(opacity, "input", () => { model.set("opacity", Number(opacity.value)); drawGrid(); });
   on(opacity, "change", () => model.save_changes());
   on(cancel, "click", () => model.send({ type: "cancel" }));
@@ -107,6 +116,7 @@ function render({ model, el }) {
     const g = decode(model.get("_gallery"));
     const classes = g ? g.arrays.probs.length / g.n : 0;
     const options = [["predicted", "predicted class"], ...(g && g.arrays.labels ? [["true", "true class"]] : []),
+      ...(classes >= 3 ? [["top2", "2nd most probable"], ["top3", "3rd most probable"]] : []),
       ...Array.from({ length: classes }, (_, k) => [String(k), `class ${g && g.class_names ? g.class_names[k] : k}`])];
     if (target.options.length !== options.length) {
       target.replaceChildren(...options.map(([v, text]) => { const o = /** @type {HTMLOptionElement} */ (h("option", "", text)); o.value = v; return o; }));
@@ -118,6 +128,7 @@ function render({ model, el }) {
     }
     layer.value = model.get("layer");
     opacity.value = String(model.get("opacity"));
+    cmap.value = model.get("colormap") || "auto";
     const busy = model.get("progress") < 1;
     progress.value = model.get("progress");
     progress.hidden = !busy;
@@ -188,11 +199,12 @@ function render({ model, el }) {
           const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
           const mapShape = msize === shape[1] * shape[2] ? null : msize;
           drawOverlay(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), shape,
-            mapShape === null ? maps.subarray(i * msize, (i + 1) * msize) : null, opa);
-          const parts = [];
-          if (c.deletion.length) parts.push(`del ${fmt(c.deletion[i])}`, `ins ${fmt(c.insertion[i])}`);
+            mapShape === null ? maps.subarray(i * msize, (i + 1) * msize) : null, opa, model.get("colormap") || "auto");
+          const parts = Object.entries(c.metrics || {}).map(([k, v]) => `${SHORT[k] || k} ${fmt(v[i])}`);
           parts.push(`${fmt(c.ms[i])} ms`);
-          cell.append(canvas, h("div", "", parts.join(" · ")));
+          const line = h("div", "", parts.join(" · "));
+          line.title = Object.values(r.metric_help || {}).join("\n");
+          cell.append(canvas, line);
           cell.dataset.ready = "true";
         }
         grid.appendChild(cell);
@@ -202,7 +214,7 @@ function render({ model, el }) {
 
   const update = () => { drawControls(); drawGrid(); };
   const events = ["change:_results", "change:_gallery", "change:status", "change:progress", "change:selected_methods",
-    "change:target", "change:layer", "change:title"];
+    "change:target", "change:layer", "change:title", "change:colormap"];
   for (const ev of events) model.on(ev, update);
   update();
   return () => {

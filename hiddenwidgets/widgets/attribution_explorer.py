@@ -13,11 +13,21 @@ import torch
 import traitlets
 
 from ..methods import METHODS, AttributionError, attribute, conv_layers
-from ..methods.metrics import deletion_insertion
+from ..methods.metrics import _spearman, deletion_insertion, infidelity, sensitivity
 from ..transport import encode
 from ._base import HiddenWidget
 
 __all__ = ["AttributionExplorer"]
+
+METRICS = {
+    "deletion": "deletion AUC (RISE; lower is better)",
+    "insertion": "insertion AUC (RISE; higher is better)",
+    "infidelity": "infidelity (Yeh et al.; lower is better)",
+    "sanity": "Spearman correlation with the map of a model whose top layer is randomised (Adebayo et al.; "
+              "lower is better: the map depends on the model)",
+    "sensitivity": "max sensitivity (Yeh et al.; lower is better; costs 5 more attributions per input)",
+}
+DEFAULT_METRICS = ("deletion", "insertion", "infidelity", "sanity")
 
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "input_x_gradient", "guided_backprop", "grad_cam",
                    "grad_cam_plus_plus", "layer_cam", "score_cam", "occlusion"]
@@ -38,7 +48,7 @@ class AttributionExplorer(HiddenWidget):
     labels : optional true classes; class_names : optional names, shown as text.
     methods : names offered in the view (default: all of ``hw.available_methods()``); selected : shown first.
     layer : the layer for CAMs and layer methods (default: the last conv-like layer).
-    metrics : compute deletion/insertion AUC per cell (default True).
+    metrics : per cell, any of ``METRICS`` (default: deletion, insertion, infidelity, sanity; ``False``: none).
     """
 
     _view_file = "attribution_explorer"
@@ -46,10 +56,14 @@ class AttributionExplorer(HiddenWidget):
     methods = traitlets.List(traitlets.Unicode(), help="Method names offered (read-only).").tag(sync=True)
     method_labels = traitlets.Dict(help="name -> label and whether it needs a layer (read-only).").tag(sync=True)
     selected_methods = traitlets.List(traitlets.Unicode(), help="Methods shown, in order.").tag(sync=True)
-    target = traitlets.Unicode("predicted", help="'predicted', 'true' or a class index as text.").tag(sync=True)
+    target = traitlets.Unicode(
+        "predicted", help="'predicted', 'true', 'top2', 'top3'... or a class index as text.").tag(sync=True)
     layer = traitlets.Unicode("", help="Layer for CAMs and layer methods.").tag(sync=True)
     layers = traitlets.List(traitlets.Unicode(), help="Conv-like layers to choose from (read-only).").tag(sync=True)
     opacity = traitlets.Float(0.6, help="Overlay opacity, 0..1. Default 0.6.").tag(sync=True)
+    colormap = traitlets.Enum(
+        ["auto", "viridis", "diverging", "heat"], "auto",
+        help="Overlay colours; 'auto': diverging for signed maps, viridis otherwise.").tag(sync=True)
     title = traitlets.Unicode("Attributions", help="Heading of the view.").tag(sync=True)
     status = traitlets.Unicode("", help="What is being computed (read-only).").tag(sync=True)
     progress = traitlets.Float(1.0, help="Progress of the current computation, 0..1 (read-only).").tag(sync=True)
@@ -58,7 +72,7 @@ class AttributionExplorer(HiddenWidget):
 
     def __init__(self, model: torch.nn.Module, inputs: torch.Tensor, labels: Any = None, *,
                  class_names: list[str] | None = None, methods: list[str] | None = None,
-                 selected: list[str] | None = None, layer: str | None = None, metrics: bool = True,
+                 selected: list[str] | None = None, layer: str | None = None, metrics: Any = True,
                  title: str = "Attributions"):
         if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
             raise AttributionError(f"inputs must be images (N, C, H, W); got "
@@ -72,7 +86,12 @@ class AttributionExplorer(HiddenWidget):
         self.model, self.inputs = model, inputs.detach()
         self.labels = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
         self.class_names = class_names
-        self.compute_metrics = metrics
+        chosen = DEFAULT_METRICS if metrics is True else () if metrics is False else tuple(metrics)
+        bad = [m for m in chosen if m not in METRICS]
+        if bad:
+            raise AttributionError(f"unknown metric(s) {bad}; choose from {', '.join(METRICS)}")
+        self.metric_names = chosen
+        self._randomised: torch.nn.Module | None = None
         self._cache: dict[tuple, dict[str, Any]] = {}
         self._jobs: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
@@ -104,6 +123,9 @@ class AttributionExplorer(HiddenWidget):
             if self.labels is None:
                 raise AttributionError("no true labels were given: pass labels=... or choose 'predicted'")
             return self.labels
+        if self.target.startswith("top"):  # the k-th most probable class
+            k = int(self.target[3:])
+            return self.probs.topk(k, dim=1).indices[:, k - 1]
         return torch.full((len(self.inputs),), int(self.target), dtype=torch.long)
 
     def _key(self, method: str) -> tuple:
@@ -139,28 +161,56 @@ class AttributionExplorer(HiddenWidget):
 
     def _compute(self, method: str) -> dict[str, Any]:
         layer = self.layer if METHODS[method].needs_layer else None
-        cell: dict[str, Any] = {"maps": None, "error": None, "ms": [], "deletion": [], "insertion": []}
+        cell: dict[str, Any] = {"maps": None, "error": None, "ms": [], "metrics": {m: [] for m in self.metric_names}}
         try:
             targets = self._targets()
             maps = []
             for i in range(len(self.inputs)):  # one input at a time: cancel and progress between them
                 if self._cancel.is_set():
                     raise RuntimeError("cancelled")
-                x = self.inputs[i : i + 1]
+                x, t = self.inputs[i : i + 1], targets[i : i + 1]
                 t0 = time.perf_counter()
-                a = attribute(self.model, x, method, targets[i : i + 1], layer=layer)
+                a = attribute(self.model, x, method, t, layer=layer)
                 cell["ms"].append(1000 * (time.perf_counter() - t0))
                 m = a.sum(dim=1) if a.ndim == 4 else a  # input methods: channels summed into one map
                 maps.append(m[0].float())
-                if self.compute_metrics:
-                    di = deletion_insertion(self.model, x, m, targets[i : i + 1], steps=16)
-                    cell["deletion"].append(float(di["deletion"][0]))
-                    cell["insertion"].append(float(di["insertion"][0]))
+                for name, value in self._metrics(method, layer, x, t, a, m).items():
+                    cell["metrics"][name].append(value)
             cell["maps"] = torch.stack(maps).numpy().astype(np.float32)
         except Exception as err:  # shown in this method's cells; the others go on
             cell["error"] = f"{type(err).__name__}: {err}" if isinstance(err, (AttributionError, RuntimeError)) \
                 else "".join(traceback.format_exception_only(err)).strip()
         return cell
+
+    def _metrics(self, method: str, layer: str | None, x: torch.Tensor, t: torch.Tensor, a: torch.Tensor,
+                 m: torch.Tensor) -> dict[str, float]:
+        out: dict[str, float] = {}
+        names = self.metric_names
+        if "deletion" in names or "insertion" in names:
+            di = deletion_insertion(self.model, x, m, t, steps=16)
+            out.update({k: float(di[k][0]) for k in ("deletion", "insertion") if k in names})
+        if "infidelity" in names:
+            full = a if a.shape == x.shape else m.unsqueeze(1).expand_as(x)  # a map counts for every channel
+            out["infidelity"] = float(infidelity(self.model, x, full, t)[0])
+        if "sanity" in names:
+            again = attribute(self._randomised_model(), x, method, t, layer=layer)
+            again = again.sum(dim=1) if again.ndim == 4 else again
+            out["sanity"] = float(_spearman(m.abs(), again.abs())[0])
+        if "sensitivity" in names:
+            out["sensitivity"] = float(sensitivity(self.model, x, method, t, layer=layer)[0])
+        return out
+
+    def _randomised_model(self) -> torch.nn.Module:
+        """A copy of the model with its top parameterised layer re-initialised (the user's model is untouched)."""
+        if self._randomised is None:
+            import copy
+
+            self._randomised = copy.deepcopy(self.model)
+            top = [m for m in self._randomised.modules() if any(True for _ in m.parameters(recurse=False))][-1]
+            torch.manual_seed(0)
+            if hasattr(top, "reset_parameters"):
+                top.reset_parameters()
+        return self._randomised
 
     # -- state for the view --------------------------------------------------------------------------------------
     def _gallery_state(self) -> dict[str, Any]:
@@ -180,15 +230,15 @@ class AttributionExplorer(HiddenWidget):
             cell = self._cache.get(self._key(method))
             head = {"method": method, "label": METHODS[method].label, "ready": cell is not None}
             if cell is not None:
-                head.update(error=cell["error"], ms=cell["ms"], deletion=cell["deletion"], insertion=cell["insertion"])
+                head.update(error=cell["error"], ms=cell["ms"], metrics=cell["metrics"])
                 if cell["maps"] is not None:
                     arrays[f"maps:{method}"] = cell["maps"]
                     head["array"] = f"maps:{method}"
             cells.append(head)
         index, data = encode(arrays)
         with self._state_lock:
-            self._results = {"header": {"index": index, "cells": cells, "target": self.target, "layer": self.layer},
-                             "data": data}
+            self._results = {"header": {"index": index, "cells": cells, "target": self.target, "layer": self.layer,
+                                        "metric_help": {k: METRICS[k] for k in self.metric_names}}, "data": data}
 
     @traitlets.observe("selected_methods", "target", "layer")
     def _settings_changed(self, change: dict) -> None:
@@ -201,8 +251,10 @@ class AttributionExplorer(HiddenWidget):
         classes = self.probs.shape[1] if hasattr(self, "probs") else None
         if value in ("predicted", "true") or (value.isdigit() and (classes is None or int(value) < classes)):
             return value
-        raise traitlets.TraitError(f"target must be 'predicted', 'true' or a class 0..{(classes or 1) - 1}; "
-                                   f"got {value!r}")
+        if value.startswith("top") and value[3:].isdigit() and 1 <= int(value[3:]) <= (classes or 1):
+            return value
+        raise traitlets.TraitError(f"target must be 'predicted', 'true', 'topK' (K-th most probable class) or a "
+                                   f"class 0..{(classes or 1) - 1}; got {value!r}")
 
     def _on_custom(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "cancel":
@@ -224,28 +276,28 @@ class AttributionExplorer(HiddenWidget):
         raise TimeoutError(f"attributions not finished after {timeout} s: {self.status}")
 
     def metrics(self) -> list[dict[str, Any]]:
-        """One row per (method, input): deletion and insertion AUC, milliseconds, error."""
+        """One row per (method, input): each metric, milliseconds, error."""
         rows = []
         for method in self.selected_methods:
             cell = self._cache.get(self._key(method))
             if cell is None:
                 continue
             for i in range(len(self.inputs)):
-                rows.append({"method": method, "input": i,
-                             "deletion": cell["deletion"][i] if i < len(cell["deletion"]) else None,
-                             "insertion": cell["insertion"][i] if i < len(cell["insertion"]) else None,
-                             "ms": cell["ms"][i] if i < len(cell["ms"]) else None, "error": cell["error"]})
+                row = {"method": method, "input": i, "ms": cell["ms"][i] if i < len(cell["ms"]) else None,
+                       "error": cell["error"]}
+                row.update({k: (v[i] if i < len(v) else None) for k, v in cell["metrics"].items()})
+                rows.append(row)
         return rows
 
     def to_altair(self):
-        """The metrics table as an Altair chart: mean deletion and insertion AUC per method."""
+        """The metrics table as an Altair chart: the mean of each metric per method."""
         import altair as alt
 
-        rows = [dict(r, metric=k, value=r[k]) for r in self.metrics() for k in ("deletion", "insertion")
-                if r[k] is not None]
+        rows = [{"method": r["method"], "metric": k, "value": r[k]} for r in self.metrics() for k in self.metric_names
+                if r.get(k) is not None]
         return alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-            x=alt.X("mean(value):Q", title="AUC"), y=alt.Y("method:N", sort="-x"), color="metric:N",
-            row="metric:N").properties(title="Deletion (lower is better) and insertion (higher) AUC", width=320)
+            x=alt.X("mean(value):Q", title="mean over inputs"), y=alt.Y("method:N"), color="metric:N",
+            row=alt.Row("metric:N", title=None)).properties(title="Faithfulness per method", width=320)
 
     def close(self) -> None:
         """Stop the background worker."""

@@ -2,10 +2,12 @@
 // Perceptually uniform colour maps as 256-entry lookup tables, built by linear interpolation between anchors.
 // viridis: the sequential map of matplotlib (van der Walt & Smith), anchors at its 10 even steps.
 // coolwarm-like diverging map (Moreland 2009): blue - neutral grey - red, equal lightness on both sides.
+// heat: black - red - yellow - white, lightness rising throughout (for maps of magnitudes).
 
 /** @type {Record<string, string[]>} */
 const ANCHORS = {
   viridis: ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"],
+  heat: ["#000000", "#3b0f0f", "#7a1a12", "#b8320e", "#e05d10", "#f59a2a", "#fbd25b", "#fff7bc", "#ffffff"],
   diverging: ["#3b4cc0", "#6788ee", "#9abbff", "#c9d7f0", "#dddddd", "#f2cbb7", "#f7a889", "#e26952", "#b40426"],
 };
 
@@ -20,7 +22,7 @@ function rgb(hex) {
 
 /**
  * A 256 x RGBA lookup table.
- * @param {"viridis" | "diverging"} name
+ * @param {"viridis" | "diverging" | "heat"} name
  */
 export function lut(name) {
   let table = cache.get(name);
@@ -42,7 +44,7 @@ export function lut(name) {
 
 /**
  * CSS colour for t in [0, 1].
- * @param {"viridis" | "diverging"} name @param {number} t @param {number} [alpha]
+ * @param {"viridis" | "diverging" | "heat"} name @param {number} t @param {number} [alpha]
  */
 export function color(name, t, alpha = 1) {
   const table = lut(name);

@@ -15,14 +15,14 @@ function state(progress = 1) {
   return {
     methods: ["saliency", "lrp", "grad_cam"], selected_methods: ["saliency", "lrp", "grad_cam"],
     method_labels: { saliency: { label: "Saliency" }, lrp: { label: "LRP" }, grad_cam: { label: "Grad-CAM", needs_layer: true } },
-    target: "predicted", layer: "conv2", layers: ["conv1", "conv2"], opacity: 0.5, title: "t", status: "", progress,
+    target: "predicted", colormap: "auto", layer: "conv2", layers: ["conv1", "conv2"], opacity: 0.5, title: "t", status: "", progress,
     _gallery: { header: { index: gallery.index, n: 2, class_names: ["<b>zero</b>", "one", "two"] }, data: gallery.data },
     _results: {
       header: {
         index: results.index, target: "predicted", layer: "conv2", cells: [
           { method: "saliency", label: "Saliency", ready: true, error: null, array: "maps:saliency", ms: [1.5, 2],
-            deletion: [0.1, 0.2], insertion: [0.9, 0.8] },
-          { method: "lrp", label: "LRP", ready: true, error: "AttributionError: LRP failed: no rule", ms: [], deletion: [], insertion: [] },
+            metrics: { deletion: [0.1, 0.2], insertion: [0.9, 0.8] } },
+          { method: "lrp", label: "LRP", ready: true, error: "AttributionError: LRP failed: no rule", ms: [], metrics: {} },
           { method: "grad_cam", label: "Grad-CAM", ready: false },
         ],
       },
@@ -59,7 +59,11 @@ test("controls write the model: methods, target, layer; Cancel sends a message w
   box.dispatchEvent(new window.Event("change"));
   assert.deepEqual(model.get("selected_methods"), ["saliency", "grad_cam"]);
   const target = el.querySelector(".hw-ae-target");
-  assert.deepEqual([...target.options].map((o) => o.value), ["predicted", "true", "0", "1", "2"]);
+  assert.deepEqual([...target.options].map((o) => o.value), ["predicted", "true", "top2", "top3", "0", "1", "2"]);
+  const cmap = el.querySelector(".hw-ae-cmap");
+  cmap.value = "heat";
+  cmap.dispatchEvent(new window.Event("change"));
+  assert.equal(model.get("colormap"), "heat");
   target.value = "true";
   target.dispatchEvent(new window.Event("change"));
   assert.equal(model.get("target"), "true");

@@ -20,6 +20,16 @@ test("viridis runs from its first to its last anchor with monotonically increasi
   }
 });
 
+test("heat rises in lightness from black to white", () => {
+  const t = lut("heat");
+  let prev = -1;
+  for (let i = 0; i < 256; i++) {
+    const l = luminance(t[i * 4], t[i * 4 + 1], t[i * 4 + 2]);
+    assert.ok(l >= prev - 1e-3, `lightness drops at ${i}`);
+    prev = l;
+  }
+});
+
 test("the diverging map is lightest in the middle and equally dark at both ends", () => {
   const t = lut("diverging");
   const L = (i) => luminance(t[i * 4], t[i * 4 + 1], t[i * 4 + 2]);

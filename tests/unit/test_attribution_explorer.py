@@ -40,7 +40,11 @@ def test_computes_selected_methods_with_metrics_and_caches_them():
     assert list(got) == ["saliency", "grad_cam"]
     for cell, maps in got.values():
         assert cell["error"] is None and maps.shape == (4, 8, 8)
-        assert len(cell["deletion"]) == 4 and all(0 <= v <= 1 for v in cell["deletion"] + cell["insertion"])
+        m = cell["metrics"]
+        assert set(m) == {"deletion", "insertion", "infidelity", "sanity"}
+        assert all(len(v) == 4 for v in m.values())
+        assert all(0 <= v <= 1 for v in m["deletion"] + m["insertion"]) and all(v >= 0 for v in m["infidelity"])
+        assert all(-1 <= v <= 1 for v in m["sanity"])
     torch.testing.assert_close(torch.from_numpy(got["grad_cam"][1]),
                                hw.attribute(ex.model, X, "grad_cam", "predicted", layer="conv2"))
     calls = []
@@ -95,6 +99,10 @@ def test_bad_input_and_settings_get_clear_errors():
     ex = hw.AttributionExplorer(cnn(), X, selected=["saliency"])
     with pytest.raises(traitlets.TraitError, match=r"class 0\.\.2"):
         ex.target = "7"
+    with pytest.raises(traitlets.TraitError, match="topK"):
+        ex.target = "top9"
+    ex.target = "top2"
+    assert (ex._targets() == ex.probs.topk(2, dim=1).indices[:, 1]).all()
     ex.target = "true"  # no labels given: the error is shown in the cells
     ex.wait(30)
     assert "no true labels were given" in cells(ex)["saliency"][0]["error"]
@@ -110,5 +118,7 @@ def test_model_left_as_it_was_and_static_page(tmp_path):
     assert "<a>" not in text.split("hw-payload")[1]  # class names are escaped data, never markup
     spec = ex.to_altair().to_dict()
     values = spec["data"]["values"] if "values" in spec.get("data", {}) else next(iter(spec["datasets"].values()))
-    assert {v["metric"] for v in values} == {"deletion", "insertion"}
+    assert {v["metric"] for v in values} == {"deletion", "insertion", "infidelity", "sanity"}
+    with pytest.raises(hw.AttributionError, match=r"unknown metric\(s\) \['auc'\]"):
+        hw.AttributionExplorer(model, X, metrics=["auc"])
     ex.close()
