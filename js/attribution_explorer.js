@@ -61,6 +61,34 @@ export function drawOverlay(canvas, image, shape, map, opacity, colormap = "auto
   return { signed };
 }
 
+/**
+ * Draw a table row as bars, one per feature, from a zero line: positive up in red, negative down in blue (for
+ * values, grey). The canvas gets a text title naming the largest bars (a title attribute is text, not markup).
+ * @param {HTMLCanvasElement} canvas @param {ArrayLike<number>} values @param {string[] | null} names
+ */
+export function drawBars(canvas, values, names, signedColours = true) {
+  const ctx = setupCanvas(canvas, CELL, CELL);
+  const n = values.length;
+  let m = 0;
+  for (let i = 0; i < n; i++) if (Number.isFinite(values[i])) m = Math.max(m, Math.abs(values[i]));
+  m = m || 1;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => Math.abs(values[b]) - Math.abs(values[a]));
+  canvas.title = order.slice(0, 5).map((i) => `${names ? names[i] : `feature ${i}`}: ${fmt(values[i])}`).join("\n");
+  if (!ctx) return;
+  const w = CELL / n;
+  const mid = CELL / 2;
+  ctx.fillStyle = "#f3f4f6";
+  ctx.fillRect(0, 0, CELL, CELL);
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    const len = (Math.abs(v) / m) * (mid - 4);
+    ctx.fillStyle = !signedColours ? "#868e96" : v >= 0 ? "#b40426" : "#3b4cc0";
+    ctx.fillRect(i * w + w * 0.1, v >= 0 ? mid - len : mid, Math.max(1, w * 0.8), len);
+  }
+  ctx.fillStyle = "#868e96";
+  ctx.fillRect(0, mid, CELL, 1);
+}
+
 /** @param {{model: any, el: HTMLElement}} ctx */
 function render({ model, el }) {
   const root = h("div", "hw-am hw-ae");
@@ -127,6 +155,8 @@ function render({ model, el }) {
       layer.replaceChildren(...layers.map((n) => { const o = /** @type {HTMLOptionElement} */ (h("option", "", n)); o.value = n; return o; }));
     }
     layer.value = model.get("layer");
+    layerLabel.hidden = !layers.length;
+    cmapLabel.hidden = opacityLabel.hidden = !!(g && g.tabular); // bars have their own colours
     opacity.value = String(model.get("opacity"));
     cmap.value = model.get("colormap") || "auto";
     const busy = model.get("progress") < 1;
@@ -164,7 +194,8 @@ function render({ model, el }) {
     if (!g) return;
     const n = g.n;
     const shape = g.index.images[2].slice(1);
-    const size = shape[0] * shape[1] * shape[2];
+    const size = shape.reduce((a, b) => a * b, 1);
+    const names = g.feature_names || null;
     const classes = g.arrays.probs.length / n;
     const name = (k) => (g.class_names ? g.class_names[k] : String(k));
     grid.style.gridTemplateColumns = `130px repeat(${n}, ${CELL}px)`;
@@ -173,7 +204,8 @@ function render({ model, el }) {
     for (let i = 0; i < n; i++) {
       const cell = h("div", "hw-ae-cell");
       const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
-      drawOverlay(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), shape, null, 0);
+      if (g.tabular) drawBars(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), names, false);
+      else drawOverlay(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), shape, null, 0);
       let best = 0;
       for (let k = 1; k < classes; k++) if (g.arrays.probs[i * classes + k] > g.arrays.probs[i * classes + best]) best = k;
       const truth = g.arrays.labels ? `true ${name(g.arrays.labels[i])} · ` : "";
@@ -197,9 +229,13 @@ function render({ model, el }) {
           cell.dataset.error = "true";
         } else {
           const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
-          const mapShape = msize === shape[1] * shape[2] ? null : msize;
-          drawOverlay(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), shape,
-            mapShape === null ? maps.subarray(i * msize, (i + 1) * msize) : null, opa, model.get("colormap") || "auto");
+          if (g.tabular) {
+            drawBars(canvas, maps.subarray(i * msize, (i + 1) * msize), names);
+          } else {
+            const fits = msize === shape[1] * shape[2];
+            drawOverlay(canvas, g.arrays.images.subarray(i * size, (i + 1) * size), shape,
+              fits ? maps.subarray(i * msize, (i + 1) * msize) : null, opa, model.get("colormap") || "auto");
+          }
           const parts = Object.entries(c.metrics || {}).map(([k, v]) => `${SHORT[k] || k} ${fmt(v[i])}`);
           parts.push(`${fmt(c.ms[i])} ms`);
           const line = h("div", "", parts.join(" · "));

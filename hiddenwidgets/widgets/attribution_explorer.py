@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import traitlets
 
-from ..methods import METHODS, AttributionError, attribute, conv_layers
+from ..methods import METHODS, AttributionError, _probe, attribute, conv_layers
+from ..methods.base import evaluation_mode
 from ..methods.metrics import _spearman, deletion_insertion, infidelity, sensitivity
 from ..transport import encode
 from ._base import HiddenWidget
@@ -44,7 +45,9 @@ class AttributionExplorer(HiddenWidget):
     Parameters
     ----------
     model : an image classifier (N, C, H, W) -> (N, classes); never changed (see ``hw.attribute``).
-    inputs : (N, C, H, W) tensor, at most 16 images.
+    inputs : (N, C, H, W) images or (N, features) table rows, at most 16; rows are drawn as bars (feature values
+        in the gallery, attributions in the cells; ``feature_names`` label them). Deletion and insertion are
+        image metrics and are skipped for rows.
     labels : optional true classes; class_names : optional names, shown as text.
     methods : names offered in the view (default: all of ``hw.available_methods()``); selected : shown first.
     layer : the layer for CAMs and layer methods (default: the last conv-like layer).
@@ -73,10 +76,15 @@ class AttributionExplorer(HiddenWidget):
     def __init__(self, model: torch.nn.Module, inputs: torch.Tensor, labels: Any = None, *,
                  class_names: list[str] | None = None, methods: list[str] | None = None,
                  selected: list[str] | None = None, layer: str | None = None, metrics: Any = True,
-                 title: str = "Attributions"):
-        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
-            raise AttributionError(f"inputs must be images (N, C, H, W); got "
+                 feature_names: list[str] | None = None, title: str = "Attributions"):
+        if not isinstance(inputs, torch.Tensor) or inputs.ndim not in (2, 4):
+            raise AttributionError(f"inputs must be images (N, C, H, W) or table rows (N, features); got "
                                    f"{tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs)}")
+        self.tabular = inputs.ndim == 2
+        if feature_names is not None and (not self.tabular or len(feature_names) != inputs.shape[1]):
+            raise AttributionError(f"feature_names needs one name per column of (N, features) inputs; got "
+                                   f"{len(feature_names)} names for inputs of shape {tuple(inputs.shape)}")
+        self.feature_names = feature_names
         if len(inputs) > 16:
             raise AttributionError(f"the explorer shows at most 16 inputs; got {len(inputs)} (pass inputs[:16])")
         offered = list(methods or METHODS)
@@ -90,20 +98,16 @@ class AttributionExplorer(HiddenWidget):
         bad = [m for m in chosen if m not in METRICS]
         if bad:
             raise AttributionError(f"unknown metric(s) {bad}; choose from {', '.join(METRICS)}")
-        self.metric_names = chosen
+        image_only = ("deletion", "insertion")
+        self.metric_names = tuple(m for m in chosen if not (inputs.ndim == 2 and m in image_only))
         self._randomised: torch.nn.Module | None = None
         self._cache: dict[tuple, dict[str, Any]] = {}
         self._jobs: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
         self._state_lock = threading.RLock()
         layers = conv_layers(model)
-        with torch.no_grad():
-            was = model.training
-            model.eval()
-            try:
-                self.probs = torch.softmax(model(self.inputs), dim=1)
-            finally:
-                model.train(was)
+        with evaluation_mode(model):
+            self.probs = torch.softmax(_probe(model, self.inputs), dim=1)  # a clear error for inputs it cannot take
         super().__init__(
             methods=offered, layers=layers, layer=layer or (layers[-1] if layers else ""),
             method_labels={n: {"label": METHODS[n].label, "needs_layer": METHODS[n].needs_layer,
@@ -160,7 +164,7 @@ class AttributionExplorer(HiddenWidget):
                 setattr(self, name, value)
 
     def _compute(self, method: str) -> dict[str, Any]:
-        layer = self.layer if METHODS[method].needs_layer else None
+        layer = (self.layer or None) if METHODS[method].needs_layer else None
         cell: dict[str, Any] = {"maps": None, "error": None, "ms": [], "metrics": {m: [] for m in self.metric_names}}
         try:
             targets = self._targets()
@@ -215,14 +219,18 @@ class AttributionExplorer(HiddenWidget):
     # -- state for the view --------------------------------------------------------------------------------------
     def _gallery_state(self) -> dict[str, Any]:
         x = self.inputs.float()
-        lo = x.amin(dim=(1, 2, 3), keepdim=True)
-        hi = x.amax(dim=(1, 2, 3), keepdim=True)
-        shown = ((x - lo) / (hi - lo).clamp(min=1e-12)).numpy().astype(np.float32)
+        if self.tabular:
+            shown = x.numpy().astype(np.float32)  # rows: the values themselves, drawn as bars
+        else:
+            lo = x.amin(dim=(1, 2, 3), keepdim=True)
+            hi = x.amax(dim=(1, 2, 3), keepdim=True)
+            shown = ((x - lo) / (hi - lo).clamp(min=1e-12)).numpy().astype(np.float32)
         arrays = {"images": shown, "probs": self.probs.numpy().astype(np.float32)}
         if self.labels is not None:
             arrays["labels"] = self.labels.numpy().astype(np.int32)
         index, data = encode(arrays)
-        return {"header": {"index": index, "class_names": self.class_names, "n": len(x)}, "data": data}
+        return {"header": {"index": index, "class_names": self.class_names, "n": len(x), "tabular": self.tabular,
+                           "feature_names": self.feature_names}, "data": data}
 
     def _publish(self) -> None:
         cells, arrays = [], {}

@@ -90,7 +90,9 @@ def test_cancel_stops_between_inputs_and_keeps_finished_methods():
 
 
 def test_bad_input_and_settings_get_clear_errors():
-    with pytest.raises(hw.AttributionError, match=r"images \(N, C, H, W\)"):
+    with pytest.raises(hw.AttributionError, match=r"images \(N, C, H, W\) or table rows"):
+        hw.AttributionExplorer(cnn(), torch.rand(4, 1, 8), Y)
+    with pytest.raises(hw.AttributionError, match=r"cannot take inputs of shape \(4, 64\)"):
         hw.AttributionExplorer(cnn(), torch.rand(4, 64), Y)
     with pytest.raises(hw.AttributionError, match="at most 16 inputs"):
         hw.AttributionExplorer(cnn(), torch.rand(20, 1, 8, 8))
@@ -121,4 +123,22 @@ def test_model_left_as_it_was_and_static_page(tmp_path):
     assert {v["metric"] for v in values} == {"deletion", "insertion", "infidelity", "sanity"}
     with pytest.raises(hw.AttributionError, match=r"unknown metric\(s\) \['auc'\]"):
         hw.AttributionExplorer(model, X, metrics=["auc"])
+    ex.close()
+
+
+def test_table_rows_get_attributions_per_feature_and_no_image_metrics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    rows = torch.randn(6, 5)
+    ex = hw.AttributionExplorer(model, rows, feature_names=list("abcde"), selected=["input_x_gradient", "grad_cam"])
+    ex.wait(60)
+    got = cells(ex)
+    assert got["input_x_gradient"][1].shape == (6, 5)
+    torch.testing.assert_close(torch.from_numpy(got["input_x_gradient"][1]),
+                               hw.attribute(model, rows, "input_x_gradient", "predicted"))
+    assert set(got["input_x_gradient"][0]["metrics"]) == {"infidelity", "sanity"}  # deletion/insertion: images only
+    assert "Grad-CAM needs a layer" in got["grad_cam"][0]["error"]  # a table model has no conv layer
+    assert ex._gallery["header"]["tabular"] is True
+    with pytest.raises(hw.AttributionError, match="one name per column"):
+        hw.AttributionExplorer(model, rows, feature_names=["a"])
     ex.close()
