@@ -308,6 +308,7 @@ class AttributionExplorer(HiddenWidget):
             row=alt.Row("metric:N", title=None)).properties(title="Faithfulness per method", width=320)
 
     def close(self) -> None:
-        """Stop the background worker."""
-        self._cancel.set()
-        self._jobs.put(None)
+        """Stop the background worker. Idempotent; safe on a half-constructed explorer (ipywidgets' __del__)."""
+        if hasattr(self, "_cancel"):
+            self._cancel.set()
+            self._jobs.put(None)
