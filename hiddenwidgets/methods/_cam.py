@@ -46,8 +46,6 @@ def activations_and_gradients(model: nn.Module, inputs: torch.Tensor, targets: t
         if not isinstance(out, torch.Tensor):
             raise AttributionError(f"the layer returned {type(output).__name__}, not a tensor; choose a conv layer")
         store["acts"] = out
-        if backward and out.requires_grad:
-            out.register_hook(lambda g: store.__setitem__("grads", g))
 
     handle = layer.register_forward_hook(hook)
     try:
