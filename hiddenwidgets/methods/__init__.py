@@ -27,8 +27,19 @@ from .score_cam import ScoreCAM
 from .smooth_grad_cam_plus_plus import SmoothGradCAMPlusPlus
 from .xgrad_cam import XGradCAM
 
-__all__ = ["METHODS", "AttributionError", "attribute", "available_methods", "conv_layers", "deletion_insertion",
-           "infidelity", "sanity_check", "sensitivity"]
+__all__ = [
+    "METHODS",
+    "AttributionError",
+    "attribute",
+    "available_methods",
+    "class_count",
+    "conv_layers",
+    "deletion_insertion",
+    "infidelity",
+    "probe",
+    "sanity_check",
+    "sensitivity",
+]
 
 CAM_METHODS = [GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, EigenCAM, ScoreCAM, LayerCAM, XGradCAM, HiResCAM]
 METHODS: dict[str, type[AttributionMethod]] = {m.name: m for m in [*CAPTUM_METHODS, *CAM_METHODS]}
@@ -62,7 +73,8 @@ def _layer(model: nn.Module, layer: str | nn.Module | None, method: type[Attribu
     return modules[layer]
 
 
-def _probe(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+def probe(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The model's outputs for ``inputs`` (no grad), or an AttributionError saying what input it expects."""
     try:
         with torch.no_grad():
             return model(inputs)
@@ -84,29 +96,18 @@ def _probe(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, int]] = weakref.WeakKeyDictionary()
 
 
-class _Outputs:
-    """What resolve_targets needs: the logits, or only their shape when they were checked before."""
-
-    def __init__(self, n: int, classes: int, logits: torch.Tensor | None = None):
-        self.shape = (n, classes)
-        self.ndim = 2
-        self.device = torch.device("cpu") if logits is None else logits.device
-        self._logits = logits
-
-    def argmax(self, dim: int = -1) -> torch.Tensor:
-        return self._logits.argmax(dim=dim)
-
-
-def _outputs(model: nn.Module, inputs: torch.Tensor, need_logits: bool):
+def class_count(model: nn.Module, inputs: torch.Tensor, need_logits: bool) -> tuple[int, torch.Tensor | None]:
+    """(number of classes, logits if ``need_logits``), running the model only when the shape is new or the
+    logits are needed."""
     key = (tuple(inputs.shape[1:]), inputs.dtype)
     known = _CHECKED.setdefault(model, {})
     if key in known and not need_logits:
-        return _Outputs(inputs.shape[0], known[key])
-    logits = _probe(model, inputs)
+        return known[key], None
+    logits = probe(model, inputs)
     if logits.ndim != 2:
         raise AttributionError(f"attribution needs a classifier with (N, classes) outputs; got {tuple(logits.shape)}")
     known[key] = logits.shape[1]
-    return logits
+    return logits.shape[1], logits
 
 
 def attribute(model: nn.Module, inputs: torch.Tensor, method: str = "integrated_gradients",
@@ -129,7 +130,8 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str = "integrated_
         raise AttributionError(f"inputs must be a tensor of shape (N, ...), got {type(inputs).__name__}")
     module = _layer(model, layer, cls)
     with evaluation_mode(model):
-        targets = resolve_targets(target, _outputs(model, inputs, need_logits=isinstance(target, str)))
+        classes, logits = class_count(model, inputs, need_logits=isinstance(target, str))
+        targets = resolve_targets(target, len(inputs), classes, logits, device=inputs.device)
         try:
             result = cls().compute(model, inputs, targets, module, **options)
         except RuntimeError as err:

@@ -68,15 +68,15 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
                 p.requires_grad_(flag)
 
 
-def resolve_targets(target: Any, logits: Any) -> torch.Tensor:
-    """Per-example class indices from an int, a sequence/tensor of ints, or "predicted" (``logits`` may be an
-    object with only ``shape`` and ``device`` when the target is explicit)."""
-    n, classes = logits.shape[0], logits.shape[-1]
+def resolve_targets(target: Any, n: int, classes: int, logits: torch.Tensor | None = None,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """Per-example class indices for ``n`` inputs of a ``classes``-way model, from an int, a sequence/tensor of
+    ints, or "predicted" (which needs the ``logits``)."""
     if isinstance(target, str):
-        if target != "predicted":
+        if target != "predicted" or logits is None:
             raise AttributionError(f"target must be a class index, one per input, or 'predicted'; got {target!r}")
         return logits.argmax(dim=-1)
-    t = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+    t = torch.as_tensor(target, device=device if logits is None else logits.device).long().reshape(-1)
     if t.numel() == 1:
         t = t.expand(n)
     if t.numel() != n:

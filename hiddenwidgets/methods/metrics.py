@@ -58,7 +58,8 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: torch.Tenso
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))  # rank of each pixel
     with evaluation_mode(model), torch.no_grad():
-        targets = resolve_targets(target, model(inputs))
+        logits = model(inputs)
+        targets = resolve_targets(target, *logits.shape, logits)
         blurred = _blur(inputs, blur_sigma)
         curves = {}
         for name, start, source in (("deletion", inputs, torch.zeros_like(inputs)), ("insertion", blurred, inputs)):
@@ -89,7 +90,8 @@ def infidelity(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tenso
         return eps, x - eps
 
     with evaluation_mode(model):
-        targets = resolve_targets(target, model(inputs).detach())
+        logits = model(inputs).detach()
+        targets = resolve_targets(target, *logits.shape, logits)
         return captum_infidelity(model, perturb, inputs, attributions, target=targets,
                                  n_perturb_samples=n_perturb_samples)
 
@@ -104,7 +106,8 @@ def sensitivity(model: nn.Module, inputs: torch.Tensor, method: str, target: Any
     from . import attribute
 
     with evaluation_mode(model):
-        targets = resolve_targets(target, model(inputs).detach())
+        logits = model(inputs).detach()
+        targets = resolve_targets(target, *logits.shape, logits)
 
         def explain(x: torch.Tensor | tuple, target: torch.Tensor) -> tuple[torch.Tensor]:
             x = x[0] if isinstance(x, tuple) else x  # Captum passes inputs as a tuple and wants one back

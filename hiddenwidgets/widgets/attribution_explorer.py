@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import traitlets
 
-from ..methods import METHODS, AttributionError, _probe, attribute, conv_layers
+from ..methods import METHODS, AttributionError, attribute, conv_layers, probe
 from ..methods.base import evaluation_mode
 from ..methods.metrics import _spearman, deletion_insertion, infidelity, sensitivity
 from ..transport import encode
@@ -107,7 +107,7 @@ class AttributionExplorer(HiddenWidget):
         self._state_lock = threading.RLock()
         layers = conv_layers(model)
         with evaluation_mode(model):
-            self.probs = torch.softmax(_probe(model, self.inputs), dim=1)  # a clear error for inputs it cannot take
+            self.probs = torch.softmax(probe(model, self.inputs), dim=1)  # a clear error for inputs it cannot take
         super().__init__(
             methods=offered, layers=layers, layer=layer or (layers[-1] if layers else ""),
             method_labels={n: {"label": METHODS[n].label, "needs_layer": METHODS[n].needs_layer,

@@ -155,12 +155,9 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
     # 7. a page reload restores the view with the whole history (from the widget's synced state in the kernel)
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000)
-    t_reload = time.monotonic()
     page.reload()
     nb = NotebookPage(page, lab, path.name, "live", navigate=False)
-    print("reload: notebook ready after", round(time.monotonic() - t_reload, 1), "s")
     page.wait_for_function("() => document.querySelectorAll('.hw-am').length >= 1", timeout=30_000)
-    print("reload: view after", round(time.monotonic() - t_reload, 1), "s")
     reloaded = page.evaluate(STORE_DIGEST)
     assert_same_history(reloaded["series"], want["series"])
 
