@@ -110,27 +110,29 @@ class NotebookPage:
                 page.click(".jp-Dialog .jp-mod-accept")
                 time.sleep(0.5)
 
+    # the cell and its prompt text; a cell JupyterLab has not rendered (windowed notebooks, just after a reload)
+    # has no prompt node yet
+    CELL = ("const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
+            " const t = (c.promptNode && c.promptNode.textContent) || '';")
+
     def run_cell(self, index: int) -> None:
         """Start cell ``index`` and return once it started (or already ended: a fast cell may never be seen
         busy); notebook:run-cell itself resolves only when the cell ends."""
         before = self.page.evaluate(
-            "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
-            " const prompt = nb.widgets[i].promptNode.textContent;"
-            " window.jupyterapp.commands.execute('notebook:run-cell'); return prompt; }", index)
+            f"(i) => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = i; {self.CELL}"
+            " window.jupyterapp.commands.execute('notebook:run-cell'); return [t, c.model.executionCount]; }",
+            index)
         self.page.wait_for_function(
-            "([i, before]) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
-            " const t = c.promptNode.textContent; return t.includes('*') || (t !== before && /\\[\\d+\\]/.test(t)); }",
-            arg=[index, before], timeout=30_000)
+            f"([i, before]) => {{ {self.CELL} const n = c.model.executionCount;"
+            " return t.includes('*') || (t !== before[0] && /\\[\\d+\\]/.test(t))"
+            " || (n !== null && n !== before[1]); }", arg=[index, before], timeout=30_000)
 
     def busy(self, index: int) -> bool:
-        return self.page.evaluate(
-            "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].promptNode.textContent.includes('*')",
-            index)
+        return self.page.evaluate(f"(i) => {{ {self.CELL} return t.includes('*'); }}", index)
 
     def wait_done(self, index: int, timeout: float = 300) -> None:
-        self.page.wait_for_function(
-            "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
-            " const t = c.promptNode.textContent; return /\\[\\d+\\]/.test(t); }", arg=index, timeout=timeout * 1000)
+        self.page.wait_for_function(f"(i) => {{ {self.CELL} return /\\[\\d+\\]/.test(t); }}", arg=index,
+                                    timeout=timeout * 1000)
 
     def run_and_wait(self, index: int, timeout: float = 300) -> None:
         self.run_cell(index)
