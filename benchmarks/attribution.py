@@ -68,8 +68,9 @@ def direct_grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lay
     return F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False).squeeze(1)
 
 
-def timed(fn, at_least: float = 0.05) -> float:
-    """Seconds per call, calling ``fn`` repeatedly for at least ``at_least`` seconds (fast methods are ~1 ms)."""
+def timed(fn, at_least: float = 0.25) -> float:
+    """Seconds per call, calling ``fn`` repeatedly for at least ``at_least`` seconds: fast methods take ~2 ms a
+    call, and single calls of that length are mostly scheduler noise on a shared machine."""
     calls, t0 = 0, time.perf_counter()
     while True:
         fn()

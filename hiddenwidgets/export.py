@@ -36,6 +36,8 @@ def page(widget: HiddenWidget, *, title: str | None = None) -> str:
     state = widget.get_state()
     for key in ("_esm", "_css", "_anywidget_id", "layout", "_dom_classes"):
         state.pop(key, None)
+    if hasattr(widget, "static_state"):  # data a view fetches from the kernel on demand when live
+        state.update(widget.static_state())
     state, paths, buffers = _remove_buffers(state)
     payload = {
         "format": "hiddenwidgets-static/1",

@@ -34,7 +34,7 @@ from .summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid
 __all__ = ["History", "MessageBudget", "Observation", "Series", "Streamer", "encode", "forget_reply_route"]
 
 PROTOCOL = 1
-_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32"}
+_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32", np.dtype(np.uint8): "uint8"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -42,7 +42,8 @@ _DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32"}
 def encode(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], bytes]:
     """Pack arrays into one buffer. Returns ``(index, data)``; ``index[key] = [dtype, offset, shape]``.
 
-    Only float32 and int32 cross (4-byte aligned, little-endian); anything else is a programming error.
+    Only float32, int32 and uint8 (images) cross, little-endian; every array starts 4-byte aligned (uint8 arrays
+    are padded). Anything else is a programming error.
     """
     index: dict[str, Any] = {}
     parts: list[bytes] = []
@@ -50,9 +51,11 @@ def encode(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], bytes]:
     for key, arr in arrays.items():
         arr = np.asarray(arr)
         if arr.dtype not in _DTYPES:
-            raise TypeError(f"array {key!r} has dtype {arr.dtype}; only float32 and int32 are sent to the browser")
+            raise TypeError(f"array {key!r} has dtype {arr.dtype}; only float32, int32 and uint8 are sent to the "
+                            "browser")
         raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
         index[key] = [_DTYPES[arr.dtype], offset, list(arr.shape)]
+        raw += b"\0" * (-len(raw) % 4)
         parts.append(raw)
         offset += len(raw)
     return index, b"".join(parts)

@@ -3,6 +3,7 @@
 from .activation_monitor import ActivationMonitor, TrainingJob, TrainingStopped
 from .attribution_explorer import AttributionExplorer
 from .information_plane import ESTIMATORS, InformationPlane
+from .projector import Projector
 
-__all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "InformationPlane", "TrainingJob",
-           "TrainingStopped"]
+__all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "InformationPlane", "Projector",
+           "TrainingJob", "TrainingStopped"]

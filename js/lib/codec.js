@@ -3,28 +3,29 @@
 // the data is one little-endian buffer. anywidget hands each buffer over as a DataView into a larger
 // message, so offsets need not be 4-byte aligned: then the bytes are copied once.
 
-const CTORS = { float32: Float32Array, int32: Int32Array };
+const CTORS = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array };
 
 /**
  * @param {Record<string, [string, number, number[]]>} index
  * @param {DataView | ArrayBuffer | Uint8Array} data
- * @returns {Record<string, Float32Array | Int32Array>}
+ * @returns {Record<string, Float32Array | Int32Array | Uint8Array>}
  */
 export function decodeArrays(index, data) {
   const view = toDataView(data);
-  /** @type {Record<string, Float32Array | Int32Array>} */
+  /** @type {Record<string, Float32Array | Int32Array | Uint8Array>} */
   const out = {};
   for (const [key, [dtype, offset, shape]] of Object.entries(index)) {
     const Ctor = CTORS[dtype];
-    if (!Ctor) throw new Error(`unsupported dtype ${dtype} for ${key}: expected float32 or int32`);
+    if (!Ctor) throw new Error(`unsupported dtype ${dtype} for ${key}: expected float32, int32 or uint8`);
     const length = shape.reduce((a, b) => a * b, 1);
+    const size = Ctor.BYTES_PER_ELEMENT;
     const start = view.byteOffset + offset;
-    if (offset + length * 4 > view.byteLength) {
+    if (offset + length * size > view.byteLength) {
       throw new Error(`array ${key} (${length} x ${dtype} at ${offset}) overruns a buffer of ${view.byteLength} bytes`);
     }
-    out[key] = start % 4 === 0
+    out[key] = start % size === 0
       ? new Ctor(view.buffer, start, length)
-      : new Ctor(view.buffer.slice(start, start + length * 4));
+      : new Ctor(view.buffer.slice(start, start + length * size));
   }
   return out;
 }

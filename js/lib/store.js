@@ -25,7 +25,7 @@ export class SeriesMirror {
 
   /**
    * Write points [i0, i0 + n) from a frame. Returns false when they cannot be placed (a frame was lost).
-   * @param {any} head @param {Record<string, Float32Array | Int32Array>} arrays
+   * @param {any} head @param {Record<string, Float32Array | Int32Array | Uint8Array>} arrays
    */
   apply(head, arrays) {
     if (head.i0 > this.count || (head.rev !== this.rev && head.i0 !== 0)) return false;

@@ -24,8 +24,17 @@ def test_codec_round_trips_float32_and_int32_in_one_aligned_buffer():
     assert index["b"] == ["int32", 12, [2, 3]]
 
 
-def test_codec_refuses_anything_but_float32_and_int32():
-    with pytest.raises(TypeError, match="only float32 and int32"):
+def test_codec_pads_uint8_arrays_so_the_next_array_stays_aligned():
+    arrays = {"img": np.arange(5, dtype=np.uint8), "b": np.array([7, -7], dtype=np.int32)}
+    index, data = encode(arrays)
+    assert index["b"][1] == 8 and len(data) == 16  # 5 bytes + 3 padding, then 8 bytes
+    out = decode(index, data)
+    np.testing.assert_array_equal(out["img"], arrays["img"])
+    np.testing.assert_array_equal(out["b"], arrays["b"])
+
+
+def test_codec_refuses_anything_but_float32_int32_and_uint8():
+    with pytest.raises(TypeError, match="only float32, int32 and uint8"):
         encode({"x": np.zeros(3)})
 
 

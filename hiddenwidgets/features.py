@@ -1,0 +1,59 @@
+"""Representations as matrices: the checks every geometry function shares (projection, probes, similarity).
+
+A representation is a 2-D float tensor of shape (examples, features). Conv and sequence layers are pooled to that
+shape by :func:`hiddenwidgets.representations.pool`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["RepresentationError", "as_labels", "as_matrix"]
+
+
+class RepresentationError(ValueError):
+    """Bad input to a representation function: the message says what was expected and what to try."""
+
+
+def as_matrix(x: Any, name: str = "representation", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``x`` (tensor, array or nested list) as a detached CPU tensor of shape (examples, features).
+
+    Raises :class:`RepresentationError` for other shapes, fewer than 2 examples and non-finite values.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to("cpu", dtype)
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x), dtype=dtype)
+        except (TypeError, ValueError) as err:
+            raise RepresentationError(f"{name} must be a tensor or array of shape (examples, features); "
+                                      f"got {type(x).__name__} ({err})") from err
+    if t.ndim != 2:
+        hint = ("pool conv or sequence layers to (examples, features) first, e.g. with "
+                "hiddenwidgets.representations.pool" if t.ndim > 2 else "reshape to (examples, 1) for one feature")
+        raise RepresentationError(f"{name} must have shape (examples, features); got {tuple(t.shape)}: {hint}")
+    if t.shape[0] < 2:
+        raise RepresentationError(f"{name} needs at least 2 examples; got {t.shape[0]}")
+    if t.shape[1] < 1:
+        raise RepresentationError(f"{name} has no features (shape {tuple(t.shape)})")
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        rows = bad.any(dim=1).nonzero().flatten()
+        raise RepresentationError(f"{name} has NaN or inf in {len(rows)} of {t.shape[0]} examples (first: example "
+                                  f"{rows[0].item()}); check the layer for overflow or drop those examples")
+    return t
+
+
+def as_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
+    """``labels`` as a 1-D numpy array of length ``n`` (any dtype: ints, strings, floats)."""
+    arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+    if arr.ndim != 1:
+        raise RepresentationError(f"{name} must be one value per example (1-D); got shape {arr.shape}")
+    if len(arr) != n:
+        raise RepresentationError(f"{name} has {len(arr)} entries but there are {n} examples; pass one per example")
+    return arr

@@ -1,0 +1,365 @@
+"""Layer representations: extract them (pooled to examples x features), record them through training, project
+them to 2-D, and find an example's nearest neighbours in a layer's space.
+
+Pooling (one vector per example):
+
+- conv layers, (N, C, H, W): the mean over positions of each channel (global average pooling), so a layer has C
+  features; ``pool="max"`` takes the maximum, ``pool="flatten"`` keeps every unit (C·H·W features).
+- sequence layers, (N, T, D): the mean over the tokens the attention mask keeps (padding excluded), D features;
+  ``pool="first"`` takes the first token (e.g. [CLS]), ``pool="tokens"`` keeps every unmasked token as its own
+  row (for token-level probes; rows ordered by example, then position).
+- (N, D): unchanged. Other shapes are flattened per example.
+
+Extraction runs the model in eval mode under ``torch.no_grad()`` and gives every module its own mode back; its
+hooks come off when it returns (also on errors).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .capture import Capture, Selector
+from .features import RepresentationError, as_matrix
+from .methods.base import evaluation_mode
+
+__all__ = [
+    "POOLS",
+    "RepresentationRecorder",
+    "Representations",
+    "available_projections",
+    "layer_features",
+    "nearest",
+    "pool",
+    "project",
+]
+
+POOLS = ("mean", "max", "flatten", "first", "tokens")
+
+
+def pool(tensor: torch.Tensor, how: str = "mean", mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One row per example (per token for ``how="tokens"``) from a layer's output; see the module docstring."""
+    if how not in POOLS:
+        raise RepresentationError(f"pool must be one of {POOLS}; got {how!r}")
+    t = tensor.detach()
+    if t.ndim == 2:
+        return t
+    if t.ndim == 1:
+        return t.reshape(-1, 1)
+    if how == "flatten":
+        return t.reshape(t.shape[0], -1)
+    if t.ndim == 4:
+        if how in ("first", "tokens"):
+            raise RepresentationError(f"pool={how!r} is for sequence layers (N, T, D); this layer gives "
+                                      f"{tuple(t.shape)}: use 'mean', 'max' or 'flatten'")
+        return t.mean(dim=(2, 3)) if how == "mean" else t.amax(dim=(2, 3))
+    if t.ndim == 3:
+        keep = None
+        if mask is not None:
+            keep = mask.to(t.device).bool()
+            if keep.shape != t.shape[:2]:
+                raise RepresentationError(f"the attention mask has shape {tuple(mask.shape)} but the layer gives "
+                                          f"{tuple(t.shape)}; it must be (N, T) for (N, T, D) outputs")
+        if how == "first":
+            return t[:, 0]
+        if how == "tokens":
+            return t[keep] if keep is not None else t.reshape(-1, t.shape[-1])
+        if how == "max":
+            return (t.masked_fill(~keep[..., None], -math.inf) if keep is not None else t).amax(dim=1)
+        if keep is None:
+            return t.mean(dim=1)
+        w = keep.to(t.dtype)[..., None]
+        return (t * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
+    return t.reshape(t.shape[0], -1)
+
+
+_pool = pool  # layer_features' keyword argument ``pool`` shadows the function
+
+
+def _batches(inputs: Any, batch_size: int) -> Iterable[tuple[Any, torch.Tensor | None]]:
+    """(batch, attention mask or None) from a tensor, or from a mapping of tensors (a tokenizer's output)."""
+    if isinstance(inputs, Mapping):
+        n = len(next(iter(inputs.values())))
+        for start in range(0, n, batch_size):
+            batch = {k: v[start:start + batch_size] for k, v in inputs.items()}
+            yield batch, batch.get("attention_mask")
+    else:
+        for start in range(0, len(inputs), batch_size):
+            yield inputs[start:start + batch_size], None
+
+
+def _count(inputs: Any) -> int:
+    if isinstance(inputs, Mapping):
+        sizes = {k: len(v) for k, v in inputs.items()}
+        if len(set(sizes.values())) != 1:
+            raise RepresentationError(f"the input tensors have different numbers of examples: {sizes}")
+        return next(iter(sizes.values()))
+    if not isinstance(inputs, torch.Tensor):
+        raise RepresentationError(f"inputs must be a tensor (N, ...) or a mapping of tensors such as a tokenizer's "
+                                  f"output; got {type(inputs).__name__}")
+    return len(inputs)
+
+
+def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mapping[str, Selector], *,
+                   pool: str = "mean", batch_size: int = 256,
+                   forward: Callable[[nn.Module, Any], Any] | None = None) -> dict[str, torch.Tensor]:
+    """Each layer's pooled outputs on ``inputs``: ``{layer: (N, features) float32 CPU tensor}``.
+
+    ``inputs``: a tensor, or a mapping of tensors (``input_ids``, ``attention_mask``...) passed as keyword
+    arguments; its ``attention_mask`` masks padding when pooling sequence layers. ``forward(model, batch)``
+    overrides how a batch is run. Layers are module names (or a mapping to selectors for tuple outputs, as in
+    :class:`~hiddenwidgets.Capture`).
+    """
+    n = _count(inputs)
+    capture = Capture(model, layers, grad_only=False)
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in capture.taps}
+    current: dict[str, torch.Tensor | None] = {"mask": None}
+    how = pool
+
+    def sink(name: str, tensor: torch.Tensor) -> None:
+        chunks[name].append(_pool(tensor, how, current["mask"]).float().cpu())
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    capture.attach(sink)
+    try:
+        with evaluation_mode(model), torch.no_grad():
+            for batch, mask in _batches(inputs, batch_size):
+                current["mask"] = mask
+                capture.arm()
+                if isinstance(batch, Mapping):
+                    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                    _ = forward(model, batch) if forward else model(**batch)
+                else:
+                    batch = batch.to(device)
+                    _ = forward(model, batch) if forward else model(batch)
+                errors = capture.take_errors()
+                if errors:
+                    raise errors[0]
+                missing = [name for name in capture.armed]
+                if missing:
+                    raise RepresentationError(f"layer(s) {missing} did not run in the forward pass; choose layers "
+                                              "the model calls")
+    finally:
+        capture.detach()
+    out = {name: torch.cat(parts) for name, parts in chunks.items()}
+    if how != "tokens":
+        for name, t in out.items():
+            if len(t) != n:
+                raise RepresentationError(f"layer {name!r} gave {len(t)} rows for {n} examples")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# projections
+def available_projections() -> list[str]:
+    """Projection methods usable here: "pca" always; "umap" with umap-learn, "tsne" with scikit-learn installed."""
+    out = ["pca"]
+    try:
+        import umap  # noqa: F401
+
+        out.append("umap")
+    except ImportError:
+        pass
+    try:
+        import sklearn.manifold  # noqa: F401
+
+        out.append("tsne")
+    except ImportError:
+        pass
+    return out
+
+
+def _pca(x: torch.Tensor, dims: int) -> torch.Tensor:
+    x = x - x.mean(dim=0)
+    if x.shape[1] <= 4096:
+        cov = x.T @ x  # (F, F): one pass over the data, then a small symmetric eigenproblem
+        _, vecs = torch.linalg.eigh(cov.double())
+        comps = vecs[:, -dims:].flip(1).to(x.dtype)
+    else:
+        _, _, v = torch.pca_lowrank(x, q=dims + 8, center=False, niter=4)
+        comps = v[:, :dims]
+    # sign convention: each component's largest loading (in absolute value) is positive, so the picture does not
+    # flip between runs on the same data
+    largest = comps[comps.abs().argmax(dim=0), torch.arange(dims)]
+    comps = comps * torch.where(largest < 0, -1.0, 1.0)
+    return x @ comps
+
+
+def project(features: Any, method: str = "pca", *, dims: int = 2, seed: int = 0, **options: Any) -> np.ndarray:
+    """(N, features) -> (N, dims) float32 coordinates by PCA, UMAP or t-SNE (``options`` go to UMAP / t-SNE)."""
+    x = as_matrix(features, "features", dtype=torch.float32)
+    if method not in ("pca", "umap", "tsne"):
+        raise RepresentationError(f"unknown projection {method!r}; choose 'pca', 'umap' or 'tsne'")
+    if x.shape[1] < dims:
+        raise RepresentationError(f"a layer with {x.shape[1]} feature(s) cannot be projected to {dims}-D; choose a "
+                                  "wider layer or pool='flatten'")
+    if method == "pca":
+        return _pca(x, dims).numpy()
+    if method not in available_projections():
+        extra = "umap-learn" if method == "umap" else "scikit-learn"
+        raise RepresentationError(f"projection {method!r} needs {extra}: pip install {extra} (or use 'pca')")
+    data = x.numpy()
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(n_components=dims, random_state=seed, **options).fit_transform(data).astype(np.float32)
+    from sklearn.manifold import TSNE
+
+    opts = {"init": "pca", "random_state": seed, "perplexity": min(30.0, (len(data) - 1) / 3), **options}
+    return TSNE(n_components=dims, **opts).fit_transform(data).astype(np.float32)
+
+
+def align(reference: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``xy`` rotated/reflected (orthogonal Procrustes) and moved onto ``reference``'s centroid, to match it best,
+    so consecutive epochs of one layer do not spin, flip or drift on screen. Distances are unchanged."""
+    a = reference - reference.mean(axis=0)
+    b = xy - xy.mean(axis=0)
+    u, _, vt = np.linalg.svd(b.T @ a)
+    return (b @ (u @ vt) + reference.mean(axis=0)).astype(np.float32)
+
+
+def nearest(features: Any, index: int, k: int = 8, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` examples nearest to example ``index`` in a layer's space (itself excluded): (indices, distances).
+
+    ``metric``: "euclidean" or "cosine" (1 - cosine similarity).
+    """
+    x = features if isinstance(features, torch.Tensor) and features.ndim == 2 else as_matrix(features, "features")
+    x = x.float()
+    n = len(x)
+    if not 0 <= index < n:
+        raise RepresentationError(f"example {index} is out of range: there are {n} examples (0..{n - 1})")
+    if metric == "euclidean":
+        d = (x - x[index]).pow(2).sum(dim=1).sqrt()
+    elif metric == "cosine":
+        unit = torch.nn.functional.normalize(x, dim=1)
+        d = 1 - unit @ unit[index]
+    else:
+        raise RepresentationError(f"metric must be 'euclidean' or 'cosine'; got {metric!r}")
+    d[index] = math.inf
+    k = min(k, n - 1)
+    dist, idx = torch.topk(d, k, largest=False)
+    return idx.numpy().astype(np.int64), dist.numpy().astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# a set of representations: (epoch, layer) -> features
+class Representations:
+    """Pooled features of a fixed set of examples, per layer and (optionally) per recorded epoch.
+
+    Build one with :meth:`from_model` (now) or let a :class:`RepresentationRecorder` fill one during training.
+    Listeners registered with :meth:`subscribe` are called with ``(epoch, layer names)`` after each addition (from
+    the thread that added it). Thread-safe.
+    """
+
+    def __init__(self, n: int | None = None):
+        self.n = n
+        self._features: dict[tuple[int | None, str], torch.Tensor] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[int | None, list[str]], None]] = []
+
+    @classmethod
+    def from_model(cls, model: nn.Module, inputs: Any, layers: Iterable[str] | Mapping[str, Selector], **kw: Any
+                   ) -> Representations:
+        """The layers' features on ``inputs`` now (see :func:`layer_features` for ``pool``, ``batch_size``)."""
+        reps = cls()
+        reps.add(layer_features(model, inputs, layers, **kw))
+        return reps
+
+    @classmethod
+    def from_features(cls, features: Mapping[str, Any], epoch: int | None = None) -> Representations:
+        """Wrap features you computed yourself: ``{layer: (N, features)}``."""
+        reps = cls()
+        reps.add(features, epoch)
+        return reps
+
+    def add(self, features: Mapping[str, Any], epoch: int | None = None) -> None:
+        checked = {}
+        for name, value in features.items():
+            x = as_matrix(value, f"layer {name!r}", dtype=torch.float32)
+            if self.n is None:
+                self.n = len(x)
+            if len(x) != self.n:
+                raise RepresentationError(f"layer {name!r} has {len(x)} examples but this set has {self.n}; every "
+                                          "layer and epoch must describe the same examples")
+            checked[name] = x
+        if not checked:
+            raise RepresentationError("no layers given: pass {layer name: (N, features)}")
+        with self._lock:
+            for name, x in checked.items():
+                self._features[(epoch, name)] = x
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(epoch, list(checked))
+
+    def subscribe(self, listener: Callable[[int | None, list[str]], None]) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def layers(self) -> list[str]:
+        with self._lock:
+            return list(dict.fromkeys(name for _, name in self._features))
+
+    @property
+    def epochs(self) -> list[int]:
+        """Recorded epochs, ascending (empty for representations taken once)."""
+        with self._lock:
+            return sorted({e for e, _ in self._features if e is not None})
+
+    def get(self, layer: str, epoch: int | None = None) -> torch.Tensor:
+        """The (N, features) float32 tensor of ``layer`` at ``epoch`` (default: the latest)."""
+        with self._lock:
+            if epoch is None and (None, layer) not in self._features:
+                epochs = [e for e, name in self._features if name == layer and e is not None]
+                epoch = max(epochs) if epochs else None
+            found = self._features.get((epoch, layer))
+            known = sorted({name for _, name in self._features})
+        if found is None:
+            where = f" at epoch {epoch}" if epoch is not None else ""
+            raise RepresentationError(f"no features for layer {layer!r}{where}; recorded layers: {known}, epochs: "
+                                      f"{self.epochs or 'none'}")
+        return found
+
+    def __len__(self) -> int:
+        return self.n or 0
+
+
+class RepresentationRecorder:
+    """Records the pooled features of ``layers`` on a fixed set of examples at chosen epochs of training.
+
+    Call :meth:`end_epoch` after each epoch; it records when the epoch is in ``epochs`` (default: every epoch).
+    The recorded :attr:`representations` feed :class:`~hiddenwidgets.Projector`, :func:`hiddenwidgets.probe` and
+    :func:`hiddenwidgets.similarity.cka_matrix`; a projector showing them updates while training runs.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any, *,
+                 epochs: Iterable[int] | None = None, pool: str = "mean", batch_size: int = 256):
+        Capture(model, layers)  # checks the names now, with the usual error
+        self.model, self.layers, self.inputs = model, layers, inputs
+        self.n = _count(inputs)
+        self.schedule = None if epochs is None else {int(e) for e in epochs}
+        self.pool, self.batch_size = pool, batch_size
+        self.representations = Representations(self.n)
+        self._epoch = -1
+
+    def end_epoch(self, epoch: int | None = None) -> bool:
+        """Record now if ``epoch`` (default: one more than the last) is scheduled; returns whether it recorded."""
+        self._epoch = self._epoch + 1 if epoch is None else int(epoch)
+        if self.schedule is not None and self._epoch not in self.schedule:
+            return False
+        feats = layer_features(self.model, self.inputs, self.layers, pool=self.pool, batch_size=self.batch_size)
+        self.representations.add(feats, self._epoch)
+        return True

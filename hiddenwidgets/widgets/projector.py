@@ -1,0 +1,404 @@
+"""Projector: a layer's representations in 2-D, coloured by label, prediction or any array, with hover, lasso and
+box selection mirrored to Python, k-nearest-neighbour prototypes, and layer / epoch / method switches.
+
+Transport: coordinates travel as one float32 buffer per (layer, epoch, method), computed once and cached on both
+sides; colour arrays once, at construction. Examples (image thumbnails, texts, table rows) are fetched by the
+view in pages of 256 when the pointer first needs them, so 50,000 points cost 400 KB of coordinates, not 40 MB
+of images. A static page (``save_html``) carries every layer's projection, the thumbnails (up to
+``static_budget`` bytes) and each point's neighbours in the shown layer, so it works without a kernel.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+
+from ..features import RepresentationError, as_labels
+from ..representations import Representations, align, available_projections, layer_features, nearest, project
+from ..transport import encode
+from ._base import HiddenWidget
+
+__all__ = ["Projector"]
+
+PAGE = 256
+THUMB = 48  # largest thumbnail side in pixels
+MAX_CATEGORIES = 24
+
+
+def _thumbnails(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) images -> (N, H', W', C') uint8 thumbnails, C' 1 or 3, scaled to [0, 255] over the set."""
+    x = images.detach().float().cpu()
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.shape[1] not in (1, 3):
+        x = x[:, :1] if x.shape[1] < 3 else x[:, :3]
+    h, w = x.shape[2:]
+    if max(h, w) > THUMB:
+        scale = THUMB / max(h, w)
+        x = torch.nn.functional.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                                            mode="area")
+    lo, hi = float(x.min()), float(x.max())
+    x = (x - lo) / (hi - lo if hi > lo else 1.0)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class Examples:
+    """What hovering a point shows: image thumbnails, texts or table rows, served in pages."""
+
+    def __init__(self, examples: Any, n: int, feature_names: list[str] | None = None):
+        self.kind, self.meta = "none", {}
+        self.images: np.ndarray | None = None
+        self.texts: list[str] | None = None
+        self.rows: np.ndarray | None = None
+        if examples is None:
+            return
+        if isinstance(examples, (list, tuple)) and all(isinstance(t, str) for t in examples):
+            self.kind, self.texts = "text", list(examples)
+            count = len(self.texts)
+        else:
+            t = examples if isinstance(examples, torch.Tensor) else torch.as_tensor(np.asarray(examples))
+            if t.ndim in (3, 4):
+                self.kind, self.images = "image", _thumbnails(t)
+                self.meta = {"shape": list(self.images.shape[1:])}
+            elif t.ndim == 2:
+                self.kind, self.rows = "row", t.detach().float().cpu().numpy()
+                cols = feature_names or [f"x{i}" for i in range(t.shape[1])]
+                if len(cols) != t.shape[1]:
+                    raise RepresentationError(f"feature_names has {len(cols)} names for {t.shape[1]} columns")
+                self.meta = {"columns": list(cols)}
+            else:
+                raise RepresentationError(f"examples must be images (N, C, H, W), table rows (N, features) or a list "
+                                          f"of strings; got shape {tuple(t.shape)}")
+            count = len(t)
+        if count != n:
+            raise RepresentationError(f"examples has {count} entries but there are {n} points; pass one per example")
+
+    def page(self, number: int) -> tuple[dict[str, Any], bytes]:
+        lo, hi = number * PAGE, (number + 1) * PAGE
+        if self.kind == "text":
+            return {"texts": self.texts[lo:hi]}, b""
+        arrays = {"images": self.images[lo:hi]} if self.kind == "image" else {"rows": self.rows[lo:hi]}
+        index, data = encode(arrays) if self.kind in ("image", "row") else ({}, b"")
+        return {"index": index}, data
+
+    def pages(self, n: int) -> int:
+        return 0 if self.kind == "none" else math.ceil(n / PAGE)
+
+
+def _color_field(values: Any, n: int, name: str, class_names: list[str] | None) -> tuple[dict, np.ndarray]:
+    arr = as_labels(values, n, {"label": "labels", "prediction": "predictions"}.get(name, f"colors[{name!r}]"))
+    if arr.dtype.kind == "f" and not np.all(np.mod(arr[np.isfinite(arr)], 1) == 0):
+        return {"kind": "value", "names": None}, arr.astype(np.float32)
+    if arr.dtype.kind in "iub" or arr.dtype.kind == "f":
+        ints = arr.astype(np.int64)
+        uniq = np.unique(ints)
+        if len(uniq) > MAX_CATEGORIES and class_names is None:
+            return {"kind": "value", "names": None}, arr.astype(np.float32)
+        names = [str(class_names[u]) if class_names is not None and 0 <= u < len(class_names) else str(u)
+                 for u in uniq]
+        codes = np.searchsorted(uniq, ints)
+        return {"kind": "category", "names": names}, codes.astype(np.int32)
+    uniq, codes = np.unique(arr.astype(str), return_inverse=True)
+    return {"kind": "category", "names": [str(u) for u in uniq]}, codes.astype(np.int32)
+
+
+class Projector(HiddenWidget):
+    """A layer's representations in 2-D (PCA always; UMAP / t-SNE when installed).
+
+    Parameters
+    ----------
+    representations : a :class:`~hiddenwidgets.Representations` (or the ``representations`` of a
+        :class:`~hiddenwidgets.RepresentationRecorder`, to follow training live), or ``{layer: (N, features)}``.
+        :meth:`from_model` builds one from a model and inputs.
+    labels : optional true label per example (ints or strings); colours "label".
+    predictions : optional predicted label per example; colours "prediction".
+    colors : more colour fields, ``{name: array}``: integers/strings are categories, floats a colour scale.
+    class_names : names for integer labels and predictions.
+    examples : what hover shows: images (N, C, H, W), table rows (N, features) with ``feature_names``, or texts.
+    method : "pca", "umap" or "tsne"; k : neighbours shown on click; metric : "euclidean" or "cosine".
+
+    ``selection`` mirrors the points selected in the view (lasso, box, legend click) as a sorted int64 array; it
+    updates while a cell runs. :meth:`select` sets it from Python; :meth:`selected_features` returns the
+    selected rows of a layer.
+    """
+
+    _view_file = "projector"
+
+    title = traitlets.Unicode("Projector").tag(sync=True)
+    layers = traitlets.List(traitlets.Unicode(), help="Layers (read-only).").tag(sync=True)
+    layer = traitlets.Unicode("", help="Layer shown.").tag(sync=True)
+    epochs = traitlets.List(traitlets.Int(), help="Recorded epochs (read-only).").tag(sync=True)
+    epoch = traitlets.Int(-1, help="Epoch shown; -1 follows the latest.").tag(sync=True)
+    methods = traitlets.List(traitlets.Unicode(), help="Projection methods available (read-only).").tag(sync=True)
+    method = traitlets.Unicode("pca", help="Projection method.").tag(sync=True)
+    color_fields = traitlets.Dict(help="name -> {kind, names} (read-only).").tag(sync=True)
+    color_by = traitlets.Unicode("", help="Colour field shown.").tag(sync=True)
+    k = traitlets.Int(8, help="Neighbours shown when a point is clicked.").tag(sync=True)
+    status = traitlets.Unicode("", help="What is being computed, or the last error (read-only).").tag(sync=True)
+    example_kind = traitlets.Unicode("none").tag(sync=True)
+    example_meta = traitlets.Dict().tag(sync=True)
+    selection = traitlets.Any(read_only=True, help="Indices selected in the view, sorted (int64 array).")
+    _points = traitlets.Dict(help="Coordinates shown, {header, data}.").tag(sync=True)
+    _colors = traitlets.Dict(help="Colour arrays, {header, data}.").tag(sync=True)
+    _selection = traitlets.Dict(help="The selection, {header, data} (int32).").tag(sync=True)
+
+    def __init__(self, representations: Representations | Mapping[str, Any], labels: Any = None, *,
+                 predictions: Any = None, colors: Mapping[str, Any] | None = None,
+                 class_names: list[str] | None = None, examples: Any = None, feature_names: list[str] | None = None,
+                 layer: str | None = None, method: str = "pca", k: int = 8, metric: str = "euclidean",
+                 static_budget: int = 8 << 20, title: str = "Projector"):
+        reps = representations if isinstance(representations, Representations) else \
+            Representations.from_features(representations)
+        if not reps.layers:
+            raise RepresentationError("the representations are empty: record at least one epoch first, or pass "
+                                      "{layer: (N, features)}")
+        n = len(reps)
+        self.reps, self.n, self.metric, self.static_budget = reps, n, metric, static_budget
+        if metric not in ("euclidean", "cosine"):
+            raise RepresentationError(f"metric must be 'euclidean' or 'cosine'; got {metric!r}")
+        methods = available_projections()
+        if method not in methods:
+            raise RepresentationError(f"projection {method!r} is not available here; available: {methods} (UMAP "
+                                      "needs umap-learn, t-SNE scikit-learn)")
+        fields, arrays = {}, {}
+        for name, values in (("label", labels), ("prediction", predictions), *(colors or {}).items()):
+            if values is not None:
+                fields[name], arrays[name] = _color_field(values, n, name, class_names)
+        self.examples = Examples(examples, n, feature_names)
+        self._state_lock = threading.RLock()
+        self._cache: dict[tuple, np.ndarray] = {}
+        self._jobs: queue.Queue = queue.Queue()
+        self._selected = np.zeros(0, dtype=np.int64)
+        if layer is not None and layer not in reps.layers:
+            raise RepresentationError(f"no layer {layer!r}; layers: {reps.layers}")
+        index, data = encode(arrays)
+        super().__init__(title=title, layers=reps.layers, layer=layer or reps.layers[-1], epochs=reps.epochs,
+                         methods=methods, method=method, color_fields=fields, color_by=next(iter(fields), ""), k=k,
+                         example_kind=self.examples.kind, example_meta=self.examples.meta,
+                         _colors={"header": {"index": index}, "data": data})
+        self.set_trait("selection", self._selected)
+        self._worker = threading.Thread(target=self._work, name="hiddenwidgets-projector", daemon=True)
+        self._worker.start()
+        self._unsubscribe = reps.subscribe(self._recorded)
+        self.on_msg(self._on_custom)
+        self._request()
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, inputs: Any, layers: Any, labels: Any = None, *,
+                   pool: str = "mean", examples: Any = "inputs", **kw: Any) -> Projector:
+        """Project ``layers`` of ``model`` on ``inputs``; colours by its predictions too when it is a classifier.
+        ``examples="inputs"`` shows the inputs on hover when they are images or rows."""
+        feats = layer_features(model, inputs, layers, pool=pool)
+        if "predictions" not in kw and isinstance(inputs, torch.Tensor):
+            from ..methods.base import evaluation_mode
+
+            with evaluation_mode(model), torch.no_grad():
+                device = next((p.device for p in model.parameters()), torch.device("cpu"))
+                out = torch.cat([model(inputs[i:i + 256].to(device)).cpu() for i in range(0, len(inputs), 256)])
+            if out.ndim == 2 and out.shape[1] > 1:
+                kw["predictions"] = out.argmax(1)
+        if isinstance(examples, str) and examples == "inputs":
+            examples = inputs if isinstance(inputs, torch.Tensor) and inputs.ndim in (2, 4) else None
+        return cls(Representations.from_features(feats), labels, examples=examples, **kw)
+
+    # -- projections ---------------------------------------------------------------------------------------------
+    def _epoch_for(self, epoch: int) -> int | None:
+        epochs = self.reps.epochs
+        if not epochs:
+            return None
+        return epochs[-1] if epoch < 0 or epoch not in epochs else epoch
+
+    def coordinates(self, layer: str | None = None, epoch: int | None = None, method: str | None = None
+                    ) -> np.ndarray:
+        """(N, 2) float32 coordinates of ``layer`` at ``epoch`` by ``method`` (defaults: what the view shows).
+        Computed once and cached. PCA pictures of consecutive epochs are rotated/reflected onto each other
+        (Procrustes), so a layer does not spin or flip as training goes on."""
+        layer = layer or self.layer
+        method = method or self.method
+        ep = self._epoch_for(self.epoch if epoch is None else epoch)
+        key = (layer, ep, method)
+        if key not in self._cache:
+            xy = project(self.reps.get(layer, ep), method)
+            if method == "pca" and ep is not None:
+                earlier = [e for e in self.reps.epochs if e < ep]
+                if earlier:
+                    xy = align(self.coordinates(layer, earlier[-1], method), xy)
+            self._cache[key] = xy
+        return self._cache[key]
+
+    def _request(self) -> None:
+        self._jobs.put((self.layer, self.epoch, self.method))
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            while not self._jobs.empty():  # only the latest request matters
+                job = self._jobs.get()
+                if job is None:
+                    return
+            layer, epoch, method = job
+            try:
+                ep = self._epoch_for(epoch)
+                if (layer, ep, method) not in self._cache:
+                    with self._state_lock:
+                        self.status = f"projecting {layer} with {method}" + (f" (epoch {ep})" if ep is not None
+                                                                              else "") + "…"
+                xy = self.coordinates(layer, ep, method)
+                with self._state_lock:
+                    self._points = self._points_state(layer, ep, method, xy)
+                    self.status = ""
+            except Exception as err:  # shown in the view; the widget stays usable
+                with self._state_lock:
+                    self.status = f"error: {type(err).__name__}: {err}"
+                if not isinstance(err, RepresentationError):
+                    traceback.print_exc()
+
+    def _points_state(self, layer: str, epoch: int | None, method: str, xy: np.ndarray) -> dict[str, Any]:
+        index, data = encode({"xy": xy})
+        return {"header": {"index": index, "key": f"{layer}|{epoch}|{method}", "layer": layer, "epoch": epoch,
+                           "method": method, "n": self.n}, "data": data}
+
+    def _recorded(self, epoch: int | None, layers: list[str]) -> None:
+        """A recorder added an epoch (training thread): update the epoch list; redraw when following the latest."""
+        with self._state_lock:
+            self.epochs = self.reps.epochs
+            self.layers = self.reps.layers
+        if self.epoch < 0:
+            self._request()
+
+    @traitlets.observe("layer", "epoch", "method")
+    def _view_changed(self, change: dict) -> None:
+        if hasattr(self, "_worker"):
+            self._request()
+
+    @traitlets.validate("method")
+    def _valid_method(self, proposal: dict) -> str:
+        if proposal["value"] not in available_projections():
+            raise traitlets.TraitError(f"method must be one of {available_projections()}; got {proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal: dict) -> str:
+        if hasattr(self, "reps") and proposal["value"] not in self.reps.layers:
+            raise traitlets.TraitError(f"no layer {proposal['value']!r}; layers: {self.reps.layers}")
+        return proposal["value"]
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until the view's current projection is computed and sent."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            want = f"{self.layer}|{self._epoch_for(self.epoch)}|{self.method}"
+            if self._jobs.empty() and self._points.get("header", {}).get("key") == want:
+                return
+            if self.status.startswith("error"):
+                raise RepresentationError(self.status)
+            time.sleep(0.02)
+        raise TimeoutError(f"projection not ready after {timeout} s: {self.status}")
+
+    # -- selection and neighbours --------------------------------------------------------------------------------
+    def select(self, indices: Any) -> None:
+        """Set the selection from Python (shown in every view of this projector)."""
+        idx = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+        if len(idx) and (idx[0] < 0 or idx[-1] >= self.n):
+            bad = idx[0] if idx[0] < 0 else idx[-1]
+            raise RepresentationError(f"index {bad} is out of range: there are {self.n} points (0..{self.n - 1})")
+        self._set_selection(idx)
+
+    def _set_selection(self, idx: np.ndarray) -> None:
+        index, data = encode({"indices": idx.astype(np.int32)})
+        with self._state_lock:
+            self._selected = idx
+            self.set_trait("selection", idx)
+            self._selection = {"header": {"index": index, "count": len(idx)}, "data": data}
+
+    def selected_features(self, layer: str | None = None, epoch: int | None = None) -> torch.Tensor:
+        """The selected examples' features in ``layer`` (default: the one shown): (len(selection), features)."""
+        if not len(self._selected):
+            raise RepresentationError("nothing is selected: draw a lasso or a box in the view (or click a legend "
+                                      "entry), or call projector.select([...])")
+        return self.reps.get(layer or self.layer, self._epoch_for(self.epoch if epoch is None else epoch)
+                             )[torch.as_tensor(self._selected)]
+
+    def neighbours(self, index: int, k: int | None = None, layer: str | None = None,
+                   epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest examples to ``index`` in the layer's full feature space (not the 2-D picture)."""
+        feats = self.reps.get(layer or self.layer, self._epoch_for(self.epoch if epoch is None else epoch))
+        return nearest(feats, int(index), k or self.k, self.metric)
+
+    def _on_custom(self, _widget: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "select":
+            raw = bytes(buffers[0]) if buffers else b""
+            idx = np.frombuffer(raw, dtype="<i4").astype(np.int64)
+            idx = np.unique(idx[(idx >= 0) & (idx < self.n)])
+            self._set_selection(idx)
+        elif kind == "examples":
+            page = int(content.get("page", 0))
+            header, data = self.examples.page(page)
+            self.send({"type": "examples", "page": page, "header": header}, [data])
+        elif kind == "neighbours":
+            index = int(content.get("index", -1))
+            try:
+                idx, dist = self.neighbours(index)
+                self.send({"type": "neighbours", "index": index, "key": content.get("key"),
+                           "indices": idx.tolist(), "distances": dist.tolist()})
+            except RepresentationError as err:
+                self.send({"type": "neighbours", "index": index, "error": str(err)})
+
+    # -- static pages --------------------------------------------------------------------------------------------
+    def static_state(self) -> dict[str, Any]:
+        """What a static page (:func:`~hiddenwidgets.save_html`) adds to the state, as ``_static``: every layer's
+        projection at each recorded epoch (by the current method), example pages up to ``static_budget`` bytes,
+        and the k nearest neighbours of every point in the layer shown (up to 20,000 points)."""
+        self.wait()
+        points = {}
+        for layer in self.reps.layers:
+            for ep in (self.reps.epochs or [None]):
+                state = self._points_state(layer, ep, self.method, self.coordinates(layer, ep, self.method))
+                points[state["header"]["key"]] = state
+        pages, spent = {}, 0
+        for number in range(self.examples.pages(self.n)):
+            header, data = self.examples.page(number)
+            spent += len(data) + sum(len(t) for t in header.get("texts", []))
+            if spent > self.static_budget:
+                break
+            pages[str(number)] = {"header": header, "data": data}
+        neighbours = {}
+        if self.n <= 20_000:
+            feats = self.reps.get(self.layer, self._epoch_for(self.epoch)).float()
+            k = min(self.k, self.n - 1)
+            table = np.zeros((self.n, k), dtype=np.int32)
+            for lo in range(0, self.n, 2048):
+                chunk = feats[lo:lo + 2048]
+                if self.metric == "cosine":
+                    unit = torch.nn.functional.normalize(feats, dim=1)
+                    d = 1 - unit[lo:lo + 2048] @ unit.T
+                else:
+                    d = torch.cdist(chunk, feats)
+                d[torch.arange(len(chunk)), torch.arange(lo, lo + len(chunk))] = math.inf
+                table[lo:lo + len(chunk)] = torch.topk(d, k, largest=False).indices.numpy()
+            index, data = encode({"indices": table})
+            neighbours = {"key": self._points["header"]["key"], "header": {"index": index}, "data": data}
+        return {"_static": {"points": points, "pages": pages, "neighbours": neighbours}}
+
+    def close(self) -> None:
+        """Stop the worker and stop following the recorder. Idempotent."""
+        if hasattr(self, "_jobs"):
+            self._jobs.put(None)
+        if hasattr(self, "_unsubscribe"):
+            self._unsubscribe()
+        super().close()
