@@ -4,13 +4,24 @@ The pipeline, one module a stage: capture (hooks) -> summaries (torch reductions
 frames, rate limits) -> widgets (views) -> export (static pages).
 """
 
-from . import datasets, information
+from . import datasets, information, probes, similarity
 from .capture import Capture, CaptureError, LayerError, select_tensor
 from .export import save_html
+from .features import RepresentationError
 from .methods import AttributionError, attribute, available_methods
 from .recorder import InformationRecorder
+from .representations import RepresentationRecorder, Representations, layer_features, probe, project
 from .summaries import HistogramGrid, LayerSummarizer
-from .widgets import ActivationMonitor, AttributionExplorer, InformationPlane, TrainingJob, TrainingStopped
+from .widgets import (
+    ActivationMonitor,
+    AttributionExplorer,
+    InformationPlane,
+    ProbeChart,
+    Projector,
+    SimilarityMatrix,
+    TrainingJob,
+    TrainingStopped,
+)
 
 __version__ = "0.1.0"
 
@@ -25,12 +36,23 @@ __all__ = [
     "InformationRecorder",
     "LayerError",
     "LayerSummarizer",
+    "ProbeChart",
+    "Projector",
+    "RepresentationError",
+    "RepresentationRecorder",
+    "Representations",
+    "SimilarityMatrix",
     "TrainingJob",
     "TrainingStopped",
     "attribute",
     "available_methods",
     "datasets",
     "information",
+    "layer_features",
+    "probe",
+    "probes",
+    "project",
     "save_html",
     "select_tensor",
+    "similarity",
 ]

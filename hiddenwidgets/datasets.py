@@ -8,7 +8,7 @@ import torch
 
 DATA = Path(__file__).resolve().parent / "data"
 
-__all__ = ["twelve_bit_task"]
+__all__ = ["labelled_sentences", "twelve_bit_task"]
 
 
 def twelve_bit_task() -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,3 +21,14 @@ def twelve_bit_task() -> tuple[torch.Tensor, torch.Tensor]:
 
     d = loadmat(DATA / "var_u.mat")
     return torch.tensor(d["F"], dtype=torch.float32), torch.tensor(d["y"].reshape(-1), dtype=torch.int64)
+
+
+def labelled_sentences() -> list[dict]:
+    """160 short English sentences written for hiddenwidgets' probing examples, 40 per topic (sport, food,
+    weather, technology), each a dict with ``text``, ``topic``, ``words`` (whitespace split, no punctuation) and
+    ``pos`` (a coarse part-of-speech tag per word: NOUN, VERB, ADJ, ADV, DET, ADP, PRON, CONJ, NUM, AUX, PART).
+    Words such as run, play, light, fast, cook, rain and watch occur with two or more tags. The tagging
+    conventions are in the file's ``description`` (``hiddenwidgets/data/sentences.json``)."""
+    import json
+
+    return json.loads((DATA / "sentences.json").read_text(encoding="utf-8"))["sentences"]

@@ -37,6 +37,7 @@ __all__ = [
     "layer_features",
     "nearest",
     "pool",
+    "probe",
     "project",
 ]
 
@@ -363,3 +364,36 @@ class RepresentationRecorder:
         feats = layer_features(self.model, self.inputs, self.layers, pool=self.pool, batch_size=self.batch_size)
         self.representations.add(feats, self._epoch)
         return True
+
+
+def probe(source: Any, data: Any = None, labels: Any = None, *, layers: Iterable[str] | None = None,
+          pool: str = "mean", batch_size: int = 256, **options: Any) -> list:
+    """Linear probes (:func:`hiddenwidgets.probes.linear_probe`, with the Hewitt & Liang control task) per layer.
+
+    - ``probe(model, inputs, labels, layers=[...])``: the layers' pooled features on ``inputs`` now.
+    - ``probe(representations, labels)``: every layer at every recorded epoch (results carry ``epoch``), or a
+      dict ``{layer: (N, features)}``.
+
+    ``options`` go to the probe (``groups``, ``control``, ``test_fraction``, ``l2``, ``seed``...). Returns a list of
+    :class:`~hiddenwidgets.probes.ProbeResult`, one per layer (and epoch); show them with
+    :class:`~hiddenwidgets.ProbeChart`.
+    """
+    from .probes import probe_layers
+
+    if isinstance(source, (Representations, Mapping)):
+        labels = data if labels is None else labels
+        reps = source if isinstance(source, Representations) else Representations.from_features(source)
+        names = list(layers) if layers is not None else reps.layers
+        out = []
+        for epoch in reps.epochs or [None]:
+            feats = {name: reps.get(name, epoch) for name in names}
+            out.extend(probe_layers(feats, labels, epoch=epoch, **options))
+        return out
+    if not isinstance(source, nn.Module):
+        raise RepresentationError(f"probe takes a model and its inputs, Representations, or {{layer: features}}; "
+                                  f"got {type(source).__name__}")
+    if layers is None:
+        raise RepresentationError("name the layers to probe: probe(model, inputs, labels, layers=[...])")
+    if labels is None:
+        raise RepresentationError("probe(model, inputs, labels, layers=...) needs labels: one per input")
+    return probe_layers(layer_features(source, data, layers, pool=pool, batch_size=batch_size), labels, **options)

@@ -3,7 +3,9 @@
 from .activation_monitor import ActivationMonitor, TrainingJob, TrainingStopped
 from .attribution_explorer import AttributionExplorer
 from .information_plane import ESTIMATORS, InformationPlane
+from .probe_chart import ProbeChart
 from .projector import Projector
+from .similarity_matrix import SimilarityMatrix
 
-__all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "InformationPlane", "Projector",
-           "TrainingJob", "TrainingStopped"]
+__all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "InformationPlane", "ProbeChart",
+           "Projector", "SimilarityMatrix", "TrainingJob", "TrainingStopped"]

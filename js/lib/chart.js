@@ -103,7 +103,7 @@ export class LineChart {
   /**
    * @param {{xs: ArrayLike<number>, lines: {ys: ArrayLike<number>, label: string, color: string, dash?: number[],
    *   lo?: ArrayLike<number>, hi?: ArrayLike<number>}[], value?: string, yMin?: number, yMax?: number,
-   *   logX?: boolean, logY?: boolean, marks?: {x: number, label: string}[]}} data
+   *   logX?: boolean, logY?: boolean, marks?: {x: number, label: string}[], xLabels?: string[]}} data
    */
   update(data, width) {
     this.data = data;
@@ -170,9 +170,16 @@ export class LineChart {
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const tick of d.logX ? powerTicks(x0, x1) : niceTicks(x0, x1, 4)) {
-      if (tick < x0 || tick > x1) continue;
-      ctx.fillText(tickLabel(d.logX)(tick), pad.left + ((tick - x0) / (x1 - x0 || 1)) * w, pad.top + hgt + 4);
+    if (d.xLabels) { // categorical axis (e.g. layers): one tick per x, labelled with its name, thinned to fit
+      const every = Math.max(1, Math.ceil((d.xLabels.length * 48) / w));
+      d.xLabels.forEach((label, i) => {
+        if (i % every === 0) ctx.fillText(label, X(d.xs[i]), pad.top + hgt + 4);
+      });
+    } else {
+      for (const tick of d.logX ? powerTicks(x0, x1) : niceTicks(x0, x1, 4)) {
+        if (tick < x0 || tick > x1) continue;
+        ctx.fillText(tickLabel(d.logX)(tick), pad.left + ((tick - x0) / (x1 - x0 || 1)) * w, pad.top + hgt + 4);
+      }
     }
     for (const mark of d.marks || []) {
       const x = Math.round(X(mark.x)) + 0.5;

@@ -93,7 +93,7 @@ export function rasterise(pixels, w, h, dpr, xy, colours, view, opts = {}) {
   pixels.fill(opts.background ?? 0xffffffff);
   const n = xy.length >> 1;
   const sel = opts.selected || null;
-  const fadeT = opts.fadeTo ?? 0.8;
+  const fadeT = opts.fadeTo ?? 0.7;
   const ax = view.scale * dpr;
   const bx = (view.width / 2 - view.cx * view.scale) * dpr;
   const by = (view.height / 2 + view.cy * view.scale) * dpr;

@@ -21,7 +21,7 @@ test("rasterise puts each point's colour at its screen position, selected points
   rasterise(pixels, 10, 10, 1, xy, new Uint32Array([red, blue, red]), v, { size: 1, selected: new Uint8Array([0, 1, 0]) });
   const shared = pixels.find((p) => p === blue);
   assert.equal(shared, blue);
-  assert.ok(pixels.includes(fade(red, 0.8)));
+  assert.ok(pixels.includes(fade(red, 0.7)));
 });
 
 test("the grid finds the same nearest point as a brute-force search", () => {

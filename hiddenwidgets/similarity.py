@@ -1,0 +1,358 @@
+"""How alike two layers' representations are: centred kernel alignment (CKA).
+
+A representation is a matrix of shape (examples, features); two representations compared must describe the same
+examples in the same order, but may have different numbers of features. With Gram matrices K (of X) and L (of Y)
+over the n examples and the centring matrix H = I - 11ᵀ/n:
+
+- **HSIC** (Hilbert-Schmidt independence criterion), biased estimator: HSIC(K, L) = tr(KHLH) / (n-1)^2.
+- **Unbiased HSIC** of Song et al. (2012), *Feature Selection via Dependence Maximization*: with K̃, L̃ the Gram
+  matrices with their diagonals set to zero,
+  HSIC₁(K, L) = [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1 / ((n-1)(n-2)) - 2/(n-2)·1ᵀK̃L̃1] / (n(n-3)), which needs n >= 4.
+- **CKA** of Kornblith et al. (2019), *Similarity of Neural Network Representations Revisited*:
+  CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), in [0, 1] for the biased estimator, 1 for identical
+  representations, invariant to orthogonal transforms and isotropic scaling of either representation but not to
+  other invertible linear maps. ``debiased=True`` puts HSIC₁ in numerator and denominator: its value is less
+  inflated when there are few examples for many features (and may then be slightly negative).
+- **Kernels**: ``"linear"``, K = XXᵀ; ``"rbf"``, K_ij = exp(-|x_i - x_j|^2 / (2 s^2)) with bandwidth
+  s = ``sigma`` × the median Euclidean distance between distinct examples (Kornblith et al.'s convention, their
+  default ``sigma`` 0.8; the median is taken over the n(n-1)/2 pairs i < j, the lower middle value for an even
+  count). As ``sigma`` grows, RBF CKA tends to linear CKA.
+- **Minibatch CKA** of Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same Things?*:
+  :class:`MinibatchCKA` averages HSIC₁ over minibatches and forms the CKA ratio from the averages, so large data
+  sets never need one n × n Gram matrix.
+
+Linear CKA is computed in feature space: with column-centred X (n × p) and Y (n × q), tr(KHLH) = ||XᵀY||_F^2 and
+the unbiased terms follow from tr(K̃L̃) = ||XᵀY||_F^2 - Σ_i K_ii L_ii, 1ᵀK̃1 = ||Xᵀ1||^2 - Σ_i K_ii and
+K̃1 = X(Xᵀ1) - diag(K). No n × n matrix is formed unless a layer has more features than examples, where its
+n × n Gram matrix is smaller than the p × p product it replaces. The RBF kernel needs its Gram matrix, so
+:func:`cka` refuses RBF beyond 20,000 examples; use :class:`MinibatchCKA` there. All arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hiddenwidgets.features import RepresentationError, as_matrix
+
+__all__ = ["RBF_MAX_EXAMPLES", "MinibatchCKA", "cka", "cka_matrix"]
+
+KERNELS = ("linear", "rbf")
+RBF_MAX_EXAMPLES = 20_000  # an RBF Gram matrix of this size already takes 3.2 GB in float64
+MIN_DEBIASED_EXAMPLES = 4  # HSIC₁ divides by n(n-3)
+
+
+def _check_options(kernel: str, sigma: float) -> None:
+    if kernel not in KERNELS:
+        raise RepresentationError(f"kernel must be one of {', '.join(map(repr, KERNELS))}; got {kernel!r}")
+    if kernel == "rbf" and not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
+        raise RepresentationError(f"sigma (the RBF bandwidth as a multiple of the median distance) must be a "
+                                  f"positive number; got {sigma!r}; Kornblith et al. use 0.8")
+
+
+def _check_examples(n: int, kernel: str, debiased: bool, what: str) -> None:
+    if debiased and n < MIN_DEBIASED_EXAMPLES:
+        raise RepresentationError(f"debiased CKA needs at least {MIN_DEBIASED_EXAMPLES} examples (the unbiased HSIC "
+                                  f"divides by n(n-3)); {what} has {n}: pass more examples or use debiased=False")
+    if kernel == "rbf" and n > RBF_MAX_EXAMPLES:
+        raise RepresentationError(f"the RBF kernel needs an n × n Gram matrix and {what} has n = {n} examples "
+                                  f"(at most {RBF_MAX_EXAMPLES}); use MinibatchCKA(kernel='rbf') over batches, "
+                                  f"a subsample, or kernel='linear'")
+
+
+@dataclass
+class _Prepared:
+    """One representation reduced to what HSIC with any other representation of the same examples needs.
+
+    Exactly one of ``features`` (column-centred X, so that its Gram matrix is HKH) and ``gram`` (HKH itself) is
+    set. ``diag`` is diag(HKH), ``offsum`` is 1ᵀK̃1 and ``offrow`` is K̃1 for K̃ = HKH with a zeroed diagonal
+    (HSIC₁ is unchanged by centring K, and centring keeps the products small).
+    """
+
+    n: int
+    features: torch.Tensor | None
+    gram: torch.Tensor | None
+    diag: torch.Tensor | None = None  # the three unbiased terms are only computed for debiased HSIC
+    offsum: float = 0.0
+    offrow: torch.Tensor | None = None
+
+
+def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bool,
+             allow_constant: bool = False) -> _Prepared:
+    """``x`` a checked float64 (n, p) matrix; a constant one raises unless ``allow_constant`` (minibatches)."""
+    n, p = x.shape
+    if bool((x.amax(0) == x.amin(0)).all()):
+        if not allow_constant:
+            raise RepresentationError(f"{name} is constant over all {n} examples, so CKA is undefined (zero "
+                                      f"variance); check that the layer is not dead or saturated, or leave it out")
+        zeros = x.new_zeros(n)
+        return _Prepared(n, x.new_zeros(n, 1), None, zeros, 0.0, zeros)
+    xc = x - x.mean(0)
+    if kernel == "linear" and p <= n:
+        prepared = _Prepared(n, xc, None)
+        if debiased:
+            colsum = xc.sum(0)
+            prepared.diag = torch.einsum("ij,ij->i", xc, xc)
+            prepared.offsum = float(colsum @ colsum - prepared.diag.sum())
+            prepared.offrow = xc @ colsum - prepared.diag
+        return prepared
+    prepared = _Prepared(n, None, xc @ xc.T if kernel == "linear" else _rbf_gram(xc, sigma, name))
+    if debiased:
+        prepared.diag = prepared.gram.diagonal().clone()
+        prepared.offsum = float(prepared.gram.sum() - prepared.diag.sum())
+        prepared.offrow = prepared.gram.sum(1) - prepared.diag
+    return prepared
+
+
+def _rbf_gram(xc: torch.Tensor, sigma: float, name: str) -> torch.Tensor:
+    """Centred RBF Gram matrix HKH of the rows of ``xc``, built in place in one n × n buffer."""
+    n = xc.shape[0]
+    norms = xc.square().sum(1)
+    sq = xc @ xc.T
+    sq.mul_(-2.0).add_(norms[:, None]).add_(norms[None, :]).clamp_(min=0.0)
+    sq.diagonal().zero_()
+    # Lower median of the m = n(n-1)/2 pairs i < j. The full matrix holds n zeros (diagonal) and every pair twice,
+    # so the k-th smallest pair (1-based) sits at position n + 2k of the sorted full matrix.
+    m = n * (n - 1) // 2
+    k = (m - 1) // 2 + 1
+    median_sq = float(sq.reshape(-1).kthvalue(n + 2 * k).values)
+    if median_sq <= 0.0:
+        raise RepresentationError(f"{name}: at least half of its {n} examples' pairs are identical, so the RBF "
+                                  f"bandwidth (sigma × median distance) is zero; remove duplicate examples or use "
+                                  f"kernel='linear'")
+    sq.mul_(-1.0 / (2.0 * sigma * sigma * median_sq)).exp_()
+    mean_row = sq.mean(1)
+    sq.sub_(mean_row[:, None]).sub_(mean_row[None, :]).add_(mean_row.mean())
+    return sq
+
+
+def _cross(a: _Prepared, b: _Prepared) -> float:
+    """Σ_ij (HKH)_ij (HLH)_ij = tr(KHLH), by the cheapest route the two preparations allow."""
+    if a.gram is not None and b.gram is not None:
+        return float(torch.dot(a.gram.reshape(-1), b.gram.reshape(-1)))
+    if a.gram is not None:
+        return float(((a.gram @ b.features) * b.features).sum())
+    if b.gram is not None:
+        return float(((b.gram @ a.features) * a.features).sum())
+    return float((a.features.T @ b.features).square().sum())
+
+
+def _hsic(a: _Prepared, b: _Prepared, debiased: bool, cross: float | None = None) -> float:
+    """HSIC of two prepared representations: biased, or HSIC₁ of Song et al. (2012) when ``debiased``."""
+    n = a.n
+    cross = _cross(a, b) if cross is None else cross
+    if not debiased:
+        return cross / (n - 1) ** 2
+    trace = cross - float(a.diag @ b.diag)
+    return (trace + a.offsum * b.offsum / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(a.offrow @ b.offrow)) / (
+        n * (n - 3))
+
+
+def _self_hsic(a: _Prepared, debiased: bool, name: str) -> float:
+    value = _hsic(a, a, debiased)
+    if value <= 0.0:
+        raise RepresentationError(f"the debiased HSIC of {name} with itself is {value:.3g} <= 0 with {a.n} "
+                                  f"examples, so debiased CKA is undefined; pass more examples or use debiased=False")
+    return value
+
+
+def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, sigma: float = 0.8) -> float:
+    """Centred kernel alignment between representations ``X`` (n, p) and ``Y`` (n, q) of the same n examples.
+
+    ``kernel``: ``"linear"`` (computed in feature space, no n × n matrices for p, q <= n) or ``"rbf"`` (bandwidth
+    ``sigma`` × median pairwise distance, at most 20,000 examples). ``debiased``: use the unbiased HSIC of Song et
+    al. (2012), which needs n >= 4. Raises :class:`RepresentationError` for mismatched example counts, a constant
+    representation, unknown kernels and the checks of :func:`hiddenwidgets.features.as_matrix`.
+    """
+    _check_options(kernel, sigma)
+    x, y = as_matrix(X, "X"), as_matrix(Y, "Y")
+    if x.shape[0] != y.shape[0]:
+        raise RepresentationError(f"X and Y must hold the same examples in the same order; X has {x.shape[0]} "
+                                  f"examples and Y has {y.shape[0]}")
+    _check_examples(x.shape[0], kernel, debiased, "X")
+    a = _prepare(x, kernel, sigma, "X", debiased)
+    hxx = _self_hsic(a, debiased, "X")
+    b = _prepare(y, kernel, sigma, "Y", debiased)
+    hyy = _self_hsic(b, debiased, "Y")
+    return _hsic(a, b, debiased) / math.sqrt(hxx * hyy)
+
+
+def _layer_dict(layers: Any, arg: str) -> dict[str, torch.Tensor]:
+    if not isinstance(layers, Mapping) or not layers:
+        raise RepresentationError(f"{arg} must be a non-empty dict of layer name -> features (examples, features); "
+                                  f"got {type(layers).__name__}{' (empty)' if isinstance(layers, Mapping) else ''}")
+    return {str(k): as_matrix(v, f"layer {str(k)!r}") for k, v in layers.items()}
+
+
+def cka_matrix(a: Mapping[str, Any], b: Mapping[str, Any] | None = None, kernel: str = "linear",
+               debiased: bool = False, sigma: float = 0.8) -> tuple[list[str], list[str], torch.Tensor]:
+    """CKA between every layer of ``a`` and every layer of ``b`` (``a`` against itself when ``b`` is None).
+
+    Returns (names of a, names of b, matrix) with matrix[i, j] = cka(a[i], b[j]), float64 of shape
+    (len(a), len(b)); against itself the matrix is symmetric with ones on the diagonal. Each layer is centred (and
+    its Gram matrix built where one is needed) once, so k layers cost one cross product per pair. All layers must
+    hold the same examples in the same order.
+    """
+    _check_options(kernel, sigma)
+    left = _layer_dict(a, "a")
+    right = left if b is None else _layer_dict(b, "b")
+    first = next(iter(left))
+    n = left[first].shape[0]
+    for name, t in [*left.items(), *right.items()]:
+        if t.shape[0] != n:
+            raise RepresentationError(f"layers {first!r} ({n} examples) and {name!r} ({t.shape[0]} examples) differ: "
+                                      f"all layers must hold the same examples in the same order")
+    _check_examples(n, kernel, debiased, f"layer {first!r}")
+    prep_left = {k: _prepare(t, kernel, sigma, f"layer {k!r}", debiased) for k, t in left.items()}
+    self_left = {k: _self_hsic(p, debiased, f"layer {k!r}") for k, p in prep_left.items()}
+    if b is None:
+        prep_right, self_right = prep_left, self_left
+    else:
+        prep_right = {k: _prepare(t, kernel, sigma, f"layer {k!r}", debiased) for k, t in right.items()}
+        self_right = {k: _self_hsic(p, debiased, f"layer {k!r}") for k, p in prep_right.items()}
+    names_a, names_b = list(prep_left), list(prep_right)
+    out = torch.empty(len(names_a), len(names_b), dtype=torch.float64)
+    for i, ka in enumerate(names_a):
+        for j, kb in enumerate(names_b):
+            if b is None and j < i:
+                out[i, j] = out[j, i]
+            elif b is None and j == i:
+                out[i, j] = 1.0
+            else:
+                out[i, j] = _hsic(prep_left[ka], prep_right[kb], debiased) / math.sqrt(self_left[ka] * self_right[kb])
+    return names_a, names_b, out
+
+
+def _is_matrix_like(x: Any) -> bool:
+    return isinstance(x, (torch.Tensor, np.ndarray))
+
+
+def _layers(obj: Any, side: str) -> tuple[list[str], list[Any], bool]:
+    """(names, values, single) for one side of :meth:`MinibatchCKA.update`."""
+    if isinstance(obj, Mapping):
+        if not obj:
+            raise RepresentationError(f"{side} is an empty dict; pass at least one layer's batch features")
+        return [str(k) for k in obj], list(obj.values()), False
+    if isinstance(obj, (list, tuple)) and obj and all(_is_matrix_like(v) for v in obj):
+        return [str(i) for i in range(len(obj))], list(obj), False
+    return [side], [obj], True
+
+
+class MinibatchCKA:
+    """Minibatch CKA of Nguyen, Raghu & Kornblith (2021) between many layer pairs at once.
+
+    Each :meth:`update` takes one minibatch (at least 4 examples) of features for layers A (``xs``) and B
+    (``ys``) and adds, for every i and j, the unbiased HSIC₁(K_i, L_j), HSIC₁(K_i, K_i) and HSIC₁(L_j, L_j) of
+    Song et al. (2012) computed within the batch. :meth:`value` returns
+
+        CKA_ij = mean_batches HSIC₁(K_i, L_j) / sqrt(mean_batches HSIC₁(K_i, K_i) · mean_batches HSIC₁(L_j, L_j)),
+
+    the ratio of per-batch averages (every batch counts equally, whatever its size). Given a single batch this is
+    exactly ``cka(x, y, debiased=True)``; over many batches it estimates the same quantity as debiased CKA on
+    all the examples together, without any Gram matrix larger than a batch.
+
+    ``xs`` and ``ys`` are each one matrix (examples, features), a list or tuple of matrices (tensors or arrays),
+    or a dict of layer name -> matrix; ``ys=None`` compares ``xs`` with itself. The layout (names and count) is
+    fixed by the first update. ``value()`` is a float when both sides are single matrices, otherwise a float64
+    tensor of shape (len(xs), len(ys)) in the order of :attr:`x_names` and :attr:`y_names`. With
+    ``kernel="rbf"`` the bandwidth is ``sigma`` × the median distance within each batch.
+    """
+
+    def __init__(self, kernel: str = "linear", sigma: float = 0.8) -> None:
+        _check_options(kernel, sigma)
+        self.kernel = kernel
+        self.sigma = sigma
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all batches and the layout."""
+        self.x_names: list[str] | None = None
+        self.y_names: list[str] | None = None
+        self.n_batches = 0
+        self._single = False
+        self._same = False
+        self._xy: torch.Tensor | None = None
+        self._xx: torch.Tensor | None = None
+        self._yy: torch.Tensor | None = None
+
+    def _ordered(self, obj: Any, side: str, expected: list[str] | None) -> tuple[list[str], list[Any], bool]:
+        names, values, single = _layers(obj, side)
+        if expected is None:
+            return names, values, single
+        if isinstance(obj, Mapping) and set(names) == set(expected):
+            lookup = dict(zip(names, values, strict=True))
+            return expected, [lookup[k] for k in expected], single
+        if names != expected:
+            raise RepresentationError(f"{side} must have the layers of the first update, {expected}; got {names}; "
+                                      f"call reset() to start over with other layers")
+        return names, values, single
+
+    def update(self, xs: Any, ys: Any = None) -> None:
+        """Add one minibatch: features of the same examples for layers ``xs`` and ``ys`` (``None``: ``xs``)."""
+        same = ys is None
+        if self.n_batches and same != self._same:
+            raise RepresentationError("the first update compared xs with " + ("itself" if self._same else "ys") +
+                                      "; keep doing so in every update, or call reset() first")
+        x_names, x_values, x_single = self._ordered(xs, "xs", self.x_names)
+        y_names, y_values, y_single = (x_names, x_values, x_single) if same else self._ordered(ys, "ys", self.y_names)
+        x_mats = [as_matrix(v, f"xs {k!r}") for k, v in zip(x_names, x_values, strict=True)]
+        y_mats = x_mats if same else [as_matrix(v, f"ys {k!r}") for k, v in zip(y_names, y_values, strict=True)]
+        labelled = [(f"xs {k!r}", t) for k, t in zip(x_names, x_mats, strict=True)]
+        labelled += [] if same else [(f"ys {k!r}", t) for k, t in zip(y_names, y_mats, strict=True)]
+        n = labelled[0][1].shape[0]
+        for label, t in labelled:
+            if t.shape[0] != n:
+                raise RepresentationError(f"{labelled[0][0]} has {n} examples but {label} has {t.shape[0]}: every "
+                                          f"layer in a batch must hold the same examples in the same order")
+        if n < MIN_DEBIASED_EXAMPLES:
+            raise RepresentationError(f"each minibatch needs at least {MIN_DEBIASED_EXAMPLES} examples for the "
+                                      f"unbiased HSIC; got {n}: use larger batches (Nguyen et al. use hundreds) or "
+                                      f"drop a short last batch")
+        if self.kernel == "rbf" and n > RBF_MAX_EXAMPLES:
+            raise RepresentationError(f"this batch has {n} examples; the RBF kernel builds an n × n Gram matrix per "
+                                      f"batch and allows at most {RBF_MAX_EXAMPLES}: use smaller batches")
+        prepared = [_prepare(t, self.kernel, self.sigma, label, True, allow_constant=True) for label, t in labelled]
+        px = prepared[:len(x_mats)]
+        py = px if same else prepared[len(x_mats):]
+        xx = torch.tensor([_hsic(p, p, True) for p in px], dtype=torch.float64)
+        yy = xx if same else torch.tensor([_hsic(p, p, True) for p in py], dtype=torch.float64)
+        xy = torch.empty(len(px), len(py), dtype=torch.float64)
+        for i, a in enumerate(px):
+            for j, b in enumerate(py):
+                if same and j < i:
+                    xy[i, j] = xy[j, i]
+                elif same and j == i:
+                    xy[i, j] = xx[i]
+                else:
+                    xy[i, j] = _hsic(a, b, True)
+        if not self.n_batches:
+            self.x_names, self.y_names = x_names, y_names
+            self._single, self._same = x_single and y_single, same
+            self._xy, self._xx, self._yy = xy, xx, yy
+        else:
+            self._xy += xy
+            self._xx += xx
+            self._yy += yy
+        self.n_batches += 1
+
+    def value(self) -> float | torch.Tensor:
+        """Minibatch CKA from the batches so far: a float for one pair, else a (len(xs), len(ys)) tensor."""
+        if not self.n_batches:
+            raise RepresentationError("MinibatchCKA has no batches yet; call update(xs, ys) for each minibatch first")
+        for names, sums, side in ((self.x_names, self._xx, "xs"), (self.y_names, self._yy, "ys")):
+            bad = (sums <= 0).nonzero().flatten().tolist()
+            if bad:
+                raise RepresentationError(f"{side} layer(s) {[names[i] for i in bad]} have mean unbiased HSIC with "
+                                          f"themselves <= 0 over {self.n_batches} batch(es), so CKA is undefined: "
+                                          f"the layer is constant or the batches are too small; use larger batches "
+                                          f"or leave the layer out")
+        out = self._xy / torch.sqrt(torch.outer(self._xx, self._yy))
+        if self._same:
+            out.fill_diagonal_(1.0)
+        return float(out[0, 0]) if self._single else out

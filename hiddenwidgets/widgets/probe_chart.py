@@ -1,0 +1,61 @@
+"""ProbeChart: held-out accuracy of linear probes per layer, with the control task and chance, over training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import traitlets
+
+from ..features import RepresentationError
+from ..probes import ProbeResult
+from ._base import HiddenWidget
+
+__all__ = ["ProbeChart"]
+
+
+class ProbeChart(HiddenWidget):
+    """Plot :class:`~hiddenwidgets.probes.ProbeResult` s: accuracy, control accuracy and chance per layer at one
+    epoch (a slider picks it), and accuracy per layer and epoch as a heatmap when several epochs were probed.
+
+    ``chart.add(results)`` appends results (e.g. after each epoch of training); the view follows.
+    """
+
+    _view_file = "probe_chart"
+
+    title = traitlets.Unicode("Linear probes").tag(sync=True)
+    description = traitlets.Unicode("").tag(sync=True)
+    records = traitlets.List(traitlets.Dict(), help="One dict per (layer, epoch) result (read-only).").tag(sync=True)
+
+    def __init__(self, results: Iterable[ProbeResult] = (), *, title: str = "Linear probes", description: str = ""):
+        super().__init__(title=title, description=description)
+        self.add(results)
+
+    def add(self, results: Iterable[ProbeResult]) -> None:
+        """Append results; a result for a (layer, epoch) already shown replaces it."""
+        new = []
+        for r in results:
+            if not isinstance(r, ProbeResult):
+                raise RepresentationError(f"ProbeChart takes ProbeResult objects (from hw.probe or "
+                                          f"hiddenwidgets.probes.linear_probe); got {type(r).__name__}")
+            new.append(r.to_dict())
+        keys = {(r["layer"], r["epoch"]) for r in new}
+        with self._state_lock:
+            self.records = [r for r in self.records if (r["layer"], r["epoch"]) not in keys] + new
+
+    def results(self) -> list[dict[str, Any]]:
+        """The results shown, as dicts (one per layer and epoch)."""
+        return [dict(r) for r in self.records]
+
+    def to_altair(self):
+        """Accuracy, control accuracy and chance per layer (one line per epoch) as an Altair chart."""
+        import altair as alt
+
+        rows = [{"layer": r["layer"], "epoch": r["epoch"], "measure": m, "value": r[k]} for r in self.records
+                for m, k in (("probe", "accuracy"), ("control", "control_accuracy"), ("chance", "chance"))
+                if r[k] is not None]
+        order = list(dict.fromkeys(r["layer"] for r in self.records))
+        return alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
+            x=alt.X("layer:N", sort=order),
+            y=alt.Y("value:Q", title="held-out accuracy", scale=alt.Scale(domain=[0, 1])),
+            color="measure:N", detail="epoch:O").properties(title=self.title, width=360)

@@ -1,0 +1,35 @@
+// @ts-check
+// The SimilarityMatrix view: a layer x layer heatmap of representation similarity (CKA), within one model or
+// across two models / checkpoints, with the value under the pointer.
+import { fmt, h } from "./lib/chart.js";
+import { Heatmap } from "./lib/heatmap.js";
+import { CSS } from "./lib/style.js";
+
+function render({ model, el }) {
+  const root = h("div", "hw-am hw-sm");
+  const style = h("style");
+  style.textContent = CSS;
+  const head = h("div", "hw-am-header");
+  const title = h("span", "hw-am-title");
+  const note = h("span", "hw-am-frames");
+  head.append(title, note);
+  const map = new Heatmap((r, c) => {
+    const v = (model.get("values") || [])[r]?.[c];
+    return `${model.get("row_title") || "rows"} ${model.get("rows")[r]} × ${model.get("col_title") || "columns"} ${model.get("cols")[c]}: ${v === null || v === undefined ? "–" : fmt(v)}`;
+  });
+  root.append(style, head, map.el);
+  el.appendChild(root);
+  const update = () => {
+    title.textContent = model.get("title") || "Similarity";
+    note.textContent = model.get("description") || "";
+    const values = model.get("values") || [];
+    map.update({ values, rows: model.get("rows") || [], cols: model.get("cols") || [], lo: 0, hi: 1,
+      rowTitle: model.get("row_title"), colTitle: model.get("col_title"), cellText: true });
+  };
+  const events = ["change:values", "change:rows", "change:cols", "change:title", "change:description"];
+  for (const ev of events) model.on(ev, update);
+  update();
+  return () => { for (const ev of events) model.off(ev, update); map.dispose(); root.remove(); };
+}
+
+export default { render };
