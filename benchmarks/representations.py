@@ -1,0 +1,133 @@
+"""Representation geometry at scale: PCA, bytes sent to the projector, CKA, and the view's frame time in Chromium.
+
+    python benchmarks/representations.py [--repeats 5] [--points 50000] [--no-browser]
+
+Prints JSON lines:
+- ``pca_50k_x_512``: seconds to project 50,000 x 512 float32 activations to 2-D (median of ``--repeats``);
+- ``projector_bytes``: bytes sent to the view for 50,000 points (coordinates, one colour field, an example page);
+- ``linear_cka_10k_x_512``: seconds for linear CKA of two 10,000 x 512 representations (biased and debiased);
+- ``projector_frame_ms``: the view's draw time (rasterise + putImageData, from performance.measure entries) while
+  panning and zooming over 50,000 points in headless Chromium, median and 95th percentile, and the median
+  interval between animation frames during the same interaction (goal: <= 16 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hiddenwidgets.representations import project
+from hiddenwidgets.similarity import cka
+
+
+def median_time(fn, repeats: int) -> tuple[float, list[float]]:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def clustered(n: int, dims: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    centres = torch.randn(10, dims, generator=g) * 3
+    return centres[labels] + torch.randn(n, dims, generator=g), labels
+
+
+def browser_frames(n: int, out: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from hiddenwidgets.widgets import Projector
+
+    x, labels = clustered(n, 64)
+    view = Projector({"layer": x}, labels)
+    view.wait()
+    path = view.save_html(out / "projector_bench.html")
+    view.close()
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(path.resolve().as_uri())
+        page.wait_for_selector("#hw-root[data-rendered='true']")
+        box = page.locator(".hw-pj-plot").bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.keyboard.press("Tab")
+        page.locator(".hw-pj-plot").focus()
+        page.keyboard.press("p")  # the pan tool
+        page.evaluate("() => { performance.clearMeasures(); window.__frames = []; const tick = (t) => {"
+                      " window.__frames.push(t); if (window.__frames.length < 100000) requestAnimationFrame(tick); };"
+                      " requestAnimationFrame(tick); }")
+        page.mouse.move(cx, cy)
+        for k in range(40):  # zoom in and out around the cursor
+            page.mouse.wheel(0, -120 if k < 20 else 120)
+            page.wait_for_timeout(16)
+        page.mouse.down()
+        for k in range(120):  # pan in a circle
+            page.mouse.move(cx + 120 * np.cos(k / 10), cy + 80 * np.sin(k / 10))
+            page.wait_for_timeout(8)
+        page.mouse.up()
+        page.wait_for_timeout(100)
+        draws = page.evaluate("() => performance.getEntriesByName('hw-projector-draw').map((e) => e.duration)")
+        frames = page.evaluate("() => window.__frames")
+        browser.close()
+    intervals = np.diff(frames)
+    return {"figure": "projector_frame_ms", "points": n, "draws": len(draws),
+            "draw_ms_median": round(float(np.median(draws)), 2),
+            "draw_ms_p95": round(float(np.percentile(draws, 95)), 2),
+            "frame_interval_ms_median": round(float(np.median(intervals)), 2),
+            "frame_interval_ms_p95": round(float(np.percentile(intervals, 95)), 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--points", type=int, default=50_000)
+    ap.add_argument("--no-browser", action="store_true")
+    a = ap.parse_args()
+
+    acts, labels = clustered(a.points, 512)
+    med, times = median_time(lambda: project(acts), a.repeats)
+    print(json.dumps({"figure": "pca_50k_x_512", "shape": list(acts.shape), "seconds_median": round(med, 3),
+                      "seconds_all": [round(t, 3) for t in times]}), flush=True)
+
+    from hiddenwidgets.transport import encode
+    from hiddenwidgets.widgets.projector import PAGE, Examples, _color_field
+
+    xy = project(acts)
+    _, coords = encode({"xy": xy})
+    _, colours = encode({"label": _color_field(labels, a.points, "label", None)[1]})
+    images = Examples(torch.rand(a.points, 1, 28, 28), a.points)
+    _, page = images.page(0)
+    print(json.dumps({"figure": "projector_bytes", "points": a.points, "coordinates": len(coords),
+                      "colour_field": len(colours), "example_page_28x28": len(page), "page_size": PAGE,
+                      "total_first_view": len(coords) + len(colours)}), flush=True)
+
+    x, _ = clustered(10_000, 512, seed=1)
+    y = torch.tanh(x @ torch.randn(512, 512, generator=torch.Generator().manual_seed(2)) / 20)
+    for debiased in (False, True):
+        med, times = median_time(lambda d=debiased: cka(x, y, debiased=d), a.repeats)
+        print(json.dumps({"figure": "linear_cka_10k_x_512", "debiased": debiased, "seconds_median": round(med, 3),
+                          "seconds_all": [round(t, 3) for t in times]}), flush=True)
+
+    if not a.no_browser:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(browser_frames(a.points, Path(tmp))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    sys.exit(main())
