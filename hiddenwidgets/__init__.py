@@ -4,7 +4,7 @@ The pipeline, one module a stage: capture (hooks) -> summaries (torch reductions
 frames, rate limits) -> widgets (views) -> export (static pages).
 """
 
-from . import datasets, information, probes, similarity
+from . import concepts, datasets, information, probes, similarity
 from .capture import Capture, CaptureError, LayerError, select_tensor
 from .export import save_html
 from .features import RepresentationError
@@ -15,6 +15,7 @@ from .summaries import HistogramGrid, LayerSummarizer
 from .widgets import (
     ActivationMonitor,
     AttributionExplorer,
+    ConceptAnnotator,
     InformationPlane,
     ProbeChart,
     Projector,
@@ -31,6 +32,7 @@ __all__ = [
     "AttributionExplorer",
     "Capture",
     "CaptureError",
+    "ConceptAnnotator",
     "HistogramGrid",
     "InformationPlane",
     "InformationRecorder",
@@ -46,6 +48,7 @@ __all__ = [
     "TrainingStopped",
     "attribute",
     "available_methods",
+    "concepts",
     "datasets",
     "information",
     "layer_features",

@@ -191,6 +191,7 @@ function render({ model, el }) {
   let drag = /** @type {{ x: number, y: number, poly: number[], moved: boolean, mode: string } | null} */ (null);
   let frame = 0;
   let playing = 0;
+  let userMoved = false;
   const listeners = [];
   const on = (node, ev, fn, opts) => { node.addEventListener(ev, fn, opts); listeners.push(() => node.removeEventListener(ev, fn, opts)); };
   const save = (key, value) => { model.set(key, value); model.save_changes(); };
@@ -206,6 +207,18 @@ function render({ model, el }) {
     ctx.putImageData(image, 0, 0);
     if (typeof performance.measure === "function") performance.measure("hw-projector-draw", { start: t0, end: performance.now() });
     drawOverlay();
+  }
+  function visibleShare() {
+    if (!xy || !xy.length) return 1;
+    let inside = 0;
+    const step = Math.max(1, Math.floor(n() / 2000)); // a sample is enough
+    let seen = 0;
+    for (let i = 0; i < n(); i += step) {
+      const sx = view.sx(xy[2 * i]); const sy = view.sy(xy[2 * i + 1]);
+      if (sx >= 0 && sx <= WIDTH && sy >= 0 && sy <= HEIGHT) inside++;
+      seen++;
+    }
+    return seen ? inside / seen : 1;
   }
   function requestDraw() {
     if (frame) return;
@@ -265,7 +278,9 @@ function render({ model, el }) {
     xy = found;
     shownKey = key;
     grid = new PointGrid(xy);
-    if (first || layerMethod !== shownLayerMethod) view.fit(grid.b);
+    // refit on a new layer or method; on a new epoch only if the user has not zoomed or panned, or if most points
+    // left the picture (an untrained layer's PCA can span 0.1 and the trained one 30)
+    if (first || layerMethod !== shownLayerMethod || !userMoved || visibleShare() < 0.5) { view.fit(grid.b); userMoved = false; }
     shownLayerMethod = layerMethod;
     if (neighbours && isStatic) neighbours = staticNeighbours(focus);
     updateColours();
@@ -323,7 +338,7 @@ function render({ model, el }) {
     selCard.textContent = selection.length ? (isStatic ? "(static page: the selection stays in this page)" : "mirrored in Python as projector.selection") : "draw a lasso or a box, or click a legend entry";
     if (fromView) {
       const copy = Int32Array.from(selection);
-      model.send({ type: "select", count: copy.length }, [copy.buffer]);
+      model.send({ type: "select", count: copy.length }, undefined, [copy.buffer]); // (content, callbacks, buffers)
     }
     drawLegend();
     requestDraw();
@@ -446,6 +461,7 @@ function render({ model, el }) {
       if (Math.hypot(x - drag.poly[last], y - drag.poly[last + 1]) < 2) return;
       drag.moved = drag.moved || Math.hypot(x - drag.x, y - drag.y) > 3;
       if (tool === "pan") {
+        userMoved = true;
         view.pan(x - drag.poly[last], y - drag.poly[last + 1]);
         drag.poly = [x, y];
         requestDraw();
@@ -475,17 +491,18 @@ function render({ model, el }) {
   on(plot, "wheel", (ev) => {
     ev.preventDefault();
     const [x, y] = local(ev);
+    userMoved = true;
     view.zoom(Math.exp(-ev.deltaY * 0.0015), x, y);
     requestDraw();
   }, { passive: false });
-  on(plot, "dblclick", () => { if (grid) { view.fit(grid.b); requestDraw(); } });
+  on(plot, "dblclick", () => { if (grid) { view.fit(grid.b); userMoved = false; requestDraw(); } });
   on(plot, "keydown", (ev) => {
     const key = ev.key.toLowerCase();
     if (key === "escape") setSelection(new Int32Array(0), true);
     else if (key === "p") setTool("pan");
     else if (key === "l") setTool("lasso");
     else if (key === "b") setTool("box");
-    else if (key === "0" && grid) { view.fit(grid.b); requestDraw(); } else return;
+    else if (key === "0" && grid) { view.fit(grid.b); userMoved = false; requestDraw(); } else return;
     ev.preventDefault();
   });
   function setTool(name) {
@@ -495,7 +512,7 @@ function render({ model, el }) {
   }
   for (const [name, b] of Object.entries(tools)) on(b, "click", () => setTool(name));
   on(clear, "click", () => setSelection(new Int32Array(0), true));
-  on(reset, "click", () => { if (grid) { view.fit(grid.b); requestDraw(); } });
+  on(reset, "click", () => { if (grid) { view.fit(grid.b); userMoved = false; requestDraw(); } });
   on(layerSel, "change", () => save("layer", layerSel.value));
   on(methodSel, "change", () => save("method", methodSel.value));
   on(colourSel, "change", () => { model.set("color_by", colourSel.value); model.save_changes(); });

@@ -344,6 +344,11 @@ class Projector(HiddenWidget):
         if kind == "select":
             raw = bytes(buffers[0]) if buffers else b""
             idx = np.frombuffer(raw, dtype="<i4").astype(np.int64)
+            if "count" in content and int(content["count"]) != len(idx):  # never replace a selection by a wrong one
+                with self._state_lock:
+                    self.status = (f"error: the view selected {content['count']} points but {len(idx)} indices "
+                                   "arrived; the selection in Python is unchanged")
+                return
             idx = np.unique(idx[(idx >= 0) & (idx < self.n)])
             self._set_selection(idx)
         elif kind == "examples":

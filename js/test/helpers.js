@@ -17,12 +17,14 @@ export class FakeModel {
     this.state = { ...state };
     this.listeners = new Map();
     this.sent = [];
+    this.buffers = [];
     this.saves = 0;
   }
   get(k) { return this.state[k]; }
   set(k, v) { this.state[k] = v; this.emit(`change:${k}`); }
   save_changes() { this.saves += 1; }
-  send(msg) { this.sent.push(msg); }
+  // anywidget's model.send(content, callbacks, buffers): record the buffers where the kernel would find them
+  send(msg, callbacks, buffers) { this.sent.push(msg); this.buffers.push(buffers || []); }
   on(ev, cb) { if (!this.listeners.has(ev)) this.listeners.set(ev, new Set()); this.listeners.get(ev).add(cb); }
   off(ev, cb) { this.listeners.get(ev)?.delete(cb); }
   emit(ev, ...args) { for (const cb of this.listeners.get(ev) || []) cb(...args); }

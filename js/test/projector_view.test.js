@@ -94,8 +94,10 @@ test("the view lists classes as text, selects a class from the legend and asks f
   assert.equal(el.querySelector("img"), null); // the class name stayed text
   assert.ok(legend[0].textContent.includes("<img src=x"));
   legend[1].dispatchEvent(new window.MouseEvent("click"));
-  const sel = model.sent.find((m) => m.type === "select");
-  assert.ok(sel && sel.count === 2);
+  const at = model.sent.findIndex((m) => m.type === "select");
+  assert.ok(at >= 0 && model.sent[at].count === 2);
+  const [buffer] = model.buffers[at]; // the indices travel as the message's binary buffer
+  assert.deepEqual([...new Int32Array(buffer)], [1, 2]);
   assert.match(el.textContent, /2 selected/);
   // Python echoes the selection: nothing is sent again
   const echo = pack({ indices: [new Int32Array([1, 2]), [2]] });

@@ -56,7 +56,9 @@ def test_selection_from_the_view_is_mirrored_sorted_and_bounded():
         assert p.selection.tolist() == [3, 7] and seen[-1] == [3, 7]
         assert decode(p._selection["header"]["index"], p._selection["data"])["indices"].tolist() == [3, 7]
         torch.testing.assert_close(p.selected_features("early"), f["early"][[3, 7]])
-        p._on_custom(p, {"type": "select"}, [b""])
+        p._on_custom(p, {"type": "select", "count": 3}, [])  # indices lost on the way: keep the old selection
+        assert p.selection.tolist() == [3, 7] and "3 points but 0 indices arrived" in p.status
+        p._on_custom(p, {"type": "select", "count": 0}, [b""])
         with pytest.raises(RepresentationError, match="nothing is selected"):
             p.selected_features()
         with pytest.raises(RepresentationError, match="out of range: there are 300 points"):

@@ -1,0 +1,83 @@
+"""ConceptAnnotator's Python side: operations from the view are acknowledged only once on disk, refused ones are
+reported, resends are idempotent, views share one snapshot, a projector's selection flows in."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hiddenwidgets.concepts import ConceptError, ConceptFileError
+from hiddenwidgets.transport import decode
+from hiddenwidgets.widgets import ConceptAnnotator, Projector
+
+
+def annotator(tmp_path, **kw):
+    a = ConceptAnnotator(str(tmp_path / "concepts.json"), torch.rand(40, 1, 8, 8), torch.arange(40) % 4, **kw)
+    sent = []
+    a.send = lambda msg, buffers=None: sent.append(msg)
+    return a, sent
+
+
+def test_view_operations_are_acknowledged_after_the_write(tmp_path):
+    a, sent = annotator(tmp_path)
+    seen_on_disk = []
+
+    def check(msg, buffers=None):
+        if msg["type"] == "ack":  # at the moment the ack is sent, the file already has the change
+            seen_on_disk.append(json.loads((tmp_path / "concepts.json").read_text())["revision"])
+        sent.append(msg)
+
+    a.send = check
+    a._on_custom(a, {"type": "ops", "ops": [
+        {"op_id": "o1", "kind": "create", "name": "<img src=x onerror=alert(1)>", "members": [3, 1]},
+        {"op_id": "o2", "kind": "create", "name": "<IMG src=x onerror=alert(1)>", "members": [2]},
+        {"op_id": "o3", "kind": "add", "concept": "<img src=x onerror=alert(1)>", "members": [5]},
+    ]}, [])
+    assert [(m["type"], m["op_id"]) for m in sent] == [("ack", "o1"), ("nack", "o2"), ("ack", "o3")]
+    assert "exists" in sent[1]["error"] and seen_on_disk == [1, 2]
+    assert a.snapshot["revision"] == 2
+    assert a.snapshot["concepts"][0]["members"] == [1, 3, 5]
+    # the same batch resent (the view never saw the acks): acknowledged again, applied once
+    a._on_custom(a, {"type": "ops", "ops": [{"op_id": "o1", "kind": "create", "name": "<img src=x onerror=alert(1)>",
+                                              "members": [3, 1]}]}, [])
+    assert sent[-1] == {"type": "ack", "op_id": "o1", "revision": 2}
+    assert a.concepts() == {"<img src=x onerror=alert(1)>": [1, 3, 5]}
+
+
+def test_python_changes_reach_the_views_snapshot(tmp_path):
+    a, _ = annotator(tmp_path)
+    a.store.create("loop", [0, 4])
+    a.store.undo()
+    assert a.snapshot["concepts"] == [] and a.snapshot["can_redo"]
+    a.store.redo()
+    assert [c["name"] for c in a.snapshot["concepts"]] == ["loop"]
+
+
+def test_a_projector_selection_becomes_the_annotators(tmp_path):
+    feats = {"h": torch.randn(40, 5)}
+    p = Projector(feats, torch.arange(40) % 4)
+    try:
+        a, _ = annotator(tmp_path, projector=p)
+        p._on_custom(p, {"type": "select"}, [np.array([9, 2], dtype="<i4").tobytes()])
+        got = decode(a._selection["header"]["index"], a._selection["data"])["indices"]
+        assert got.tolist() == [2, 9]
+        a.close()
+        p.select([1])  # closed: no longer follows
+        assert decode(a._selection["header"]["index"], a._selection["data"])["indices"].tolist() == [2, 9]
+    finally:
+        p.close()
+
+
+def test_examples_pages_and_bad_input(tmp_path):
+    a, sent = annotator(tmp_path)
+    a._on_custom(a, {"type": "examples", "page": 0}, [])
+    assert sent[-1]["type"] == "examples" and "images" in sent[-1]["header"]["index"]
+    with pytest.raises(ConceptError, match=r"indices must be in 0\.\.39"):
+        a.select([40])
+    with pytest.raises(ConceptFileError, match="annotates 40 examples but 30"):
+        ConceptAnnotator(str(tmp_path / "concepts.json"), n=30)
+    with pytest.raises(ConceptError, match="how many examples"):
+        ConceptAnnotator(str(tmp_path / "other.json"))
