@@ -1,4 +1,6 @@
-"""Hooks on named layers. Nothing else in hiddenwidgets calls ``register_forward_hook``.
+"""Hooks on named layers that read outputs. The only other forward hooks in hiddenwidgets are the temporary ones
+that *replace* an output for one call (``interventions.edit_outputs``) or read a CAM layer (``methods._cam``), each
+removed in a ``finally``.
 
 A :class:`Capture` resolves layer names against ``model.named_modules()``, picks one tensor out of each layer's
 output (tuple, dict, dataclass and ``ModelOutput`` outputs included), and hands it to a sink while it is *armed*.

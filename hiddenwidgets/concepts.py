@@ -235,7 +235,7 @@ class ConceptStore:
         if kind == "create":
             name = _check_name(op.get("name"))
             self._unique(name)
-            members = _members(op.get("members", []), n)
+            members = op["members"] = _members(op.get("members", []), n)
             if not members and not op.get("allow_empty"):
                 raise ConceptError(f"nothing is selected to make concept {name!r} from: select examples first")
             cid = str(op.get("concept") or f"c{uuid.uuid4().hex[:10]}")
@@ -249,7 +249,7 @@ class ConceptStore:
             cid = self._resolve(op.get("concept"))
             c = concepts[cid]
             if kind in ("add", "remove"):
-                members = _members(op.get("members", []), n)
+                members = op["members"] = _members(op.get("members", []), n)
                 if not members:
                     raise ConceptError(f"nothing is selected to {kind} {'to' if kind == 'add' else 'from'} "
                                        f"{c['name']!r}: select examples first")

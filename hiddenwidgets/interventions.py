@@ -332,7 +332,8 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
         inputs: tensor of examples (N, ...).
         layer: module name from ``model.named_modules()``.
         direction: a vector in the layer's pooled feature space (tensor, array, or a
-            :class:`hiddenwidgets.tcav.CAV`, whose ``pool`` is then the default). Normalised to unit length.
+            :class:`hiddenwidgets.tcav.CAV`, whose ``pool`` and ``selector`` are then the defaults). Normalised
+            to unit length.
         mode: "project" (remove the component along the direction) or "clamp" (set it to ``value``).
         value: the component after clamping; default: the mean ``h·v̂`` over ``reference``, else 0.
         reference: inputs (N', ...) whose mean component is the clamp value.
@@ -350,11 +351,14 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
     if mode not in MODES:
         raise InterventionError(f"mode must be one of {MODES}; got {mode!r}")
     v = unit_direction(direction, InterventionError)
+    is_cav = hasattr(direction, "vector") and hasattr(direction, "layer")
     if pool is None:
-        pool = getattr(direction, "pool", "flatten") if hasattr(direction, "vector") else "flatten"
+        pool = getattr(direction, "pool", "flatten") if is_cav else "flatten"
+    if selector is None and is_cav:
+        selector = getattr(direction, "selector", None)
     if pool not in EDIT_POOLS:
         raise InterventionError(f"pool must be one of {EDIT_POOLS}; got {pool!r}")
-    cav_layer = getattr(direction, "layer", None) if hasattr(direction, "vector") else None
+    cav_layer = direction.layer if is_cav else None
     if cav_layer is not None and cav_layer != layer:
         raise InterventionError(f"the CAV was trained on layer {cav_layer!r} but the intervention is on {layer!r}; "
                                 "use the CAV's layer, or a CAV trained on this one")

@@ -124,7 +124,8 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
     how = pool
 
     def sink(name: str, tensor: torch.Tensor) -> None:
-        chunks[name].append(_pool(tensor, how, current["mask"]).float().cpu())
+        # a copy: an in-place op after the layer (ReLU(inplace=True)) would change a view of its output
+        chunks[name].append(_pool(tensor, how, current["mask"]).to("cpu", torch.float32, copy=True))
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     capture.attach(sink)

@@ -405,7 +405,8 @@ function render({ model, el }) {
   const events = [["change:snapshot", onSnapshot], ["change:_selection", onSelection], ["change:title", refresh], ["msg:custom", onMsg]];
   for (const [ev, fn] of events) model.on(ev, fn);
   title.textContent = model.get("title") || "Concepts";
-  file.textContent = model.get("path") || "";
+  const path = String(model.get("path") || "");
+  file.textContent = isStatic ? path.split(/[\\/]/).pop() || "" : path; // no local paths in course pages
   onSelection();
   flush(); // operations a previous page (or kernel) never acknowledged
   return () => {

@@ -3,10 +3,11 @@
 from .activation_monitor import ActivationMonitor, TrainingJob, TrainingStopped
 from .attribution_explorer import AttributionExplorer
 from .concept_annotator import ConceptAnnotator
+from .concept_scores import ConceptScores
 from .information_plane import ESTIMATORS, InformationPlane
 from .probe_chart import ProbeChart
 from .projector import Projector
 from .similarity_matrix import SimilarityMatrix
 
-__all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "ConceptAnnotator", "InformationPlane",
-           "ProbeChart", "Projector", "SimilarityMatrix", "TrainingJob", "TrainingStopped"]
+__all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "ConceptAnnotator", "ConceptScores",
+           "InformationPlane", "ProbeChart", "Projector", "SimilarityMatrix", "TrainingJob", "TrainingStopped"]

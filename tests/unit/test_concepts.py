@@ -223,3 +223,14 @@ def test_killing_the_kernel_mid_save_loses_nothing_acknowledged(tmp_path, point)
     members = set(data["concepts"][data["order"][0]]["members"])
     assert set(acked) <= members, f"acknowledged but lost: {sorted(set(acked) - members)[:5]}"
     assert len(members - set(acked) - {0}) <= 1  # at most the one change whose acknowledgement was cut off
+
+
+def test_numpy_and_torch_indices_are_stored_as_plain_integers(tmp_path):
+    import numpy as np
+    import torch
+
+    store = ConceptStore(tmp_path / "c.json", examples=10)
+    store.create("np", np.array([3, 1], dtype=np.int64))
+    store.add("np", torch.tensor([5]))
+    store.undo()
+    assert on_disk(tmp_path / "c.json") == {"np": [1, 3]}

@@ -130,6 +130,31 @@ def test_tuple_output_gets_only_its_selected_tensor_replaced():
     torch.testing.assert_close(r.logits_after, torch.tensor([[1.0, 0.0, 3.0, 6.0]]))  # aux still 1 + 2 + 3
     with pytest.raises(InterventionError, match="direction has 3 entries but layer 'pair' gives 1"):
         intervene(Net(), x, "pair", [0.0, 1.0, 0.0], selector=1)
+    # a CAV carries its selector
+    c = CAV(layer="pair", concept="c", vector=torch.tensor([0.0, 1.0, 0.0]), accuracy=1.0, pool="flatten",
+            n_concept=5, n_random=5, selector=0)
+    torch.testing.assert_close(intervene(Net(), x, "pair", c).logits_after, r.logits_after)
+
+
+def test_dict_output_gets_only_its_selected_entry_replaced():
+    class Named(nn.Module):
+        def forward(self, x):
+            return {"aux": x.sum(dim=1, keepdim=True), "hidden": x}
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.named = Named()
+
+        def forward(self, x):
+            out = self.named(x)
+            return torch.cat([out["hidden"], out["aux"]], dim=1)
+
+    x = torch.tensor([[1.0, 2.0, 3.0]])
+    r = intervene(Net(), x, "named", [1.0, 0.0, 0.0], selector="hidden", mode="clamp", value=-4.0)
+    torch.testing.assert_close(r.logits_after, torch.tensor([[-4.0, 2.0, 3.0, 6.0]]))
+    with pytest.raises(InterventionError, match="callable selector"):
+        intervene(Net(), x, "named", [1.0, 0.0, 0.0], selector=lambda out: out["hidden"])
 
 
 def test_a_cav_is_accepted_as_the_direction(data):

@@ -70,3 +70,23 @@ def test_similarity_matrix_across_checkpoints_matches_cka():
     assert within.values[0][1] == within.values[1][0] and within.values[1][1] == 1.0
     with pytest.raises(RepresentationError, match="differ"):
         hw.SimilarityMatrix(a, {"l1": x[:10]})
+
+
+def test_concept_scores_take_tcav_results_and_replace_repeated_rows():
+    from hiddenwidgets.concepts import ConceptError
+
+    row = {"concept": "loop", "layer": "h", "target": 8, "score": 0.9, "score_std": float("nan"),
+           "random_score": 0.5, "random_std": 0.1, "p_value": 0.01, "significant": True, "cav_accuracy": 0.8,
+           "epoch": 1}
+
+    class Result:
+        def records(self):
+            return [dict(row)]
+
+    scores = hw.ConceptScores(Result(), class_names=[str(i) for i in range(10)])
+    assert scores.records[0]["score_std"] is None  # NaN is not JSON: sent as null
+    scores.add([{**row, "score": 0.4}, {**row, "epoch": 2}])
+    assert [(r["epoch"], r["score"]) for r in scores.records] == [(1, 0.4), (2, 0.9)]
+    assert len(scores.to_altair().to_dict()["data"]["values"]) == 2
+    with pytest.raises(ConceptError, match="TCAV results"):
+        scores.add([3])

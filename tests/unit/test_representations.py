@@ -138,3 +138,12 @@ def test_representations_refuse_layers_of_different_lengths():
     reps = Representations.from_features({"a": torch.randn(5, 3)})
     with pytest.raises(RepresentationError, match="has 4 examples but this set has 5"):
         reps.add({"b": torch.randn(4, 3)})
+
+
+def test_layer_features_copy_outputs_that_an_in_place_op_changes_later():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace=True), nn.Linear(6, 2))
+    x = torch.randn(20, 4)
+    feats = layer_features(model, x, ["0"])["0"]
+    assert (feats < 0).any()  # the Linear's own output, before the in-place ReLU
+    torch.testing.assert_close(feats, model[0](x).detach())

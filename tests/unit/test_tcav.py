@@ -182,7 +182,7 @@ def test_tcav_scores_follow_the_sign_of_w_dot_d():
     w = torch.stack([DIRECTION, -DIRECTION, 0.5 * DIRECTION + e])
     x = shifted_data(600, 60)
     result = tcav(linear_model(w), x, {"d": np.arange(60)}, ["h"], class_examples=np.arange(300, 600),
-                  random_sets=5, epoch=3)
+                  random_sets=5, epoch=3, test="paper")
     rows = {r["target"]: r for r in result.records()}
     assert sorted(rows) == [0, 1, 2]
     assert [rows[k]["score"] for k in range(3)] == [1.0, 0.0, 1.0]
@@ -207,7 +207,7 @@ def test_a_zero_derivative_does_not_count_as_positive():
     x = shifted_data(500, 60)
     x[400:450] = x[400:450].abs() + 0.1
     x[450:500] = -x[450:500].abs() - 0.1
-    result = tcav(model, x, {"d": np.arange(60)}, "h", class_examples=np.arange(400, 500), random_sets=3)
+    result = tcav(model, x, {"d": np.arange(60)}, "h", class_examples=np.arange(400, 500), random_sets=3, test="paper")
     np.testing.assert_array_equal(result.scores[("d", "h", 0)], 0.5)
 
 
@@ -280,6 +280,27 @@ def test_a_concept_along_the_gradient_is_significant_and_a_random_one_is_not(tes
         assert along["p_value"] == pytest.approx(_new_observation_ttest(along["score"], r))
 
 
+def test_batched_scores_equal_the_one_cav_path_on_a_conv_layer_with_mean_pooling():
+    torch.manual_seed(11)
+    model = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 4, 3, padding=1)), ("act", nn.ReLU()),
+                                       ("flat", nn.Flatten()), ("out", nn.Linear(4 * 6 * 6, 3))]))
+    x = torch.randn(120, 1, 6, 6, generator=torch.Generator().manual_seed(11))
+    x[:20] += 1.0
+    labels = np.arange(120) % 3
+    result = tcav(model, x, {"bright": np.arange(20)}, ["conv", "act"], labels=labels, pool="mean", random_sets=3,
+                  set_size=10, batch_size=32, test="paper")
+    for layer in ("conv", "act"):
+        cavs = result.cavs[("bright", layer)]
+        assert all(c.vector.numel() == 4 and c.pool == "mean" for c in cavs)
+        for k in range(3):
+            own = np.flatnonzero(labels == k)
+            expected = [(directional_derivatives(model, x[own], c, k) > 0).double().mean().item() for c in cavs]
+            np.testing.assert_allclose(result.scores[("bright", layer, k)], expected, rtol=0, atol=1e-12)
+            randoms = [(directional_derivatives(model, x[own], c, k) > 0).double().mean().item()
+                       for c in result.random_cavs[layer]]
+            np.testing.assert_allclose(result.random_scores[(layer, k)], randoms, rtol=0, atol=1e-12)
+
+
 def test_ttest_matches_the_hand_value():
     # means 0.7 and 0.5, both sample variances 0.01: t = 0.2 / sqrt(0.01 (1/3 + 1/3)) = sqrt(6), 4 degrees of
     # freedom. Student's t CDF for 4 df: F(t) = 1/2 + 3/8 u (1 - t^2 / (12 (1 + t^2/4))), u = t / sqrt(1 + t^2/4);
@@ -306,7 +327,7 @@ def test_one_forward_for_the_activations_and_one_per_class_for_the_gradients():
         x = shifted_data(200, 20)
         labels = np.arange(200) % 3
         tcav(model, x, {"a": np.arange(20), "b": np.arange(20, 40)}, ["h", "out"], labels=labels, random_sets=3,
-             set_size=10, batch_size=1000)
+             set_size=10, batch_size=1000, test="paper")
     finally:
         model._forward_pre_hooks.clear()
     # activations of 2 concepts x 20 + 4 random sets x 10 = 80 examples, then each class's own examples
@@ -322,7 +343,7 @@ def test_model_is_left_as_found_also_when_it_fails():
     stats = model.bn.running_mean.clone()
     x = shifted_data(120, 20).float()
     labels = np.arange(120) % 3
-    tcav(model, x, {"c": np.arange(20)}, ["fc", "act"], labels=labels, random_sets=3, set_size=10)
+    tcav(model, x, {"c": np.arange(20)}, ["fc", "act"], labels=labels, random_sets=3, set_size=10, test="paper")
     c = cav(model, x, np.arange(20), np.arange(20, 40), "act")
     directional_derivatives(model, x, c, 0)
 
@@ -342,7 +363,7 @@ def test_model_is_left_as_found_also_when_it_fails():
     handle = model.out.register_forward_pre_hook(boom)
     try:
         with pytest.raises(RuntimeError, match="boom"):
-            tcav(model, x, {"c": np.arange(20)}, ["fc"], labels=labels, random_sets=3, set_size=10)
+            tcav(model, x, {"c": np.arange(20)}, ["fc"], labels=labels, random_sets=3, set_size=10, test="paper")
     finally:
         handle.remove()
     check()
@@ -352,7 +373,7 @@ def test_to_dataframe_has_one_row_per_record():
     pd = pytest.importorskip("pandas")
     x = shifted_data(100, 10)
     result = tcav(linear_model(torch.eye(2, D, dtype=torch.float64)), x, {"c": np.arange(10)}, "h",
-                  class_examples=np.arange(50, 100), random_sets=2, set_size=10, correction=None)
+                  class_examples=np.arange(50, 100), random_sets=2, set_size=10, correction=None, test="paper")
     df = result.to_dataframe()
     assert isinstance(df, pd.DataFrame) and len(df) == 2
     assert {"concept", "layer", "target", "score", "p_value", "significant", "cav_accuracy"} <= set(df.columns)
@@ -398,7 +419,7 @@ def test_bad_input_says_what_to_do(setup, kwargs, message):
     args = {"concepts": {"c": np.arange(5)}, "layers": ["hidden"], "labels": labels, "random_sets": 3,
             "set_size": 5, **kwargs}
     with pytest.raises(ConceptError, match=message):
-        tcav(model, x, args.pop("concepts"), args.pop("layers"), **args)
+        tcav(model, x, args.pop("concepts"), args.pop("layers"), **{"test": "paper", **args})
 
 
 def test_cav_errors(setup):

@@ -1,0 +1,71 @@
+"""ConceptScores: TCAV scores per concept, layer and class with their random baseline, and over training."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import traitlets
+
+from ..concepts import ConceptError
+from ._base import HiddenWidget
+
+__all__ = ["ConceptScores"]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class ConceptScores(HiddenWidget):
+    """Show :func:`hiddenwidgets.tcav.tcav` results: for a chosen concept, bars of the TCAV score per target class
+    and layer (± one standard deviation over its CAVs), the random baseline, significance; with results from
+    several epochs (``add`` after each), the concept's score over training per layer for a chosen class.
+    """
+
+    _view_file = "concept_scores"
+
+    title = traitlets.Unicode("TCAV").tag(sync=True)
+    description = traitlets.Unicode("").tag(sync=True)
+    class_names = traitlets.List().tag(sync=True)
+    records = traitlets.List(traitlets.Dict(), help="One dict per concept, layer, target, epoch (read-only)."
+                             ).tag(sync=True)
+
+    def __init__(self, results: Any = (), *, class_names: list[str] | None = None, title: str = "TCAV",
+                 description: str = ""):
+        super().__init__(title=title, description=description, class_names=list(class_names or []))
+        self.add(results)
+
+    def add(self, results: Any) -> None:
+        """Append a TCAV result (or a list of them, or records); rows for a (concept, layer, target, epoch) shown
+        already are replaced."""
+        batch: Iterable[Any] = results if isinstance(results, (list, tuple)) else [results]
+        rows = []
+        for item in batch:
+            if hasattr(item, "records"):
+                rows.extend(item.records())
+            elif isinstance(item, dict):
+                rows.append(item)
+            else:
+                raise ConceptError(f"ConceptScores takes TCAV results (hiddenwidgets.tcav.tcav) or their records; "
+                                   f"got {type(item).__name__}")
+        clean = [{k: _plain(v) for k, v in r.items()} for r in rows]
+        key = lambda r: (r["concept"], r["layer"], r["target"], r.get("epoch"))  # noqa: E731
+        new = {key(r) for r in clean}
+        with self._state_lock:
+            self.records = [r for r in self.records if key(r) not in new] + clean
+
+    def to_altair(self):
+        """TCAV score per class, one panel per concept, coloured by layer, as an Altair chart."""
+        import altair as alt
+
+        return alt.Chart(alt.Data(values=self.records)).mark_bar().encode(
+            x=alt.X("layer:N", title=None), y=alt.Y("mean(score):Q", scale=alt.Scale(domain=[0, 1]), title="TCAV"),
+            color="layer:N", column=alt.Column("target:O", title="class"), row="concept:N",
+            opacity=alt.condition("datum.significant", alt.value(1.0), alt.value(0.35)),
+        ).properties(title=self.title, width=60, height=120)
