@@ -37,6 +37,7 @@ bench: setup
 	$(PY) benchmarks/information.py
 	$(PY) benchmarks/attribution.py
 	$(PY) benchmarks/representations.py
+	$(PY) benchmarks/concepts.py
 
 clean:
 	rm -rf $(VENV) js/node_modules hiddenwidgets/static artifacts dist build

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .features import RepresentationError
+from .listeners import Listeners
 
 __all__ = ["FORMAT", "VERSION", "ConceptError", "ConceptFileError", "ConceptStore", "MergeReport"]
 
@@ -115,7 +116,7 @@ class ConceptStore:
     def __init__(self, path: str | os.PathLike, examples: int | None = None):
         self.path = Path(path).expanduser().resolve()
         self._lock = threading.RLock()
-        self._listeners: list[Callable[[ConceptStore], None]] = []
+        self._listeners = Listeners()
         self._backed_up = False
         if not self.path.parent.is_dir():
             raise ConceptFileError(f"cannot keep annotations in {self.path}: folder {self.path.parent} does not "
@@ -218,10 +219,8 @@ class ConceptStore:
                 self.data = before
                 raise
             self._applied = set(self.data["applied"])
-            listeners = list(self._listeners)
             ack = {"op_id": op_id, "revision": self.data["revision"], "concept": concept}
-        for listener in listeners:
-            listener(self)
+        self._listeners.call(self)
         return ack
 
     def _apply(self, op: dict[str, Any], record: bool = True) -> str | None:
@@ -355,15 +354,8 @@ class ConceptStore:
                                  for cid in d["order"]]}
 
     def subscribe(self, listener: Callable[[ConceptStore], None]) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        """Call ``listener(store)`` after each acknowledged change; returns the function that stops it."""
+        return self._listeners.add(listener)
 
     # -- merging and export --------------------------------------------------------------------------------------
     def merge(self, other: str | os.PathLike | ConceptStore, resolve: str = "report") -> MergeReport:

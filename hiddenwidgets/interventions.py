@@ -302,6 +302,10 @@ class InterventionResult:
 
 
 def _targets(target: Any, n: int, classes: int, predicted: torch.Tensor) -> torch.Tensor:
+    """The class per input whose probability drop is reported: ``predicted`` by default; the checks are those of
+    the attribution targets (:func:`hiddenwidgets.methods.base.resolve_targets`)."""
+    from .methods.base import AttributionError, resolve_targets
+
     if target is None:
         return predicted
     try:
@@ -310,16 +314,10 @@ def _targets(target: Any, n: int, classes: int, predicted: torch.Tensor) -> torc
         raise InterventionError(f"target must be a class index or one per input; got {target!r} ({err})") from None
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
         raise InterventionError(f"target must be integer class indices; got dtype {t.dtype}")
-    t = t.long()
-    if t.numel() == 1:
-        t = t.expand(n).clone()
-    if t.numel() != n:
-        raise InterventionError(f"got {t.numel()} targets for {n} inputs; pass one class index, or one per input")
-    bad = t[(t < 0) | (t >= classes)]
-    if bad.numel():
-        raise InterventionError(f"target {bad[0].item()} is out of range: the model outputs {classes} classes "
-                                f"(valid targets 0..{classes - 1})")
-    return t
+    try:
+        return resolve_targets(t, n, classes).clone()
+    except AttributionError as err:
+        raise InterventionError(str(err)) from None
 
 
 def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any, *, mode: str = "project",

@@ -27,6 +27,7 @@ from torch import nn
 
 from .capture import Capture, Selector
 from .features import RepresentationError, as_matrix
+from .listeners import Listeners
 from .methods.base import evaluation_mode
 
 __all__ = [
@@ -263,7 +264,7 @@ class Representations:
         self.n = n
         self._features: dict[tuple[int | None, str], torch.Tensor] = {}
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[int | None, list[str]], None]] = []
+        self._listeners = Listeners()
 
     @classmethod
     def from_model(cls, model: nn.Module, inputs: Any, layers: Iterable[str] | Mapping[str, Selector], **kw: Any
@@ -295,20 +296,11 @@ class Representations:
         with self._lock:
             for name, x in checked.items():
                 self._features[(epoch, name)] = x
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(epoch, list(checked))
+        self._listeners.call(epoch, list(checked))
 
     def subscribe(self, listener: Callable[[int | None, list[str]], None]) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        """Call ``listener(epoch, layers)`` after each addition; returns the function that stops it."""
+        return self._listeners.add(listener)
 
     @property
     def layers(self) -> list[str]:

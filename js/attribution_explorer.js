@@ -4,7 +4,7 @@
 // deletion / insertion AUC and run time underneath. Methods, target, layer and opacity are chosen here; Python
 // computes on a background thread and the progress bar and Cancel follow it.
 import { decodeArrays } from "./lib/codec.js";
-import { fmt, h, setupCanvas } from "./lib/chart.js";
+import { drawPixels, fmt, h, setupCanvas } from "./lib/chart.js";
 import { lut } from "./lib/colormap.js";
 import { CSS } from "./lib/style.js";
 
@@ -49,15 +49,7 @@ export function drawOverlay(canvas, image, shape, map, opacity, colormap = "auto
     }
     img.data[p * 4] = r; img.data[p * 4 + 1] = gg; img.data[p * 4 + 2] = b; img.data[p * 4 + 3] = 255;
   }
-  const off = document.createElement("canvas");
-  off.width = ww;
-  off.height = hh;
-  const octx = off.getContext("2d");
-  if (octx) {
-    octx.putImageData(img, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, 0, 0, CELL, CELL);
-  }
+  drawPixels(ctx, img, CELL, CELL);
   return { signed };
 }
 

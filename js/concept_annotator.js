@@ -3,10 +3,10 @@
 // each change made here is an operation with its own id, kept in a queue (and in localStorage, per annotation
 // file) until Python acknowledges it, and resent until then. Concept names are user text: textContent only.
 import { decodeArrays } from "./lib/codec.js";
-import { h, setupCanvas } from "./lib/chart.js";
+import { h } from "./lib/chart.js";
+import { ExamplePages, PAGE, imageOf, thumbCanvas } from "./lib/examples.js";
 import { CSS } from "./lib/style.js";
 
-const PAGE = 256;
 const RESEND_MS = 2000;
 const THUMB = 48;
 const PER_PAGE = 60;
@@ -106,24 +106,6 @@ export function opId() {
   return `${Date.now().toString(36)}-${rand}-${counter}`;
 }
 
-function thumb(pixels, shape, size = THUMB) {
-  const [hh, ww, c] = shape;
-  const canvas = document.createElement("canvas");
-  const scale = size / Math.max(hh, ww);
-  const ctx = setupCanvas(canvas, Math.round(ww * scale), Math.round(hh * scale));
-  if (!ctx || typeof ImageData === "undefined") return canvas;
-  const img = new ImageData(ww, hh);
-  for (let p = 0; p < hh * ww; p++) {
-    const r = pixels[p * c]; const g = c === 3 ? pixels[p * c + 1] : r; const b = c === 3 ? pixels[p * c + 2] : r;
-    img.data[p * 4] = r; img.data[p * 4 + 1] = g; img.data[p * 4 + 2] = b; img.data[p * 4 + 3] = 255;
-  }
-  const off = document.createElement("canvas");
-  off.width = ww; off.height = hh;
-  const octx = off.getContext("2d");
-  if (octx) { octx.putImageData(img, 0, 0); ctx.imageSmoothingEnabled = false; ctx.drawImage(off, 0, 0, Math.round(ww * scale), Math.round(hh * scale)); }
-  return canvas;
-}
-
 function render({ model, el }) {
   const isStatic = Boolean(model.get("__hw_static"));
   const storage = typeof localStorage !== "undefined" && !isStatic ? localStorage : null;
@@ -180,8 +162,7 @@ function render({ model, el }) {
   let active = "";
   let mode = "all"; // "all", "selection", or a concept id
   let pageNo = 0;
-  const pages = new Map();
-  const pendingPages = new Set();
+  const pages = new ExamplePages(model, isStatic);
   const listeners = [];
   const on = (node, ev, fn) => { node.addEventListener(ev, fn); listeners.push(() => node.removeEventListener(ev, fn)); };
   const snapshot = () => model.get("snapshot") || { concepts: [], revision: 0 };
@@ -286,17 +267,6 @@ function render({ model, el }) {
     const c = (snapshot().concepts || []).find((x) => x.id === mode);
     return c ? c.members : [];
   }
-  function page(i) {
-    const number = Math.floor(i / PAGE);
-    if (pages.has(number)) return pages.get(number);
-    const s = ((model.get("_static") || {}).pages || {})[String(number)];
-    if (s) { pages.set(number, s.header.texts ? { texts: s.header.texts } : decodeArrays(s.header.index, s.data)); return pages.get(number); }
-    if (!isStatic && !pendingPages.has(number) && model.get("example_kind") !== "none") {
-      pendingPages.add(number);
-      model.send({ type: "examples", page: number });
-    }
-    return null;
-  }
   function drawGrid() {
     const n = model.get("n") || 0;
     const idx = shownIndices();
@@ -318,12 +288,10 @@ function render({ model, el }) {
       const item = h("div", "hw-ca-item");
       item.dataset.index = String(i);
       item.setAttribute("aria-selected", String(selection.has(i)));
-      const p = page(i);
+      const p = pages.get(i);
       const j = i % PAGE;
       if (kind === "image") {
-        const shape = meta.shape;
-        const len = shape[0] * shape[1] * shape[2];
-        item.append(p && p.images ? thumb(p.images.subarray(j * len, (j + 1) * len), shape) : h("span", "hw-note", "…"));
+        item.append(p && p.images ? thumbCanvas(imageOf(p, i, meta.shape), meta.shape, THUMB) : h("span", "hw-note", "…"));
       } else if (kind === "text") {
         item.append(h("div", "hw-ca-text", p && p.texts ? String(p.texts[j] ?? "") : "…"));
       }
@@ -395,10 +363,7 @@ function render({ model, el }) {
       }
       errorLine.textContent = msg.type === "nack" ? String(msg.error) : "";
       showStatus();
-    } else if (msg.type === "examples") {
-      pendingPages.delete(msg.page);
-      const header = msg.header || {};
-      pages.set(msg.page, header.texts ? { texts: header.texts } : decodeArrays(header.index || {}, buffers && buffers[0]));
+    } else if (pages.receive(msg, buffers)) {
       drawGrid();
     }
   };

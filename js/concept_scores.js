@@ -2,7 +2,7 @@
 // The ConceptScores view: TCAV scores of a concept per target class and layer (bars, ± one standard deviation
 // over the concept's CAVs), the random baseline as a grey tick, significance marked; and, when TCAV was run at
 // several epochs, the concept's score over training per layer for one class (concept learning curves).
-import { LineChart, fmt, h, setupCanvas, theme, trackHover } from "./lib/chart.js";
+import { LineChart, fmt, h, setupCanvas, theme, trackHover, viewFrame } from "./lib/chart.js";
 import { PALETTE } from "./lib/scatter.js";
 import { CSS } from "./lib/style.js";
 
@@ -23,13 +23,7 @@ export function index(records) {
 }
 
 function render({ model, el }) {
-  const root = h("div", "hw-am hw-cs");
-  const style = h("style");
-  style.textContent = CSS;
-  const head = h("div", "hw-am-header");
-  const title = h("span", "hw-am-title");
-  const note = h("span", "hw-am-frames");
-  head.append(title, note);
+  const { root, title, note } = viewFrame("hw-cs", CSS);
   const controls = h("div", "hw-am-chips");
   const conceptSel = /** @type {HTMLSelectElement} */ (h("select"));
   const epochRange = /** @type {HTMLInputElement} */ (h("input"));
@@ -50,7 +44,7 @@ function render({ model, el }) {
   classLabel.append("concept score over training for class ", classSel);
   curveHead.append(classLabel);
   const curve = new LineChart("TCAV score over training", { height: 170 });
-  root.append(style, head, controls, legend, canvas, readout, curveHead, curve.el);
+  root.append(controls, legend, canvas, readout, curveHead, curve.el);
   el.appendChild(root);
 
   let ix = index([]);

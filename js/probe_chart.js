@@ -1,7 +1,7 @@
 // @ts-check
 // The ProbeChart view: held-out accuracy of a linear probe per layer, with the control task (Hewitt & Liang)
 // and chance, at one epoch; and, when probes were run at several epochs, accuracy per layer over training.
-import { LineChart, fmt, h, pct } from "./lib/chart.js";
+import { LineChart, fmt, h, pct, viewFrame } from "./lib/chart.js";
 import { Heatmap } from "./lib/heatmap.js";
 import { CSS } from "./lib/style.js";
 
@@ -21,13 +21,7 @@ export function table(records) {
 }
 
 function render({ model, el }) {
-  const root = h("div", "hw-am hw-pc");
-  const style = h("style");
-  style.textContent = CSS;
-  const head = h("div", "hw-am-header");
-  const title = h("span", "hw-am-title");
-  const note = h("span", "hw-am-frames");
-  head.append(title, note);
+  const { root, title, note } = viewFrame("hw-pc", CSS);
   const controls = h("div", "hw-am-chips");
   const range = /** @type {HTMLInputElement} */ (h("input"));
   range.type = "range";
@@ -52,7 +46,7 @@ function render({ model, el }) {
     return r ? `epoch ${r.epoch} · ${r.layer}: accuracy ${pct(r.accuracy)}` : "";
   });
   const overTitle = h("div", "hw-panel-title", "accuracy per layer over training");
-  root.append(style, head, controls, chart.el, overTitle, over.el);
+  root.append(controls, chart.el, overTitle, over.el);
   el.appendChild(root);
 
   function draw() {

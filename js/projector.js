@@ -6,13 +6,13 @@
 // everything in `_static` and work without a kernel.
 import { decodeArrays } from "./lib/codec.js";
 import { fmt, h, setupCanvas } from "./lib/chart.js";
+import { ExamplePages, PAGE, imageOf, thumbCanvas } from "./lib/examples.js";
 import { lut } from "./lib/colormap.js";
 import { PALETTE, PointGrid, View, boxSelect, combine, hexRgb, lassoSelect, pack, rasterise } from "./lib/scatter.js";
 import { CSS } from "./lib/style.js";
 
 const WIDTH = 620;
 const HEIGHT = 460;
-const PAGE = 256;
 const THUMB_PX = 56;
 
 const LOCAL_CSS = `
@@ -76,29 +76,6 @@ export function pointsKey(layer, epoch, epochs, method) {
   let ep = null;
   if (epochs && epochs.length) ep = epoch < 0 || !epochs.includes(epoch) ? epochs[epochs.length - 1] : epoch;
   return `${layer}|${ep === null ? "None" : ep}|${method}`;
-}
-
-/** Draw one example thumbnail (uint8 H x W x C) into a new canvas. */
-function thumbCanvas(pixels, shape, size = THUMB_PX) {
-  const [hh, ww, c] = shape;
-  const canvas = document.createElement("canvas");
-  const scale = size / Math.max(hh, ww);
-  const ctx = setupCanvas(canvas, Math.round(ww * scale), Math.round(hh * scale));
-  if (!ctx || typeof ImageData === "undefined") return canvas;
-  const img = new ImageData(ww, hh);
-  for (let p = 0; p < hh * ww; p++) {
-    const r = pixels[p * c]; const g = c === 3 ? pixels[p * c + 1] : r; const b = c === 3 ? pixels[p * c + 2] : r;
-    img.data[p * 4] = r; img.data[p * 4 + 1] = g; img.data[p * 4 + 2] = b; img.data[p * 4 + 3] = 255;
-  }
-  const off = document.createElement("canvas");
-  off.width = ww; off.height = hh;
-  const octx = off.getContext("2d");
-  if (octx) {
-    octx.putImageData(img, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, 0, 0, Math.round(ww * scale), Math.round(hh * scale));
-  }
-  return canvas;
 }
 
 function render({ model, el }) {
@@ -173,9 +150,7 @@ function render({ model, el }) {
 
   /** @type {Map<string, Float32Array>} */
   const pointsCache = new Map();
-  /** @type {Map<number, any>} */
-  const pages = new Map();
-  const pending = new Set();
+  const pages = new ExamplePages(model, isStatic);
   let xy = /** @type {Float32Array | null} */ (null);
   let shownKey = "";
   let shownLayerMethod = "";
@@ -345,32 +320,13 @@ function render({ model, el }) {
   }
 
   // -- examples (hover and neighbours) ---------------------------------------------------------------------------
-  function page(i) {
-    const number = Math.floor(i / PAGE);
-    if (pages.has(number)) return pages.get(number);
-    const s = ((model.get("_static") || {}).pages || {})[String(number)];
-    if (s) { pages.set(number, decodePage(s.header, s.data)); return pages.get(number); }
-    if (!isStatic && !pending.has(number) && model.get("example_kind") !== "none") {
-      pending.add(number);
-      model.send({ type: "examples", page: number });
-    }
-    return null;
-  }
-  function decodePage(header, data) {
-    if (header.texts) return { texts: header.texts };
-    return data && header.index && Object.keys(header.index).length ? decodeArrays(header.index, data) : {};
-  }
   function exampleNode(i, size = THUMB_PX) {
     const kind = model.get("example_kind");
     if (kind === "none") return null;
-    const p = page(i);
+    const p = pages.get(i);
     if (!p) return h("span", "hw-note", "loading…");
     const j = i % PAGE;
-    if (kind === "image" && p.images) {
-      const shape = model.get("example_meta").shape;
-      const len = shape[0] * shape[1] * shape[2];
-      return thumbCanvas(p.images.subarray(j * len, (j + 1) * len), shape, size);
-    }
+    if (kind === "image" && p.images) return thumbCanvas(imageOf(p, i, model.get("example_meta").shape), model.get("example_meta").shape, size);
     if (kind === "text" && p.texts) return h("div", "hw-pj-text", String(p.texts[j] ?? ""));
     if (kind === "row" && p.rows) {
       const cols = model.get("example_meta").columns || [];
@@ -568,9 +524,7 @@ function render({ model, el }) {
   };
   const onMsg = (msg, buffers) => {
     if (!msg || typeof msg !== "object") return;
-    if (msg.type === "examples") {
-      pending.delete(msg.page);
-      pages.set(msg.page, decodePage(msg.header || {}, buffers && buffers[0]));
+    if (pages.receive(msg, buffers)) {
       showHover();
       showNeighbours();
     } else if (msg.type === "neighbours" && msg.index === focus) {

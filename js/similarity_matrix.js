@@ -1,23 +1,17 @@
 // @ts-check
 // The SimilarityMatrix view: a layer x layer heatmap of representation similarity (CKA), within one model or
 // across two models / checkpoints, with the value under the pointer.
-import { fmt, h } from "./lib/chart.js";
+import { fmt, viewFrame } from "./lib/chart.js";
 import { Heatmap } from "./lib/heatmap.js";
 import { CSS } from "./lib/style.js";
 
 function render({ model, el }) {
-  const root = h("div", "hw-am hw-sm");
-  const style = h("style");
-  style.textContent = CSS;
-  const head = h("div", "hw-am-header");
-  const title = h("span", "hw-am-title");
-  const note = h("span", "hw-am-frames");
-  head.append(title, note);
+  const { root, title, note } = viewFrame("hw-sm", CSS);
   const map = new Heatmap((r, c) => {
     const v = (model.get("values") || [])[r]?.[c];
     return `${model.get("row_title") || "rows"} ${model.get("rows")[r]} × ${model.get("col_title") || "columns"} ${model.get("cols")[c]}: ${v === null || v === undefined ? "–" : fmt(v)}`;
   });
-  root.append(style, head, map.el);
+  root.append(map.el);
   el.appendChild(root);
   const update = () => {
     title.textContent = model.get("title") || "Similarity";

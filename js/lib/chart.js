@@ -521,3 +521,32 @@ export function colorBar(name, lo, hi) {
   bar.append(h("span", "", fmt(lo)), strip, h("span", "", fmt(hi)));
   return bar;
 }
+
+/**
+ * The frame every view starts from: a root with the shared styles (plus `css`), and a header holding the title
+ * and a muted note. The caller appends the rest to `root` and `root` to its element.
+ * @param {string} cls the view's own class @param {string} css @param {string} [extraCss]
+ */
+export function viewFrame(cls, css, extraCss = "") {
+  const root = h("div", `hw-am ${cls}`);
+  const style = h("style");
+  style.textContent = css + extraCss;
+  const head = h("div", "hw-am-header");
+  const title = h("span", "hw-am-title");
+  const note = h("span", "hw-am-frames");
+  head.append(title, note);
+  root.append(style, head);
+  return { root, head, title, note };
+}
+
+/** Draw `img` (an ImageData of its own size) onto `ctx` scaled to width x height, pixels kept sharp. */
+export function drawPixels(ctx, img, width, height) {
+  const off = document.createElement("canvas");
+  off.width = img.width;
+  off.height = img.height;
+  const octx = off.getContext("2d");
+  if (!octx) return;
+  octx.putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, 0, 0, width, height);
+}
