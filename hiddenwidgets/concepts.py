@@ -26,12 +26,14 @@ import copy
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ UNDO_KEPT = 500
 COLOURS = ["#e15759", "#4e79a7", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
            "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b"]
 OPS = ("create", "add", "remove", "rename", "delete", "undo", "redo")
+_OPEN: weakref.WeakValueDictionary[str, ConceptStore] = weakref.WeakValueDictionary()
+_OPEN_LOCK = threading.Lock()
 
 
 class ConceptError(RepresentationError):
@@ -98,6 +102,10 @@ def _check_name(name: Any) -> str:
         raise ConceptError(f"a concept needs a non-empty name; got {name!r}")
     if len(name) > 200:
         raise ConceptError(f"concept names are at most 200 characters; got {len(name)}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ConceptError(f"concept name {name!r} cannot be saved as UTF-8 ({err.reason}); retype it") from None
     return name.strip()
 
 
@@ -118,6 +126,7 @@ class ConceptStore:
         self._lock = threading.RLock()
         self._listeners = Listeners()
         self._backed_up = False
+        self._seen: tuple[int, int, int] | None = None
         if not self.path.parent.is_dir():
             raise ConceptFileError(f"cannot keep annotations in {self.path}: folder {self.path.parent} does not "
                                    "exist; create it or choose another path")
@@ -135,7 +144,54 @@ class ConceptStore:
         self._applied = set(self.data["applied"])
         self._write()  # proves the file can be written before any label is accepted
 
+    @classmethod
+    def open(cls, path: str | os.PathLike, examples: int | None = None) -> ConceptStore:
+        """The store of ``path`` in this process: one per file, shared by every annotator on it (two stores on one
+        file would each write their own copy and erase the other's changes)."""
+        key = str(Path(path).expanduser().resolve())
+        with _OPEN_LOCK:
+            store = _OPEN.get(key)
+            if store is None:
+                store = cls(path, examples)
+                _OPEN[key] = store
+            elif examples is not None and store.data.get("examples") not in (None, examples):
+                raise ConceptFileError(f"{key} annotates {store.data['examples']} examples but {examples} are shown "
+                                       "here; open it with the examples it was made for")
+            return store
+
     # -- reading -------------------------------------------------------------------------------------------------
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """An advisory lock on ``<file>.lock`` (POSIX), so two processes never interleave read-change-write."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: the in-process lock and the re-read below still apply
+            yield
+            return
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _refresh(self) -> None:
+        """Re-read the file if something else (another process, another kernel) wrote it since this store did."""
+        stamp = self._stamp()
+        if stamp is None:  # deleted or moved away: what is in memory is all there is; the next write restores it
+            return
+        if stamp != self._seen:
+            self.data = self._read(self.path)
+            self._applied = set(self.data["applied"])
+            self._seen = self._stamp()
+
     @staticmethod
     def _read(path: Path) -> dict[str, Any]:
         try:
@@ -168,6 +224,14 @@ class ConceptStore:
         return backup
 
     # -- writing -------------------------------------------------------------------------------------------------
+    def _mode(self) -> int:
+        try:
+            return os.stat(self.path).st_mode & 0o777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            return 0o666 & ~umask
+
     def _write(self) -> None:
         """Atomically replace the file with the current data: temp file in the same folder, fsync, replace,
         fsync the folder. A crash at any point leaves either the old file or the new one, never a mix."""
@@ -181,6 +245,8 @@ class ConceptStore:
             raise ConceptFileError(f"cannot write annotations next to {self.path}: {err}; choose a writable "
                                    "folder") from err
         try:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; keep the file's mode (shared annotation folders)
+                os.fchmod(fd, self._mode())
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
@@ -198,6 +264,7 @@ class ConceptStore:
                 os.fsync(dirfd)
             finally:
                 os.close(dirfd)
+        self._seen = self._stamp()
 
     # -- operations ----------------------------------------------------------------------------------------------
     def apply(self, op: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +272,8 @@ class ConceptStore:
         disk. An operation whose id was already applied is acknowledged again without being applied twice."""
         op = dict(op)
         op_id = str(op.get("op_id") or uuid.uuid4().hex)
-        with self._lock:
+        with self._lock, self._file_lock():
+            self._refresh()
             if op_id in self._applied:
                 return {"op_id": op_id, "revision": self.data["revision"], "concept": op.get("concept"),
                         "duplicate": True}
@@ -241,6 +309,8 @@ class ConceptStore:
             if cid in concepts:
                 raise ConceptError(f"a concept with id {cid!r} exists")
             colour = op.get("color") or COLOURS[len(self.data["order"]) % len(COLOURS)]
+            if not re.fullmatch(r"#[0-9a-fA-F]{6}", str(colour)):  # it becomes a CSS colour in the view
+                raise ConceptError(f"a concept colour is '#rrggbb'; got {colour!r}")
             concepts[cid] = {"name": name, "color": colour, "members": members, "created": _now(), "updated": _now()}
             self.data["order"].append(cid)
             inverse = {"kind": "delete", "concept": cid}
@@ -370,22 +440,28 @@ class ConceptStore:
             raise ConceptFileError(f"cannot merge: this file annotates {n_here} examples, the other {n_there}")
         report = MergeReport()
         here = {c["name"].casefold(): cid for cid, c in self.data["concepts"].items()}
+        n = self.data.get("examples")
+        plan = []  # every operation is checked before any is applied: a merge never stops half-way
         for cid in theirs.get("order", list(theirs["concepts"])):
             c = theirs["concepts"][cid]
-            key = c["name"].casefold()
+            members = _members(c["members"], n, f"members of {c['name']!r} in the other file")
+            key = _check_name(c["name"]).casefold()
             if key not in here:
-                self.apply({"kind": "create", "name": c["name"], "members": c["members"], "allow_empty": True})
+                plan.append({"kind": "create", "name": c["name"], "members": members, "allow_empty": True})
                 report.added.append(c["name"])
                 continue
             mine = set(self.data["concepts"][here[key]]["members"])
-            if mine == set(c["members"]):
+            extra = sorted(set(members) - mine)
+            if mine == set(members) or (resolve == "union" and not extra):  # (a subset: the union is ours)
                 report.same.append(c["name"])
             elif resolve == "union":
-                self.apply({"kind": "add", "concept": here[key], "members": sorted(set(c["members"]) - mine)})
+                plan.append({"kind": "add", "concept": here[key], "members": extra})
                 report.merged.append(c["name"])
             else:
-                report.conflicts.append({"name": c["name"], "only_here": sorted(mine - set(c["members"])),
-                                         "only_there": sorted(set(c["members"]) - mine)})
+                report.conflicts.append({"name": c["name"], "only_here": sorted(mine - set(members)),
+                                         "only_there": extra})
+        for op in plan:
+            self.apply(op)
         return report
 
     def rows(self) -> list[dict[str, Any]]:

@@ -178,15 +178,24 @@ def available_projections() -> list[str]:
     return out
 
 
-def _pca(x: torch.Tensor, dims: int) -> torch.Tensor:
+def _pca(x: torch.Tensor, dims: int, seed: int = 0) -> torch.Tensor:
     x = x - x.mean(dim=0)
-    if x.shape[1] <= 4096:
+    n, f = x.shape
+    if f <= 4096:
         cov = x.T @ x  # (F, F): one pass over the data, then a small symmetric eigenproblem
         _, vecs = torch.linalg.eigh(cov.double())
         comps = vecs[:, -dims:].flip(1).to(x.dtype)
-    else:
-        _, _, v = torch.pca_lowrank(x, q=dims + 8, center=False, niter=4)
-        comps = v[:, :dims]
+    elif n <= 4096:  # wide layer, few examples: the (N, N) Gram matrix has the same non-zero spectrum
+        _, vecs = torch.linalg.eigh((x @ x.T).double())
+        comps = torch.nn.functional.normalize(x.T @ vecs[:, -dims:].flip(1).to(x.dtype), dim=0)
+    else:  # randomised range finder with its own generator: the user's random stream is never touched
+        g = torch.Generator().manual_seed(seed)
+        q = min(dims + 8, n, f)
+        basis = torch.linalg.qr(x @ torch.randn(f, q, generator=g, dtype=x.dtype)).Q
+        for _ in range(4):
+            basis = torch.linalg.qr(x @ (x.T @ basis)).Q
+        _, _, vt = torch.linalg.svd(basis.T @ x, full_matrices=False)
+        comps = vt[:dims].T
     # sign convention: each component's largest loading (in absolute value) is positive, so the picture does not
     # flip between runs on the same data
     largest = comps[comps.abs().argmax(dim=0), torch.arange(dims)]
@@ -203,7 +212,7 @@ def project(features: Any, method: str = "pca", *, dims: int = 2, seed: int = 0,
         raise RepresentationError(f"a layer with {x.shape[1]} feature(s) cannot be projected to {dims}-D; choose a "
                                   "wider layer or pool='flatten'")
     if method == "pca":
-        return _pca(x, dims).numpy()
+        return _pca(x, dims, seed).numpy()
     if method not in available_projections():
         extra = "umap-learn" if method == "umap" else "scikit-learn"
         raise RepresentationError(f"projection {method!r} needs {extra}: pip install {extra} (or use 'pca')")
@@ -342,6 +351,9 @@ class RepresentationRecorder:
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any, *,
                  epochs: Iterable[int] | None = None, pool: str = "mean", batch_size: int = 256):
         Capture(model, layers)  # checks the names now, with the usual error
+        if pool not in POOLS or pool == "tokens":
+            raise RepresentationError(f"a recorder keeps one row per example: pool must be one of "
+                                      f"{[p for p in POOLS if p != 'tokens']}; got {pool!r}")
         self.model, self.layers, self.inputs = model, layers, inputs
         self.n = _count(inputs)
         self.schedule = None if epochs is None else {int(e) for e in epochs}

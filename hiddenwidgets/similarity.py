@@ -94,6 +94,9 @@ def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bo
         zeros = x.new_zeros(n)
         return _Prepared(n, x.new_zeros(n, 1), None, zeros, 0.0, zeros)
     xc = x - x.mean(0)
+    if not allow_constant:  # CKA ignores isotropic scale: unit Frobenius norm keeps 1e-120 or 1e160 inputs finite
+        xc = xc / xc.abs().max()  # (not for minibatches, whose HSIC terms are averaged across batches unscaled)
+        xc = xc / xc.norm()       # (first by the largest value, so the norm itself cannot overflow)
     if kernel == "linear" and p <= n:
         prepared = _Prepared(n, xc, None)
         if debiased:

@@ -58,24 +58,32 @@ export class OpQueue {
     this.key = `hiddenwidgets-concepts:${key}`;
     this.storage = storage;
     /** @type {{ op: any, sentAt: number, tries: number }[]} */
-    this.items = [];
-    try {
-      const saved = storage ? JSON.parse(storage.getItem(this.key) || "[]") : [];
-      if (Array.isArray(saved)) this.items = saved.map((op) => ({ op, sentAt: 0, tries: 0 }));
-    } catch { this.items = []; }
+    this.items = this.stored().map((op) => ({ op, sentAt: 0, tries: 0 }));
+    this.settled = new Set();
   }
+  stored() {
+    try {
+      const saved = this.storage ? JSON.parse(this.storage.getItem(this.key) || "[]") : [];
+      return Array.isArray(saved) ? saved : [];
+    } catch { return []; }
+  }
+  /** Write the pending operations, merged with what other queues on the same file stored (another view, another
+   * annotator on the file): theirs stay unless this queue saw them acknowledged. */
   save() {
     if (!this.storage) return;
+    const mine = new Set(this.items.map((i) => i.op.op_id));
+    const ops = [...this.stored().filter((op) => !mine.has(op.op_id) && !this.settled.has(op.op_id)), ...this.items.map((i) => i.op)];
     try {
-      if (this.items.length) this.storage.setItem(this.key, JSON.stringify(this.items.map((i) => i.op)));
+      if (ops.length) this.storage.setItem(this.key, JSON.stringify(ops));
       else this.storage.removeItem(this.key);
     } catch { /* storage full or blocked: the in-memory queue still resends */ }
   }
   push(op) { this.items.push({ op, sentAt: 0, tries: 0 }); this.save(); }
   /** Remove an acknowledged (or refused) operation; returns it. */
   settle(opId) {
+    this.settled.add(opId);
     const i = this.items.findIndex((x) => x.op.op_id === opId);
-    if (i < 0) return null;
+    if (i < 0) { this.save(); return null; }
     const [item] = this.items.splice(i, 1);
     this.save();
     return item.op;
@@ -91,8 +99,8 @@ export class OpQueue {
   get length() { return this.items.length; }
 }
 
-/** One queue per annotation file in this page, shared by every view of it (and by views of a re-created annotator
- * on the same file), so no view's save overwrites another's pending operations in localStorage. */
+/** One queue per annotation file per copy of this module (the views of one annotator); queues of other annotators
+ * on the same file share its localStorage entry by merging (OpQueue.save). */
 const QUEUES = new Map();
 export function queueFor(key, storage) {
   if (!QUEUES.has(key)) QUEUES.set(key, new OpQueue(key, storage));
@@ -159,6 +167,8 @@ function render({ model, el }) {
   el.appendChild(root);
 
   let selection = new Set();
+  let renaming = false;
+  let listStale = false;
   let active = "";
   let mode = "all"; // "all", "selection", or a concept id
   let pageNo = 0;
@@ -171,7 +181,9 @@ function render({ model, el }) {
   // -- operations --------------------------------------------------------------------------------------------
   function send(ops) {
     if (isStatic || !ops.length) return;
-    model.send({ type: "ops", ops });
+    try {
+      model.send({ type: "ops", ops });
+    } catch { /* no kernel (restarting, disconnected): the operations stay queued and are resent */ }
   }
   function submit(op) {
     if (isStatic) { errorLine.textContent = "static page: concepts are read-only here"; return; }
@@ -208,6 +220,8 @@ function render({ model, el }) {
     status.textContent = n ? `${n} change${n > 1 ? "s" : ""} not saved yet (kept here and resent)` : `all changes saved · revision ${snap.revision}`;
   }
   function drawList() {
+    if (renaming) { listStale = true; return; } // never redraw under a half-typed name; redrawn when it closes
+    listStale = false;
     const snap = snapshot();
     const concepts = snap.concepts || [];
     if (active && !concepts.some((c) => c.id === active)) active = "";
@@ -237,9 +251,18 @@ function render({ model, el }) {
         const input = /** @type {HTMLInputElement} */ (h("input"));
         input.value = c.name;
         input.maxLength = 200;
-        const done = (keep) => { if (keep && input.value.trim() && input.value.trim() !== c.name) submit({ kind: "rename", concept: c.id, name: input.value.trim() }); input.replaceWith(name); };
+        let finished = false;
+        const done = (keep) => {
+          if (finished) return; // Enter, then the blur that removing the input causes: one rename
+          finished = true;
+          renaming = false;
+          if (keep && input.value.trim() && input.value.trim() !== c.name) submit({ kind: "rename", concept: c.id, name: input.value.trim() });
+          if (input.isConnected) input.replaceWith(name);
+          if (listStale) drawList();
+        };
         input.addEventListener("keydown", (ev) => { ev.stopPropagation(); if (ev.key === "Enter") done(true); if (ev.key === "Escape") done(false); });
         input.addEventListener("blur", () => done(true));
+        renaming = true;
         name.replaceWith(input);
         input.focus();
       }).dataset.action = "rename";
@@ -291,7 +314,7 @@ function render({ model, el }) {
       const p = pages.get(i);
       const j = i % PAGE;
       if (kind === "image") {
-        item.append(p && p.images ? thumbCanvas(imageOf(p, i, meta.shape), meta.shape, THUMB) : h("span", "hw-note", "…"));
+        item.append(p && p.images ? thumbCanvas(imageOf(p, i, meta.shape), meta.shape, THUMB) : h("span", "hw-note", isStatic ? "not saved" : "…"));
       } else if (kind === "text") {
         item.append(h("div", "hw-ca-text", p && p.texts ? String(p.texts[j] ?? "") : "…"));
       }
@@ -370,6 +393,7 @@ function render({ model, el }) {
   const events = [["change:snapshot", onSnapshot], ["change:_selection", onSelection], ["change:title", refresh], ["msg:custom", onMsg]];
   for (const [ev, fn] of events) model.on(ev, fn);
   title.textContent = model.get("title") || "Concepts";
+  if (isStatic) { nameInput.disabled = true; createBtn.setAttribute("disabled", ""); }
   const path = String(model.get("path") || "");
   file.textContent = isStatic ? path.split(/[\\/]/).pop() || "" : path; // no local paths in course pages
   onSelection();

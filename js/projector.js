@@ -247,7 +247,8 @@ function render({ model, el }) {
     }
     const found = pointsCache.get(key);
     if (!found) { requestDraw(); return; } // Python is computing it; the old picture stays until then
-    if (key === shownKey) return;
+    if (key === shownKey && found === xy) return; // (the same key with new points: an epoch recorded again)
+    const keyChanged = key !== shownKey;
     const layerMethod = `${model.get("layer")}|${model.get("method")}`;
     const first = !xy;
     xy = found;
@@ -257,7 +258,7 @@ function render({ model, el }) {
     // left the picture (an untrained layer's PCA can span 0.1 and the trained one 30)
     if (first || layerMethod !== shownLayerMethod || !userMoved || visibleShare() < 0.5) { view.fit(grid.b); userMoved = false; }
     shownLayerMethod = layerMethod;
-    if (neighbours && isStatic) neighbours = staticNeighbours(focus);
+    if (keyChanged && focus >= 0) setFocus(focus); // the neighbours of the clicked point in the layer now shown
     updateColours();
     counts.textContent = `${n().toLocaleString("en-US")} points`;
     requestDraw();
@@ -324,7 +325,7 @@ function render({ model, el }) {
     const kind = model.get("example_kind");
     if (kind === "none") return null;
     const p = pages.get(i);
-    if (!p) return h("span", "hw-note", "loading…");
+    if (!p) return h("span", "hw-note", isStatic ? "not saved in this page" : "loading…");
     const j = i % PAGE;
     if (kind === "image" && p.images) return thumbCanvas(imageOf(p, i, model.get("example_meta").shape), model.get("example_meta").shape, size);
     if (kind === "text" && p.texts) return h("div", "hw-pj-text", String(p.texts[j] ?? ""));
@@ -527,7 +528,7 @@ function render({ model, el }) {
     if (pages.receive(msg, buffers)) {
       showHover();
       showNeighbours();
-    } else if (msg.type === "neighbours" && msg.index === focus) {
+    } else if (msg.type === "neighbours" && msg.index === focus && (!msg.key || msg.key === shownKey)) {
       if (msg.error) { nbTitle.textContent = msg.error; return; }
       neighbours = { index: msg.index, indices: msg.indices, distances: msg.distances };
       showNeighbours();

@@ -12,12 +12,13 @@ in sync.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import traitlets
 
-from ..concepts import ConceptError, ConceptStore
+from ..concepts import ConceptError, ConceptFileError, ConceptStore
 from ..transport import encode
 from ._base import HiddenWidget
 from .projector import Examples, Projector, _color_field
@@ -55,7 +56,8 @@ class ConceptAnnotator(HiddenWidget):
     _selection = traitlets.Dict(help="Selection pushed from Python or a linked projector.").tag(sync=True)
 
     def __init__(self, path: str, examples: Any = None, labels: Any = None, *, projector: Projector | None = None,
-                 n: int | None = None, class_names: list[str] | None = None, title: str = "Concepts"):
+                 n: int | None = None, class_names: list[str] | None = None, static_budget: int = 8 << 20,
+                 title: str = "Concepts"):
         count = n if n is not None else (len(examples) if examples is not None else
                                          (projector.n if projector is not None else None))
         if count is None:
@@ -63,7 +65,10 @@ class ConceptAnnotator(HiddenWidget):
         if projector is not None and projector.n != count:
             raise ConceptError(f"the projector shows {projector.n} examples but the annotator {count}; they must be "
                                "the same examples")
-        self.store = ConceptStore(path, examples=count)  # raises before anything else if the file is unusable
+        # one store per file in this process, shared with any other annotator on it; raises before anything else
+        # if the file is unusable
+        self.store = ConceptStore.open(path, examples=count)
+        self.static_budget = static_budget
         self.examples = Examples(examples, count) if examples is not None else (
             projector.examples if projector is not None else Examples(None, count))
         field, arrays = ({}, {})
@@ -114,7 +119,10 @@ class ConceptAnnotator(HiddenWidget):
                 op_id = str(op.get("op_id", ""))
                 try:
                     ack = self.store.apply(op)
-                except ConceptError as err:
+                except ConceptFileError as err:  # not saved (disk full, permissions): the view keeps it, resends
+                    self.send({"type": "nack", "op_id": op_id, "retry": True, "error": str(err)})
+                    continue
+                except ConceptError as err:  # refused for good (a duplicate name, nothing selected)
                     self.send({"type": "nack", "op_id": op_id, "error": str(err)})
                     continue
                 except Exception as err:  # never lose the view's copy: it resends until acknowledged
@@ -128,12 +136,15 @@ class ConceptAnnotator(HiddenWidget):
             self.send({"type": "examples", "page": page, "header": header}, [data])
 
     def static_state(self) -> dict[str, Any]:
-        """Static pages carry every example page (read-only view of the concepts)."""
-        pages = {}
+        """Static pages carry the example pages up to ``static_budget`` bytes (a read-only view of the concepts)."""
+        pages, spent = {}, 0
         for number in range(self.examples.pages(self.n)):
             header, data = self.examples.page(number)
+            spent += len(data) + sum(len(t) for t in header.get("texts", []))
+            if spent > self.static_budget:  # the rest show "not saved in this page"
+                break
             pages[str(number)] = {"header": header, "data": data}
-        return {"_static": {"pages": pages}}
+        return {"_static": {"pages": pages}, "path": Path(self.path).name}  # no local folders in course pages
 
     def close(self) -> None:
         if hasattr(self, "_unsubscribe"):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import traitlets
 
+from ..capture import select_tensor
 from ..features import RepresentationError, as_labels
 from ..representations import Representations, align, available_projections, layer_features, nearest, project
 from ..transport import encode
@@ -38,6 +39,9 @@ def _thumbnails(images: torch.Tensor) -> np.ndarray:
     x = images.detach().float().cpu()
     if x.ndim == 3:
         x = x[:, None]
+    if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
+        raise RepresentationError(f"images must be (N, C, H, W); got {tuple(x.shape)}, which looks channel-last: "
+                                  "pass images.permute(0, 3, 1, 2)")
     if x.shape[1] not in (1, 3):
         x = x[:, :1] if x.shape[1] < 3 else x[:, :3]
     h, w = x.shape[2:]
@@ -98,13 +102,14 @@ def _color_field(values: Any, n: int, name: str, class_names: list[str] | None) 
     if arr.dtype.kind == "f" and not np.all(np.mod(arr[np.isfinite(arr)], 1) == 0):
         return {"kind": "value", "names": None}, arr.astype(np.float32)
     if arr.dtype.kind in "iub" or arr.dtype.kind == "f":
-        ints = arr.astype(np.int64)
-        uniq = np.unique(ints)
+        missing = ~np.isfinite(arr.astype(np.float64))
+        ints = np.where(missing, 0, arr).astype(np.int64)
+        uniq = np.unique(ints[~missing])
         if len(uniq) > MAX_CATEGORIES and class_names is None:
             return {"kind": "value", "names": None}, arr.astype(np.float32)
         names = [str(class_names[u]) if class_names is not None and 0 <= u < len(class_names) else str(u)
                  for u in uniq]
-        codes = np.searchsorted(uniq, ints)
+        codes = np.where(missing, -1, np.searchsorted(uniq, ints))  # -1: missing, drawn grey
         return {"kind": "category", "names": names}, codes.astype(np.int32)
     uniq, codes = np.unique(arr.astype(str), return_inverse=True)
     return {"kind": "category", "names": [str(u) for u in uniq]}, codes.astype(np.int32)
@@ -175,6 +180,7 @@ class Projector(HiddenWidget):
         self.examples = Examples(examples, n, feature_names)
         self._state_lock = threading.RLock()
         self._cache: dict[tuple, np.ndarray] = {}
+        self._version = 0
         self._jobs: queue.Queue = queue.Queue()
         self._selected = np.zeros(0, dtype=np.int64)
         if layer is not None and layer not in reps.layers:
@@ -202,7 +208,8 @@ class Projector(HiddenWidget):
 
             with evaluation_mode(model), torch.no_grad():
                 device = next((p.device for p in model.parameters()), torch.device("cpu"))
-                out = torch.cat([model(inputs[i:i + 256].to(device)).cpu() for i in range(0, len(inputs), 256)])
+                out = torch.cat([select_tensor(model(inputs[i:i + 256].to(device)))[0].cpu()
+                                 for i in range(0, len(inputs), 256)])
             if out.ndim == 2 and out.shape[1] > 1:
                 kw["predictions"] = out.argmax(1)
         if isinstance(examples, str) and examples == "inputs":
@@ -225,16 +232,24 @@ class Projector(HiddenWidget):
         method = method or self.method
         ep = self._epoch_for(self.epoch if epoch is None else epoch)
         key = (layer, ep, method)
-        if key not in self._cache:
-            xy = project(self.reps.get(layer, ep), method)
-            if method == "pca" and ep is not None:
-                earlier = [e for e in self.reps.epochs if e < ep]
+        if key in self._cache:
+            return self._cache[key]
+        chain = [ep]
+        if method == "pca" and ep is not None:  # PCA of each epoch is aligned to the previous one: compute in order
+            chain = [e for e in self.reps.epochs if e <= ep and (layer, e, method) not in self._cache]
+        for e in chain:
+            xy = project(self.reps.get(layer, e), method)
+            if method == "pca" and e is not None:
+                earlier = [p for p in self.reps.epochs if p < e]
                 if earlier:
-                    xy = align(self.coordinates(layer, earlier[-1], method), xy)
-            self._cache[key] = xy
+                    xy = align(self._cache[(layer, earlier[-1], method)], xy)
+            self._cache[(layer, e, method)] = xy
         return self._cache[key]
 
     def _request(self) -> None:
+        with self._state_lock:
+            if self.status.startswith("error"):  # belongs to the previous request
+                self.status = ""
         self._jobs.put((self.layer, self.epoch, self.method))
 
     def _work(self) -> None:
@@ -265,11 +280,19 @@ class Projector(HiddenWidget):
 
     def _points_state(self, layer: str, epoch: int | None, method: str, xy: np.ndarray) -> dict[str, Any]:
         index, data = encode({"xy": xy})
+        self._version += 1
         return {"header": {"index": index, "key": f"{layer}|{epoch}|{method}", "layer": layer, "epoch": epoch,
-                           "method": method, "n": self.n}, "data": data}
+                           "method": method, "n": self.n, "version": self._version}, "data": data}
 
     def _recorded(self, epoch: int | None, layers: list[str]) -> None:
-        """A recorder added an epoch (training thread): update the epoch list; redraw when following the latest."""
+        """A recorder added an epoch (training thread): update the epoch list; redraw when following the latest.
+        An epoch recorded again (a training cell run twice) replaces its pictures and those aligned to it."""
+        stale = [k for k in list(self._cache) if k[0] in layers and
+                 (epoch is None or k[1] is None or k[1] >= epoch)]
+        for key in stale:
+            self._cache.pop(key, None)
+        if stale and (self.epoch < 0 or self.epoch >= (epoch if epoch is not None else 0)):
+            self._request()
         with self._state_lock:
             self.epochs = self.reps.epochs
             self.layers = self.reps.layers
@@ -306,6 +329,10 @@ class Projector(HiddenWidget):
                 raise RepresentationError(self.status)
             time.sleep(0.02)
         raise TimeoutError(f"projection not ready after {timeout} s: {self.status}")
+
+    def flush(self) -> None:
+        """Wait for the current projection (``save_html`` calls this before it reads the state)."""
+        self.wait()
 
     # -- selection and neighbours --------------------------------------------------------------------------------
     def select(self, indices: Any) -> None:
@@ -373,7 +400,11 @@ class Projector(HiddenWidget):
         points = {}
         for layer in self.reps.layers:
             for ep in (self.reps.epochs or [None]):
-                state = self._points_state(layer, ep, self.method, self.coordinates(layer, ep, self.method))
+                try:
+                    xy = self.coordinates(layer, ep, self.method)
+                except RepresentationError:  # e.g. a 1-feature layer: the page shows the others
+                    continue
+                state = self._points_state(layer, ep, self.method, xy)
                 points[state["header"]["key"]] = state
         pages, spent = {}, 0
         for number in range(self.examples.pages(self.n)):

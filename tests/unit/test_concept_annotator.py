@@ -81,3 +81,31 @@ def test_examples_pages_and_bad_input(tmp_path):
         ConceptAnnotator(str(tmp_path / "concepts.json"), n=30)
     with pytest.raises(ConceptError, match="how many examples"):
         ConceptAnnotator(str(tmp_path / "other.json"))
+
+
+def test_two_annotators_on_one_file_share_their_store_and_static_pages_hide_the_folder(tmp_path):
+    a, _ = annotator(tmp_path)
+    b, _ = annotator(tmp_path)  # the setup cell run again
+    assert a.store is b.store
+    b.store.create("second", [5])
+    a._on_custom(a, {"type": "ops", "ops": [{"op_id": "x", "kind": "create", "name": "first", "members": [3]}]}, [])
+    assert a.concepts() == {"second": [5], "first": [3]}
+    assert a.snapshot == b.snapshot
+    state = a.static_state()
+    assert state["path"] == "concepts.json" and str(tmp_path) not in json.dumps(state["path"])
+
+
+def test_a_failed_write_is_nacked_for_retry_so_the_view_keeps_the_change(tmp_path, monkeypatch):
+    import os
+
+    a, sent = annotator(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    a._on_custom(a, {"type": "ops", "ops": [{"op_id": "w1", "kind": "create", "name": "x", "members": [1]}]}, [])
+    assert sent[-1]["type"] == "nack" and sent[-1]["retry"] is True and "No space left" in sent[-1]["error"]
+    monkeypatch.undo()
+    a._on_custom(a, {"type": "ops", "ops": [{"op_id": "w1", "kind": "create", "name": "x", "members": [1]}]}, [])
+    assert sent[-1] == {"type": "ack", "op_id": "w1", "revision": 1} and a.concepts() == {"x": [1]}

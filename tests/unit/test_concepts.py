@@ -234,3 +234,59 @@ def test_numpy_and_torch_indices_are_stored_as_plain_integers(tmp_path):
     store.add("np", torch.tensor([5]))
     store.undo()
     assert on_disk(tmp_path / "c.json") == {"np": [1, 3]}
+
+
+def test_two_stores_on_one_file_never_erase_each_others_changes(tmp_path):
+    """As two kernels would: each store re-reads the file when someone else wrote it since."""
+    path = tmp_path / "c.json"
+    first = ConceptStore(path, examples=10)
+    second = ConceptStore(path, examples=10)
+    first.create("a", [1])
+    second.create("b", [2])   # second's copy predates "a": it must re-read, not overwrite
+    first.add("a", [3])
+    assert on_disk(path) == {"a": [1, 3], "b": [2]}
+    assert ConceptStore.open(path) is ConceptStore.open(str(path)) is not first  # one shared store per file
+
+
+def test_open_refuses_a_different_example_count(tmp_path):
+    store = ConceptStore.open(tmp_path / "c.json", examples=10)
+    with pytest.raises(ConceptFileError, match="annotates 10 examples but 12"):
+        ConceptStore.open(tmp_path / "c.json", examples=12)
+    assert store.concepts() == {}
+
+
+def test_union_merge_of_a_subset_and_a_bad_other_file_change_nothing_half_way(tmp_path):
+    mine = ConceptStore(tmp_path / "mine.json", examples=20)
+    mine.create("loop", [0, 6, 8])
+    theirs = ConceptStore(tmp_path / "theirs.json", examples=20)
+    theirs.create("loop", [0, 6])   # a subset: the union is ours
+    theirs.create("new", [1])
+    report = mine.merge(theirs, resolve="union")
+    assert report.same == ["loop"] and report.added == ["new"] and report.merged == []
+    bad = json.loads((tmp_path / "theirs.json").read_text())
+    bad["concepts"][bad["order"][1]]["members"] = [1, 99]   # out of range for 20 examples
+    (tmp_path / "bad.json").write_text(json.dumps(bad | {"order": [*bad["order"]]}))
+    before = mine.concepts()
+    with pytest.raises(ConceptError, match="example 99 is out of range"):
+        mine.merge(tmp_path / "bad.json")
+    assert mine.concepts() == before
+
+
+def test_saves_keep_the_files_mode_and_survive_the_file_being_deleted(tmp_path):
+    path = tmp_path / "c.json"
+    store = ConceptStore(path, examples=5)
+    path.chmod(0o664)
+    store.create("a", [1])
+    assert path.stat().st_mode & 0o777 == 0o664
+    path.unlink()  # someone removed it while the annotator was open: memory still holds everything
+    store.add("a", [2])
+    assert on_disk(path) == {"a": [1, 2]}
+
+
+def test_names_must_be_savable_and_colours_plain(tmp_path):
+    store = ConceptStore(tmp_path / "c.json", examples=5)
+    with pytest.raises(ConceptError, match="cannot be saved as UTF-8"):
+        store.create("bad \ud800", [1])
+    with pytest.raises(ConceptError, match="#rrggbb"):
+        store.apply({"kind": "create", "name": "x", "members": [1], "color": "url(http://example.com/a)"})
+    assert store.revision == 0

@@ -136,3 +136,53 @@ def test_static_page_carries_projections_pages_and_neighbours():
         assert ("_static", "neighbours", "data") in paths and ("_static", "pages", "0", "data") in paths
     finally:
         p.close()
+
+
+def test_an_epoch_recorded_again_replaces_its_picture_and_later_aligned_ones():
+    reps = Representations(n=100)
+    g = torch.Generator().manual_seed(2)
+    reps.add({"h": torch.randn(100, 4, generator=g)}, epoch=0)
+    reps.add({"h": torch.randn(100, 4, generator=g)}, epoch=1)
+    p = Projector(reps)
+    try:
+        p.wait()
+        old0, old1 = p.coordinates("h", 0).copy(), p.coordinates("h", 1).copy()
+        new = torch.randn(100, 4, generator=g) * 5
+        reps.add({"h": new}, epoch=0)  # the training cell ran again
+        p.wait()
+        assert not np.allclose(p.coordinates("h", 0), old0)
+        assert not np.allclose(p.coordinates("h", 1), old1)  # aligned to the new epoch 0
+        version = p._points["header"]["version"]
+        reps.add({"h": new * 2}, epoch=1)
+        p.wait()
+        assert p._points["header"]["version"] > version  # the view gets the new picture under the same key
+    finally:
+        p.close()
+
+
+def test_labels_with_gaps_images_channel_last_and_dict_outputs():
+    f, labels = feats(n=12)
+    lab = labels.float()
+    lab[3] = float("nan")
+    p = Projector(f, lab)
+    try:
+        codes = decode(p._colors["header"]["index"], p._colors["data"])["label"]
+        assert codes[3] == -1 and p.color_fields["label"]["names"] == ["0", "1", "2"]
+    finally:
+        p.close()
+    with pytest.raises(RepresentationError, match="channel-last"):
+        Projector(f, labels, examples=torch.rand(12, 8, 8, 3))
+
+    class DictNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Linear(5, 3)
+
+        def forward(self, x):
+            return {"logits": self.body(x)}
+
+    q = Projector.from_model(DictNet(), torch.randn(12, 5), ["body"])
+    try:
+        assert "prediction" in q.color_fields
+    finally:
+        q.close()

@@ -147,3 +147,33 @@ def test_layer_features_copy_outputs_that_an_in_place_op_changes_later():
     feats = layer_features(model, x, ["0"])["0"]
     assert (feats < 0).any()  # the Linear's own output, before the in-place ReLU
     torch.testing.assert_close(feats, model[0](x).detach())
+
+
+def test_pca_of_wide_layers_is_deterministic_and_leaves_the_global_random_stream_alone():
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(300, 5000, generator=g)
+    wide[:, 0] *= 40  # two dominant directions of different variance
+    wide[:, 1] *= 25
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    xy = project(wide)
+    assert torch.rand(1) == before  # projecting drew nothing from torch's global generator
+    np.testing.assert_allclose(project(wide), xy, atol=1e-4)
+    for k in range(2):  # 300 examples of 5,000 noisy features: the top axes are found, up to sampling noise
+        assert abs(np.corrcoef(xy[:, k], wide[:, k].numpy())[0, 1]) > 0.95
+    big = torch.randn(4500, 4200, generator=g)  # more examples and features than the exact methods take
+    big[:, 0] *= 12
+    big[:, 1] *= 8
+    torch.manual_seed(123)
+    xy = project(big)
+    assert torch.rand(1) == before
+    for k in range(2):
+        assert abs(np.corrcoef(xy[:, k], big[:, k].numpy())[0, 1]) > 0.99
+    few = torch.randn(8, 5000, generator=g)  # fewer examples than components asked of a randomised method
+    assert project(few).shape == (8, 2)
+
+
+def test_a_recorder_keeps_one_row_per_example():
+    with pytest.raises(RepresentationError, match="one row per example"):
+        RepresentationRecorder(small_cnn(), ["1"], torch.randn(4, 1, 8, 8), pool="tokens")

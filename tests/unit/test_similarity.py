@@ -311,3 +311,13 @@ def test_cka_matrix_and_minibatch_bad_input():
         dead.value()
     with pytest.raises(RepresentationError, match="kernel must be one of"):
         MinibatchCKA(kernel="poly")
+
+
+def test_extreme_scales_give_the_same_cka():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 3, generator=g, dtype=torch.float64) + x[:, :3]
+    expected = cka(x, y)
+    for scale in (1e-120, 1e80, 1e160):
+        assert cka(x * scale, y) == pytest.approx(expected, rel=1e-9)
+        assert cka(x * scale, y, debiased=True) == pytest.approx(cka(x, y, debiased=True), rel=1e-9)
