@@ -55,15 +55,20 @@ class AttributionMethod:
 @contextlib.contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode for the block and give each its own previous mode back afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad) for p in model.parameters()]
+    training = [m for m in model.modules() if m.training]
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
     try:
-        model.eval()
+        if training:  # (a model already in eval mode costs nothing here: attribute() is called per batch)
+            model.eval()
         yield
     finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in params:
+        for m in model.modules():  # eval() turned every module off; give back the ones that were on
+            if m.training:
+                m.training = False
+        for m in training:
+            m.training = True
+        for p, flag in zip(params, flags, strict=True):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
 

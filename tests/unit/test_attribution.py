@@ -172,3 +172,22 @@ def test_bad_input_gets_clear_errors():
     assert hw.attribute(Quantised(), X, "occlusion", 0).shape == X.shape  # perturbation methods still work
     with pytest.raises(hw.AttributionError, match=r"LRP .* failed: .*no rule"):
         hw.attribute(model, X, "lrp", 0)
+
+
+def test_evaluation_mode_gives_every_module_its_own_mode_back():
+    from hiddenwidgets.methods.base import evaluation_mode
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(), nn.Sequential(nn.BatchNorm1d(2), nn.Linear(2, 1)))
+    model.train()
+    model[1].eval()  # mixed: one submodule already in eval
+    before = [m.training for m in model.modules()]
+    with evaluation_mode(model):
+        assert not any(m.training for m in model.modules())
+        model[2].train()  # a method that flips modes inside
+        model[0].weight.requires_grad_(False)
+    assert [m.training for m in model.modules()] == before
+    assert model[0].weight.requires_grad
+    model.eval()
+    with evaluation_mode(model):
+        model.train()
+    assert not any(m.training for m in model.modules())  # eval stays eval
