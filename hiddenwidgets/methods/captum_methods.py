@@ -49,7 +49,7 @@ class CaptumMethod(AttributionMethod):
             algo = ca.NoiseTunnel(algo)
             kwargs = {"nt_type": self.noise_tunnel, "nt_samples": 10, "stdevs": 0.15, **kwargs}
         if self.gradient_based:  # Captum would set requires_grad itself, with a warning each call
-            inputs = inputs.detach().clone().requires_grad_(True)
+            inputs = inputs.detach().requires_grad_(True)  # a new leaf on the same storage: no copy
         try:
             with warnings.catch_warnings():  # Captum's notes about the hooks it sets and removes
                 warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")

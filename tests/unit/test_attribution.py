@@ -191,3 +191,13 @@ def test_evaluation_mode_gives_every_module_its_own_mode_back():
     with evaluation_mode(model):
         model.train()
     assert not any(m.training for m in model.modules())  # eval stays eval
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "smoothgrad", "layer_grad_cam"])
+def test_the_users_input_tensor_is_left_as_given(method):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)).eval()
+    x = torch.randn(2, 1, 6, 6)
+    copy = x.clone()
+    hw.attribute(model, x, method, target=1, layer="0" if method == "layer_grad_cam" else None)
+    assert not x.requires_grad and x.grad is None and torch.equal(x, copy)
