@@ -88,11 +88,13 @@ export class OpQueue {
     this.save();
     return item.op;
   }
-  /** Operations to (re)send now: never sent, or sent more than `after` ms ago. Marks them sent. */
+  /** Operations to (re)send now: never sent, or sent longer ago than `after` ms, doubled with each try up to 16x
+   * (a kernel busy for minutes without subshells gets a handful of copies, not one every 2 s). Marks them sent. */
   due(now, after = RESEND_MS) {
     const out = [];
     for (const item of this.items) {
-      if (!item.sentAt || now - item.sentAt >= after) { item.sentAt = now; item.tries += 1; out.push(item.op); }
+      const wait = after * 2 ** Math.min(Math.max(item.tries - 1, 0), 4);
+      if (!item.sentAt || now - item.sentAt >= wait) { item.sentAt = now; item.tries += 1; out.push(item.op); }
     }
     return out;
   }

@@ -23,6 +23,8 @@ test("the queue keeps operations until settled, survives a reload and resends la
   const reloaded = new OpQueue("file-a", storage); // a page reload: what was not acknowledged is still there
   assert.deepEqual(reloaded.items.map((i) => i.op.op_id), ["2"]);
   assert.deepEqual(q.due(3100).map((o) => o.op_id), ["2"]); // resent after 2 s
+  assert.deepEqual(q.due(6000), []); // then after 4 s, 8 s... : backing off
+  assert.deepEqual(q.due(7200).map((o) => o.op_id), ["2"]);
   q.settle("2");
   assert.equal(storage.getItem("hiddenwidgets-concepts:file-a"), null);
   assert.equal(new OpQueue("file-b", storage).length, 0);
