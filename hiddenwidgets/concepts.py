@@ -169,13 +169,13 @@ class ConceptStore:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        """An advisory lock on ``<file>.lock`` (POSIX), so two processes never interleave read-change-write."""
+        """An advisory lock on ``.<file>.lock`` (POSIX), so two processes never interleave read-change-write."""
         try:
             import fcntl
         except ImportError:  # Windows: the in-process lock and the re-read below still apply
             yield
             return
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as handle:
+        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

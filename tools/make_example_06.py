@@ -102,6 +102,7 @@ cells = [
          "random_direction = torch.randn(loop_direction.shape, generator=torch.Generator().manual_seed(3))\n"
          "loops = test[torch.isin(y[test], LOOP_CLASSES)]\n"
          "plain = test[torch.isin(y[test], torch.tensor([1, 4, 7]))]\n"
+         "edits = {}\n"
          "for name, direction in [(\"closed-loop\", loop_direction), (\"random\", random_direction)]:\n"
          "    removed = intervene(model, X[loops], \"hidden\", direction, mode=\"project\")\n"
          "    component = intervene(model, X, \"hidden\", direction).coefficient_before\n"
@@ -110,7 +111,13 @@ cells = [
          "    became = pushed.predicted_after[pushed.changed]\n"
          "    print(f\"{name:>11} direction removed from loop digits: {len(removed.changed)} of {len(loops)} \"\n"
          "          f\"predictions change; clamped high on 1/4/7: {len(pushed.changed)} of {len(plain)} change, \"\n"
-         "          f\"{int(torch.isin(became, LOOP_CLASSES).sum())} of them to a loop digit (0, 6, 8, 9)\")"),
+         "          f\"{int(torch.isin(became, LOOP_CLASSES).sum())} of them to a loop digit (0, 6, 8, 9)\")\n"
+         "    edits[name] = pushed"),
+    md("Each test digit with its prediction before → after the clamp (outlined: changed; the bar is the "
+       "probability of the class it had, grey before, blue after). Switch between the concept's direction and "
+       "the random one."),
+    code("hw.InterventionView(edits, X[plain], class_names=CLASSES,\n"
+         "                    title=\"Clamping a direction high in 'hidden', on test digits 1, 4 and 7\")"),
     md("## Keep, share, merge\n\n"
        "The file is the annotation: load it in another notebook, merge a colleague's (`annotator.store.merge"
        "(path)` reports conflicting concepts instead of overwriting them), or export rows."),

@@ -5,9 +5,11 @@ from .attribution_explorer import AttributionExplorer
 from .concept_annotator import ConceptAnnotator
 from .concept_scores import ConceptScores
 from .information_plane import ESTIMATORS, InformationPlane
+from .intervention_view import InterventionView
 from .probe_chart import ProbeChart
 from .projector import Projector
 from .similarity_matrix import SimilarityMatrix
 
 __all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "ConceptAnnotator", "ConceptScores",
-           "InformationPlane", "ProbeChart", "Projector", "SimilarityMatrix", "TrainingJob", "TrainingStopped"]
+           "InformationPlane", "InterventionView", "ProbeChart", "Projector", "SimilarityMatrix", "TrainingJob",
+           "TrainingStopped"]

@@ -90,3 +90,22 @@ def test_concept_scores_take_tcav_results_and_replace_repeated_rows():
     assert len(scores.to_altair().to_dict()["data"]["values"]) == 2
     with pytest.raises(ConceptError, match="TCAV results"):
         scores.add([3])
+
+
+def test_intervention_view_carries_each_edits_predictions_before_and_after():
+    from hiddenwidgets.interventions import InterventionError, intervene
+    from hiddenwidgets.transport import decode
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    x = torch.randn(6, 3)
+    up = intervene(model, x, "1", torch.ones(4), mode="clamp", value=50.0)
+    same = intervene(model, x, "1", torch.ones(4), mode="clamp", value=0.0)
+    view = hw.InterventionView({"up": up, "zero": same}, [f"row {i}" for i in range(6)])
+    arrays = decode(view._data["header"]["index"], view._data["data"])
+    assert arrays["0:before"].tolist() == up.predicted_before.tolist()
+    assert arrays["0:after"].tolist() == up.predicted_after.tolist()
+    assert [e["name"] for e in view.edits] == ["up", "zero"] and view.edits[0]["summary"]["changed"] == len(up.changed)
+    assert view.example_kind == "text"
+    with pytest.raises(InterventionError, match="same inputs"):
+        hw.InterventionView({"a": up, "b": intervene(model, x[:3], "1", torch.ones(4))})
