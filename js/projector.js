@@ -150,6 +150,7 @@ function render({ model, el }) {
 
   /** @type {Map<string, Float32Array>} */
   const pointsCache = new Map();
+  const asked = new Set();
   const pages = new ExamplePages(model, isStatic);
   let xy = /** @type {Float32Array | null} */ (null);
   let shownKey = "";
@@ -246,7 +247,16 @@ function render({ model, el }) {
       if (s[key]) takePoints(s[key]);
     }
     const found = pointsCache.get(key);
-    if (!found) { requestDraw(); return; } // Python is computing it; the old picture stays until then
+    if (!found) { // ask Python once per key (it computes in the background); the old picture stays until then
+      if (!isStatic && !asked.has(key)) {
+        asked.add(key);
+        try {
+          model.send({ type: "points", layer: model.get("layer"), epoch: model.get("epoch"), method: model.get("method") });
+        } catch { asked.delete(key); } // no kernel: ask again at the next change
+      }
+      requestDraw();
+      return;
+    }
     if (key === shownKey && found === xy) return; // (the same key with new points: an epoch recorded again)
     const keyChanged = key !== shownKey;
     const layerMethod = `${model.get("layer")}|${model.get("method")}`;
@@ -525,6 +535,11 @@ function render({ model, el }) {
   };
   const onMsg = (msg, buffers) => {
     if (!msg || typeof msg !== "object") return;
+    if (msg.type === "stale") { // an epoch recorded again: its pictures (and those aligned to it) are redone
+      for (const key of msg.keys || []) { pointsCache.delete(key); asked.delete(key); }
+      if ((msg.keys || []).includes(shownKey)) showPoints();
+      return;
+    }
     if (pages.receive(msg, buffers)) {
       showHover();
       showNeighbours();

@@ -181,6 +181,7 @@ class Projector(HiddenWidget):
         self._state_lock = threading.RLock()
         self._cache: dict[tuple, np.ndarray] = {}
         self._version = 0
+        self._points_stale = False
         self._jobs: queue.Queue = queue.Queue()
         self._selected = np.zeros(0, dtype=np.int64)
         if layer is not None and layer not in reps.layers:
@@ -281,23 +282,27 @@ class Projector(HiddenWidget):
     def _points_state(self, layer: str, epoch: int | None, method: str, xy: np.ndarray) -> dict[str, Any]:
         index, data = encode({"xy": xy})
         self._version += 1
+        self._points_stale = False
         return {"header": {"index": index, "key": f"{layer}|{epoch}|{method}", "layer": layer, "epoch": epoch,
                            "method": method, "n": self.n, "version": self._version}, "data": data}
 
     def _recorded(self, epoch: int | None, layers: list[str]) -> None:
-        """A recorder added an epoch (training thread): update the epoch list; redraw when following the latest.
-        An epoch recorded again (a training cell run twice) replaces its pictures and those aligned to it."""
+        """A recorder added an epoch (training thread): update the epoch list. Nothing is projected here: a view
+        that shows the new epoch asks for it ("points"), so a projector whose views are gone (its cell was run
+        again) costs nothing per epoch. An epoch recorded again (a training cell run twice) drops its pictures and
+        those aligned to it, and tells the views to ask again."""
         stale = [k for k in list(self._cache) if k[0] in layers and
                  (epoch is None or k[1] is None or k[1] >= epoch)]
         for key in stale:
             self._cache.pop(key, None)
-        if stale and (self.epoch < 0 or self.epoch >= (epoch if epoch is not None else 0)):
-            self._request()
+        keys = [f"{layer}|{e}|{method}" for layer, e, method in stale]
         with self._state_lock:
+            if self._points.get("header", {}).get("key") in keys:
+                self._points_stale = True
             self.epochs = self.reps.epochs
             self.layers = self.reps.layers
-        if self.epoch < 0:
-            self._request()
+        if keys:
+            self.send({"type": "stale", "keys": keys})
 
     @traitlets.observe("layer", "epoch", "method")
     def _view_changed(self, change: dict) -> None:
@@ -321,9 +326,12 @@ class Projector(HiddenWidget):
         import time
 
         deadline = time.monotonic() + timeout
+        want = f"{self.layer}|{self._epoch_for(self.epoch)}|{self.method}"
+        if self._points.get("header", {}).get("key") != want or self._points_stale:
+            self._request()  # (views ask for new epochs themselves; Python asks here)
         while time.monotonic() < deadline:
             want = f"{self.layer}|{self._epoch_for(self.epoch)}|{self.method}"
-            if self._jobs.empty() and self._points.get("header", {}).get("key") == want:
+            if self._jobs.empty() and self._points.get("header", {}).get("key") == want and not self._points_stale:
                 return
             if self.status.startswith("error"):
                 raise RepresentationError(self.status)
@@ -382,6 +390,10 @@ class Projector(HiddenWidget):
             page = int(content.get("page", 0))
             header, data = self.examples.page(page)
             self.send({"type": "examples", "page": page, "header": header}, [data])
+        elif kind == "points":  # a view shows a (layer, epoch, method) it has no points for
+            layer, method = str(content.get("layer", "")), str(content.get("method", ""))
+            if layer in self.reps.layers and method in available_projections():
+                self._jobs.put((layer, int(content.get("epoch", -1)), method))
         elif kind == "neighbours":
             index = int(content.get("index", -1))
             try:

@@ -128,3 +128,24 @@ test("the view lists classes as text, selects a class from the legend and asks f
   cleanup();
   assert.equal(model.listenerCount(), 0);
 });
+
+test("the view asks Python for the points of a new epoch once, and again when that epoch is recorded again", () => {
+  const model = new FakeModel({ ...state(), epochs: [0], epoch: -1, _points: { header: { ...state()._points.header, key: "b|0|pca" }, data: state()._points.data } });
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  const cleanup = view.render({ model, el });
+  try {
+    assert.equal(model.sent.filter((m) => m.type === "points").length, 0); // epoch 0 is there
+    model.set("epochs", [0, 1]); // training recorded epoch 1; the view follows the latest
+    model.set("epochs", [0, 1]);
+    const asks = model.sent.filter((m) => m.type === "points");
+    assert.equal(asks.length, 1);
+    assert.deepEqual([asks[0].layer, asks[0].epoch, asks[0].method], ["b", -1, "pca"]);
+    const pts = pack({ xy: [new Float32Array([5, 5, 6, 6, 7, 5, 8, 6]), [4, 2]] });
+    model.set("_points", { header: { index: pts.index, key: "b|1|pca", n: 4, version: 2 }, data: pts.data });
+    model.emit("msg:custom", { type: "stale", keys: ["b|1|pca"] }); // epoch 1 recorded again
+    assert.equal(model.sent.filter((m) => m.type === "points").length, 2);
+  } finally {
+    cleanup();
+  }
+});

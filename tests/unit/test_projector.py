@@ -186,3 +186,25 @@ def test_labels_with_gaps_images_channel_last_and_dict_outputs():
         assert "prediction" in q.color_fields
     finally:
         q.close()
+
+
+def test_a_recorded_epoch_is_projected_only_when_a_view_or_python_asks():
+    reps = Representations(n=50)
+    reps.add({"h": torch.randn(50, 3)}, epoch=0)
+    p = Projector(reps)
+    sent = []
+    try:
+        p.wait()
+        p.send = lambda msg, buffers=None: sent.append(msg)
+        reps.add({"h": torch.randn(50, 3)}, epoch=1)
+        import time
+
+        time.sleep(0.2)
+        assert p.epochs == [0, 1] and ("h", 1, "pca") not in p._cache  # no view asked: nothing computed
+        p._on_custom(p, {"type": "points", "layer": "h", "epoch": -1, "method": "pca"}, [])
+        p.wait()
+        assert p._points["header"]["key"] == "h|1|pca"
+        reps.add({"h": torch.randn(50, 3)}, epoch=1)  # recorded again: the views are told
+        assert sent[-1] == {"type": "stale", "keys": ["h|1|pca"]}
+    finally:
+        p.close()
