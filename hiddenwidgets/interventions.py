@@ -38,9 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import CaptureError, _unknown_layer_message, select_tensor
+from .capture import CaptureError, _unknown_layer_message, model_device, select_tensor
 from .features import RepresentationError
 from .methods.base import evaluation_mode
+from .representations import pool
 
 __all__ = ["InterventionError", "InterventionResult", "intervene"]
 
@@ -54,6 +55,7 @@ class InterventionError(RepresentationError):
 
 # ------------------------------------------------------------------------------------------------------------------
 # helpers shared with hiddenwidgets.tcav: find a layer, pick (and replace) the tensor in its output, pool features
+# (as hiddenwidgets.representations.pool does, with the checks an edit needs)
 def resolve_layer(model: nn.Module, name: Any, error: type[Exception]) -> nn.Module:
     """The module called ``name`` in ``model``; ``error`` with the closest names otherwise."""
     if not isinstance(model, nn.Module):
@@ -151,14 +153,10 @@ def pooled(h: torch.Tensor, how: str, error: type[Exception], layer: str) -> tor
     """(N, F) view of a layer output ``h`` in the feature space of ``how`` ("flatten" or "mean")."""
     if h.ndim < 2:
         raise error(f"layer {layer!r} gives shape {tuple(h.shape)}; expected (examples, ...) with a batch dimension")
-    if h.ndim == 2 or how == "flatten":
-        return h.reshape(h.shape[0], -1)
-    if h.ndim == 4:
-        return h.mean(dim=(2, 3))
-    if h.ndim == 3:
-        return h.mean(dim=1)
-    raise error(f"pool='mean' averages conv (N, C, H, W) or sequence (N, T, D) layers; layer {layer!r} gives "
-                f"{tuple(h.shape)}: use pool='flatten'")
+    if how == "mean" and h.ndim > 4:
+        raise error(f"pool='mean' averages conv (N, C, H, W) or sequence (N, T, D) layers; layer {layer!r} gives "
+                    f"{tuple(h.shape)}: use pool='flatten'")
+    return pool(h, how)
 
 
 def pooled_gradient(g: torch.Tensor, how: str, error: type[Exception], layer: str) -> torch.Tensor:
@@ -212,10 +210,6 @@ def check_batch_size(batch_size: Any, error: type[Exception]) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise error(f"batch_size must be a positive int; got {batch_size!r}: try 256")
     return int(batch_size)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def unit_direction(direction: Any, error: type[Exception], name: str = "direction") -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .capture import Capture, Selector
+from .representations import layer_features
 
 __all__ = ["EpochRecord", "InformationRecorder", "log_spaced_epochs"]
 
@@ -130,22 +131,8 @@ class InformationRecorder:
         return record
 
     def activations(self) -> dict[str, np.ndarray]:
-        """The layers' outputs on the evaluation set, now (float32, samples x units)."""
-        chunks: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
-
-        def sink(name: str, tensor: torch.Tensor) -> None:
-            chunks[name].append(tensor.detach().reshape(tensor.shape[0], -1).float().cpu())
-
-        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
-        self.capture.attach(sink)
-        try:
-            with torch.no_grad():
-                for start in range(0, len(self.inputs), self.batch_size):
-                    self.capture.arm()
-                    self.model(self.inputs[start : start + self.batch_size].to(device))
-        finally:
-            self.capture.detach()
-        errors = self.capture.take_errors()
-        if errors:
-            raise errors[0]
-        return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
+        """The layers' outputs on the evaluation set, now (float32, samples x units), in the model's own mode."""
+        layers = {name: tap.selector for name, tap in self.capture.taps.items()}
+        feats = layer_features(self.model, self.inputs, layers, pool="flatten", batch_size=self.batch_size,
+                               eval_mode=False)
+        return {name: t.numpy() for name, t in feats.items()}

@@ -16,6 +16,7 @@ hooks come off when it returns (also on errors).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import Capture, Selector
+from .capture import Capture, Selector, model_device
 from .features import RepresentationError, as_matrix
 from .listeners import Listeners
 from .methods.base import evaluation_mode
@@ -110,13 +111,14 @@ def _count(inputs: Any) -> int:
 
 def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mapping[str, Selector], *,
                    pool: str = "mean", batch_size: int = 256,
-                   forward: Callable[[nn.Module, Any], Any] | None = None) -> dict[str, torch.Tensor]:
+                   forward: Callable[[nn.Module, Any], Any] | None = None,
+                   eval_mode: bool = True) -> dict[str, torch.Tensor]:
     """Each layer's pooled outputs on ``inputs``: ``{layer: (N, features) float32 CPU tensor}``.
 
     ``inputs``: a tensor, or a mapping of tensors (``input_ids``, ``attention_mask``...) passed as keyword
     arguments; its ``attention_mask`` masks padding when pooling sequence layers. ``forward(model, batch)``
     overrides how a batch is run. Layers are module names (or a mapping to selectors for tuple outputs, as in
-    :class:`~hiddenwidgets.Capture`).
+    :class:`~hiddenwidgets.Capture`). ``eval_mode=False`` runs the model in its current mode.
     """
     n = _count(inputs)
     capture = Capture(model, layers, grad_only=False)
@@ -128,10 +130,10 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
         # a copy: an in-place op after the layer (ReLU(inplace=True)) would change a view of its output
         chunks[name].append(_pool(tensor, how, current["mask"]).to("cpu", torch.float32, copy=True))
 
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     capture.attach(sink)
     try:
-        with evaluation_mode(model), torch.no_grad():
+        with evaluation_mode(model) if eval_mode else contextlib.nullcontext(), torch.no_grad():
             for batch, mask in _batches(inputs, batch_size):
                 current["mask"] = mask
                 capture.arm()

@@ -85,19 +85,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from .capture import CaptureError
 from .concepts import ConceptError
-from .features import as_labels
+from .features import RepresentationError, as_labels
 from .interventions import (
     check_batch_size,
     check_inputs,
     edit_outputs,
     logits_of,
     model_device,
-    pooled,
     pooled_gradient,
     resolve_layer,
 )
 from .methods.base import evaluation_mode
+from .representations import layer_features
 
 __all__ = ["CAV", "MIN_EXAMPLES", "ConceptError", "TCAVResult", "cav", "directional_derivatives", "tcav"]
 
@@ -208,25 +209,12 @@ def _check_seed(seed: Any) -> int:
 # activations and gradients
 def _activations(model: nn.Module, inputs: torch.Tensor, idx: np.ndarray, specs: dict[str, Any], pool: str,
                  batch_size: int) -> dict[str, torch.Tensor]:
-    """{layer: (len(idx), features) float32 CPU} for the inputs at ``idx``, one no-grad pass for all layers."""
-    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in specs}
-
-    def keep(name: str, h: torch.Tensor) -> None:  # a copy now: a later in-place op (ReLU(inplace=True)) must not
-        chunks[name].append(pooled(h.detach(), pool, ConceptError, name).to("cpu", torch.float32, copy=True))
-
-    device = model_device(model)
-    with edit_outputs(model, specs, keep, ConceptError), torch.no_grad():
-        for start in range(0, len(idx), batch_size):
-            model(inputs[torch.as_tensor(idx[start:start + batch_size])].to(device))
-    out = {}
-    for name, parts in chunks.items():
-        rows = sum(len(p) for p in parts)
-        if rows != len(idx):
-            raise ConceptError(f"layer {name!r} gave {rows} rows for {len(idx)} examples"
-                               + (": it did not run in the forward pass; choose a layer the model calls" if not rows
-                                  else ": TCAV needs a layer the model calls once per forward pass"))
-        out[name] = torch.cat(parts)
-    return out
+    """{layer: (len(idx), features) float32 CPU} for the inputs at ``idx``: :func:`~hiddenwidgets.layer_features`
+    (one no-grad pass for all layers, copies of the outputs), with its errors as ConceptError."""
+    try:
+        return layer_features(model, inputs[torch.as_tensor(idx)], specs, pool=pool, batch_size=batch_size)
+    except (RepresentationError, CaptureError) as err:
+        raise ConceptError(str(err)) from None
 
 
 def _gradients(model: nn.Module, inputs: torch.Tensor, idx: np.ndarray, targets: list[int] | None,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import traitlets
 
-from ..capture import select_tensor
+from ..capture import model_device, select_tensor
 from ..features import RepresentationError, as_labels
 from ..representations import Representations, align, available_projections, layer_features, nearest, project
 from ..transport import encode
@@ -208,7 +208,7 @@ class Projector(HiddenWidget):
             from ..methods.base import evaluation_mode
 
             with evaluation_mode(model), torch.no_grad():
-                device = next((p.device for p in model.parameters()), torch.device("cpu"))
+                device = model_device(model)
                 out = torch.cat([select_tensor(model(inputs[i:i + 256].to(device)))[0].cpu()
                                  for i in range(0, len(inputs), 256)])
             if out.ndim == 2 and out.shape[1] > 1:
