@@ -92,7 +92,7 @@ def changes(page, root: Path, count: int, busy: NotebookPage | None = None, busy
 
 
 def store_reference(root: Path, count: int) -> dict:
-    from hiddenwidgets.concepts import ConceptStore
+    from hiddenwidgets.pipeline.concepts import ConceptStore
 
     store = ConceptStore(root / "reference.json", examples=300)
     store.create("bench", [0])

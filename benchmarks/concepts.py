@@ -48,7 +48,7 @@ def digits_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 
 def tcav_figure(repeats: int) -> list[dict]:
-    from hiddenwidgets.tcav import tcav
+    from hiddenwidgets.analysis.tcav import tcav
 
     model, x, y = digits_cnn()
     g = torch.Generator().manual_seed(1)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from hiddenwidgets import information as info
+from hiddenwidgets.analysis import information as info
 from hiddenwidgets.datasets import twelve_bit_task
 
 WIDTHS = (10, 7, 5, 4, 3, 2)

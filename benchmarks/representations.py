@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hiddenwidgets.representations import project
-from hiddenwidgets.similarity import cka
+from hiddenwidgets.analysis.representations import project
+from hiddenwidgets.analysis.similarity import cka
 
 
 def median_time(fn, repeats: int) -> tuple[float, list[float]]:
@@ -103,7 +103,7 @@ def main() -> int:
     print(json.dumps({"figure": "pca_50k_x_512", "shape": list(acts.shape), "seconds_median": round(med, 3),
                       "seconds_all": [round(t, 3) for t in times]}), flush=True)
 
-    from hiddenwidgets.transport import encode
+    from hiddenwidgets.pipeline.transport import encode
     from hiddenwidgets.widgets.projector import PAGE, Examples, _color_field
 
     xy = project(acts)

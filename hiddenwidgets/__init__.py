@@ -1,17 +1,27 @@
 """hiddenwidgets: Jupyter widgets for looking inside PyTorch networks while they train and after.
 
-The pipeline, one module a stage: capture (hooks) -> summaries (torch reductions) -> transport (history, binary
-frames, rate limits) -> widgets (views) -> export (static pages).
+The package is laid out as the trip every feature makes:
+
+- ``pipeline/``: capture (hooks) -> summaries (torch reductions) -> transport (history, binary frames, rate limits)
+  -> export (static pages); recorders and the concept store. No widget code.
+- ``analysis/``: tensors in, numbers out: information, similarity (CKA), probes, representations, TCAV,
+  interventions.
+- ``methods/``: attribution methods, one small class per method, in one registry.
+- ``widgets/``: one file per view, each with one ES module built from ``js/``.
+
+Everything users need is importable from here (``import hiddenwidgets as hw``).
 """
 
-from . import concepts, datasets, information, probes, similarity
-from .capture import Capture, CaptureError, LayerError, select_tensor
-from .export import save_html
-from .features import RepresentationError
+from . import datasets
+from .analysis import information, interventions, probes, representations, similarity, tcav
+from .analysis.matrices import RepresentationError
+from .analysis.representations import RepresentationRecorder, Representations, layer_features, probe, project
 from .methods import AttributionError, attribute, available_methods
-from .recorder import InformationRecorder
-from .representations import RepresentationRecorder, Representations, layer_features, probe, project
-from .summaries import HistogramGrid, LayerSummarizer
+from .pipeline import concepts
+from .pipeline.capture import Capture, CaptureError, LayerError, select_tensor
+from .pipeline.export import save_html
+from .pipeline.recorder import InformationRecorder
+from .pipeline.summaries import HistogramGrid, LayerSummarizer
 from .widgets import (
     ActivationMonitor,
     AttributionExplorer,
@@ -55,11 +65,14 @@ __all__ = [
     "concepts",
     "datasets",
     "information",
+    "interventions",
     "layer_features",
     "probe",
     "probes",
     "project",
+    "representations",
     "save_html",
     "select_tensor",
     "similarity",
+    "tcav",
 ]

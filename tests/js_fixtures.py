@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hiddenwidgets.summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid
-from hiddenwidgets.transport import History, encode
+from hiddenwidgets.pipeline.summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid
+from hiddenwidgets.pipeline.transport import History, encode
 
 FIXTURE = Path(__file__).resolve().parents[1] / "js" / "test" / "fixtures" / "frames.json"
 

@@ -85,7 +85,7 @@ cells = [
          "word_view"),
     md("Select the verbs and nouns among the ambiguous words from Python (in the view: click their legend "
        "entries or draw a lasso), then ask which layer keeps noun and verb uses of the same word apart."),
-    code("from hiddenwidgets.similarity import cka as linear_cka\n\n"
+    code("from hiddenwidgets.analysis.similarity import cka as linear_cka\n\n"
          "pick = [i for i, w in enumerate(words) if w in ambiguous and tags[i] in (\"NOUN\", \"VERB\")]\n"
          "word_view.select(pick)\n"
          "labels = torch.tensor([tags[i] == \"VERB\" for i in pick], dtype=torch.float64)[:, None]\n"

@@ -18,8 +18,8 @@ cells = [
          "from sklearn.datasets import load_digits\n"
          "from torch import nn\n\n"
          "import hiddenwidgets as hw\n"
-         "from hiddenwidgets.interventions import intervene\n"
-         "from hiddenwidgets.tcav import tcav\n\n"
+         "from hiddenwidgets.analysis.interventions import intervene\n"
+         "from hiddenwidgets.analysis.tcav import tcav\n\n"
          "digits = load_digits()\n"
          "X = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0\n"
          "y = torch.tensor(digits.target)\n"
@@ -64,8 +64,8 @@ cells = [
        "TCAV at epochs 0 (untrained), 1, 3, 6 and 10, for classes 0, 1, 7 and 8, with 10 random sets per layer. "
        "The default test (`test=\"random-concepts\"`) compares a concept's score with those of random sets scored "
        "as concepts, which keeps false positives near `alpha`; Kim et al.'s own test (`test=\"paper\"`) flagged "
-       "random concepts in 31% of null tests here (see `hiddenwidgets.tcav`). Bonferroni-corrected. Hover a bar "
-       "for its numbers; faded bars are not significant."),
+       "random concepts in 31% of null tests here (see `hiddenwidgets.analysis.tcav`). Bonferroni-corrected. "
+       "Hover a bar for its numbers; faded bars are not significant."),
     code("scores = hw.ConceptScores(class_names=CLASSES, title=\"TCAV: concepts per layer and class\")\n"
          "display(scores)\n"
          "TARGETS = [0, 1, 7, 8]\n"

@@ -3,13 +3,13 @@ it was found (mode, hooks, requires_grad)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from ..pipeline.model_state import evaluation_mode
 
 __all__ = ["AttributionError", "AttributionMethod", "evaluation_mode", "resolve_targets"]
 
@@ -50,27 +50,6 @@ class AttributionMethod:
     def compute(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, layer: nn.Module | None,
                 **options: Any) -> torch.Tensor:
         raise NotImplementedError
-
-
-@contextlib.contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode for the block and give each its own previous mode back afterwards."""
-    training = [m for m in model.modules() if m.training]
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    try:
-        if training:  # (a model already in eval mode costs nothing here: attribute() is called per batch)
-            model.eval()
-        yield
-    finally:
-        for m in model.modules():  # eval() turned every module off; give back the ones that were on
-            if m.training:
-                m.training = False
-        for m in training:
-            m.training = True
-        for p, flag in zip(params, flags, strict=True):
-            if p.requires_grad != flag:
-                p.requires_grad_(flag)
 
 
 def resolve_targets(target: Any, n: int, classes: int, logits: torch.Tensor | None = None,

@@ -11,20 +11,8 @@ from typing import Any
 
 import anywidget
 
-from ..transport import forget_reply_route
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
-
-
-def bundle(name: str) -> Path:
-    """Path of a built view module. A missing bundle means the package was not built; say how to build it."""
-    path = STATIC / f"{name}.js"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"the front end of hiddenwidgets is not built ({path} is missing). Install the package with "
-            f"`pip install .` (needs Node.js and npm), or run `npm ci && node build.mjs` in js/."
-        )
-    return path
+from ..pipeline.export import bundle
+from ..pipeline.transport import forget_reply_route
 
 
 class HiddenWidget(anywidget.AnyWidget):
@@ -72,7 +60,7 @@ class HiddenWidget(anywidget.AnyWidget):
 
     def save_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write this view, with all its data, as one self-contained offline HTML file. Returns the path."""
-        from ..export import save_html
+        from ..pipeline.export import save_html
 
         return save_html(self, path, title=title)
 

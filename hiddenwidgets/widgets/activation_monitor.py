@@ -12,9 +12,9 @@ from typing import Any
 import torch
 import traitlets
 
-from ..capture import Capture, Selector
-from ..summaries import LayerSample, LayerSummarizer
-from ..transport import History, Observation, Streamer
+from ..pipeline.capture import Capture, Selector
+from ..pipeline.summaries import LayerSample, LayerSummarizer
+from ..pipeline.transport import History, Observation, Streamer
 from ._base import HiddenWidget, after_each_cell
 
 __all__ = ["ActivationMonitor", "TrainingJob", "TrainingStopped"]

@@ -13,9 +13,9 @@ import torch
 import traitlets
 
 from ..methods import METHODS, AttributionError, attribute, conv_layers, probe
-from ..methods.base import evaluation_mode
 from ..methods.metrics import _spearman, deletion_insertion, infidelity, sensitivity
-from ..transport import encode
+from ..pipeline.model_state import evaluation_mode
+from ..pipeline.transport import encode
 from ._base import HiddenWidget
 
 __all__ = ["AttributionExplorer"]

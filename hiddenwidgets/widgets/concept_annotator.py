@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from ..concepts import ConceptError, ConceptFileError, ConceptStore
-from ..transport import encode
+from ..pipeline.concepts import ConceptError, ConceptFileError, ConceptStore
+from ..pipeline.transport import encode
 from ._base import HiddenWidget
 from .projector import Examples, Projector, _color_field
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import traitlets
 
-from ..concepts import ConceptError
+from ..pipeline.concepts import ConceptError
 from ._base import HiddenWidget
 
 __all__ = ["ConceptScores"]

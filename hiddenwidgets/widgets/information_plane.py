@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import traitlets
 
-from .. import information
-from ..capture import Selector
-from ..recorder import InformationRecorder
-from ..transport import encode
+from ..analysis import information
+from ..pipeline.capture import Selector
+from ..pipeline.recorder import InformationRecorder
+from ..pipeline.transport import encode
 from ._base import HiddenWidget, after_each_cell
 
 __all__ = ["ESTIMATORS", "InformationPlane"]

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from ..interventions import InterventionError, InterventionResult
-from ..transport import encode
+from ..analysis.interventions import InterventionError, InterventionResult
+from ..pipeline.transport import encode
 from ._base import HiddenWidget
 from .projector import Examples
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import traitlets
 
-from ..features import RepresentationError
-from ..probes import ProbeResult
+from ..analysis.matrices import RepresentationError
+from ..analysis.probes import ProbeResult
 from ._base import HiddenWidget
 
 __all__ = ["ProbeChart"]

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import traitlets
 
-from ..capture import model_device, select_tensor
-from ..features import RepresentationError, as_labels
-from ..representations import Representations, align, available_projections, layer_features, nearest, project
-from ..transport import encode
+from ..analysis.matrices import RepresentationError, as_labels
+from ..analysis.representations import Representations, align, available_projections, layer_features, nearest, project
+from ..pipeline.capture import model_device, select_tensor
+from ..pipeline.transport import encode
 from ._base import HiddenWidget
 
 __all__ = ["Projector"]
@@ -205,7 +205,7 @@ class Projector(HiddenWidget):
         ``examples="inputs"`` shows the inputs on hover when they are images or rows."""
         feats = layer_features(model, inputs, layers, pool=pool)
         if "predictions" not in kw and isinstance(inputs, torch.Tensor):
-            from ..methods.base import evaluation_mode
+            from ..pipeline.model_state import evaluation_mode
 
             with evaluation_mode(model), torch.no_grad():
                 device = model_device(model)

@@ -7,9 +7,9 @@ from typing import Any
 
 import traitlets
 
-from ..features import RepresentationError
-from ..representations import Representations
-from ..similarity import cka_matrix
+from ..analysis.matrices import RepresentationError
+from ..analysis.representations import Representations
+from ..analysis.similarity import cka_matrix
 from ._base import HiddenWidget
 
 __all__ = ["SimilarityMatrix"]

@@ -10,7 +10,7 @@ import traitlets
 from torch import nn
 
 import hiddenwidgets as hw
-from hiddenwidgets.transport import decode
+from hiddenwidgets.pipeline.transport import decode
 
 warnings.filterwarnings("ignore", module="captum")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hiddenwidgets.concepts import ConceptError, ConceptFileError
-from hiddenwidgets.transport import decode
+from hiddenwidgets.pipeline.concepts import ConceptError, ConceptFileError
+from hiddenwidgets.pipeline.transport import decode
 from hiddenwidgets.widgets import ConceptAnnotator, Projector
 
 

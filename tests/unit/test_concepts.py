@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hiddenwidgets.concepts import VERSION, ConceptError, ConceptFileError, ConceptStore
+from hiddenwidgets.pipeline.concepts import VERSION, ConceptError, ConceptFileError, ConceptStore
 
 
 def on_disk(path: Path) -> dict[str, list[int]]:
@@ -174,7 +174,7 @@ def test_export_rows_csv_and_dataframe(tmp_path):
 
 CRASHER = textwrap.dedent("""
     import os, signal, sys
-    from hiddenwidgets.concepts import ConceptStore
+    from hiddenwidgets.pipeline.concepts import ConceptStore
     path, point, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = ConceptStore(path, examples=100000)
     cid = store.create("grows", [0])

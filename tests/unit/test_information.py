@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hiddenwidgets as hw
-from hiddenwidgets import information as info
+from hiddenwidgets.analysis import information as info
 
 H_Y_12BIT = 0.99916  # H(Y) of the 12-bit task, from its 2118 ones among 4096 labels
 

@@ -11,8 +11,8 @@ import traitlets
 from torch import nn
 
 import hiddenwidgets as hw
-from hiddenwidgets.recorder import log_spaced_epochs
-from hiddenwidgets.transport import decode
+from hiddenwidgets.pipeline.recorder import log_spaced_epochs
+from hiddenwidgets.pipeline.transport import decode
 
 
 def net(widths=(12, 5, 3, 2)) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Interventions along a direction in a layer (hiddenwidgets.interventions)."""
+"""Interventions along a direction in a layer (hiddenwidgets.analysis.interventions)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from hiddenwidgets.interventions import InterventionError, InterventionResult, intervene
-from hiddenwidgets.tcav import CAV
+from hiddenwidgets.analysis.interventions import InterventionError, InterventionResult, intervene
+from hiddenwidgets.analysis.tcav import CAV
 
 D = 6
 

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import hiddenwidgets as hw
-from hiddenwidgets.features import RepresentationError
-from hiddenwidgets.probes import ProbeResult
-from hiddenwidgets.similarity import cka
+from hiddenwidgets.analysis.matrices import RepresentationError
+from hiddenwidgets.analysis.probes import ProbeResult
+from hiddenwidgets.analysis.similarity import cka
 
 
 def blobs(n=240, seed=0):
@@ -73,7 +73,7 @@ def test_similarity_matrix_across_checkpoints_matches_cka():
 
 
 def test_concept_scores_take_tcav_results_and_replace_repeated_rows():
-    from hiddenwidgets.concepts import ConceptError
+    from hiddenwidgets.pipeline.concepts import ConceptError
 
     row = {"concept": "loop", "layer": "h", "target": 8, "score": 0.9, "score_std": float("nan"),
            "random_score": 0.5, "random_std": 0.1, "p_value": 0.01, "significant": True, "cav_accuracy": 0.8,
@@ -93,8 +93,8 @@ def test_concept_scores_take_tcav_results_and_replace_repeated_rows():
 
 
 def test_intervention_view_carries_each_edits_predictions_before_and_after():
-    from hiddenwidgets.interventions import InterventionError, intervene
-    from hiddenwidgets.transport import decode
+    from hiddenwidgets.analysis.interventions import InterventionError, intervene
+    from hiddenwidgets.pipeline.transport import decode
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()

@@ -13,7 +13,7 @@ import traitlets
 from torch import nn
 
 import hiddenwidgets as hw
-from hiddenwidgets.transport import decode
+from hiddenwidgets.pipeline.transport import decode
 
 from .test_summaries import SyncRecorder
 from .test_transport import Mirror

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from hiddenwidgets import probes
-from hiddenwidgets.features import RepresentationError
-from hiddenwidgets.probes import ProbeResult, linear_probe, probe_layers
+from hiddenwidgets.analysis import probes
+from hiddenwidgets.analysis.matrices import RepresentationError
+from hiddenwidgets.analysis.probes import ProbeResult, linear_probe, probe_layers
 
 
 def blobs(n_per_class: int, classes: int, dim: int, gap: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from hiddenwidgets.features import RepresentationError
-from hiddenwidgets.representations import Representations
-from hiddenwidgets.transport import decode
+from hiddenwidgets.analysis.matrices import RepresentationError
+from hiddenwidgets.analysis.representations import Representations
+from hiddenwidgets.pipeline.transport import decode
 from hiddenwidgets.widgets import Projector
 
 
@@ -124,7 +124,7 @@ def test_static_page_carries_projections_pages_and_neighbours():
     p = Projector(f, labels, examples=torch.rand(120, 1, 8, 8))
     try:
         p.wait()
-        from hiddenwidgets.export import page
+        from hiddenwidgets.pipeline.export import page
 
         text = page(p)
         payload = json.loads(re.search(r'id="hw-payload">(.*?)</script>', text, re.S).group(1))

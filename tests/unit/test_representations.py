@@ -1,4 +1,4 @@
-"""Pooling, extraction, projection and neighbours (hiddenwidgets.representations)."""
+"""Pooling, extraction, projection and neighbours (hiddenwidgets.analysis.representations)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from hiddenwidgets.features import RepresentationError, as_matrix
-from hiddenwidgets.representations import (
+from hiddenwidgets.analysis.matrices import RepresentationError, as_matrix
+from hiddenwidgets.analysis.representations import (
     RepresentationRecorder,
     Representations,
     align,

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from hiddenwidgets.features import RepresentationError
-from hiddenwidgets.similarity import MinibatchCKA, cka, cka_matrix
+from hiddenwidgets.analysis.matrices import RepresentationError
+from hiddenwidgets.analysis.similarity import MinibatchCKA, cka, cka_matrix
 
 F64 = torch.float64
 

@@ -8,7 +8,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from hiddenwidgets.summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid, LayerSummarizer, detail_view, unit_axis
+from hiddenwidgets.pipeline.summaries import (
+    COUNT_FIELDS,
+    MOMENT_FIELDS,
+    HistogramGrid,
+    LayerSummarizer,
+    detail_view,
+    unit_axis,
+)
 
 C = {name: i for i, name in enumerate(COUNT_FIELDS)}
 M = {name: i for i, name in enumerate(MOMENT_FIELDS)}

@@ -1,4 +1,4 @@
-"""TCAV: the CAV classifier, directional derivatives, scores and their t-test (hiddenwidgets.tcav)."""
+"""TCAV: the CAV classifier, directional derivatives, scores and their t-test (hiddenwidgets.analysis.tcav)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from hiddenwidgets.tcav import (
+from hiddenwidgets.analysis.tcav import (
     CAV,
     MIN_EXAMPLES,
     ConceptError,

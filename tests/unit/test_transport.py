@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hiddenwidgets import transport
-from hiddenwidgets.summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid
-from hiddenwidgets.transport import History, LayerSeries, MessageBudget, ScalarSeries, Streamer, decode, encode
+from hiddenwidgets.pipeline import transport
+from hiddenwidgets.pipeline.summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid
+from hiddenwidgets.pipeline.transport import History, LayerSeries, MessageBudget, ScalarSeries, Streamer, decode, encode
 
 from .. import js_fixtures
 

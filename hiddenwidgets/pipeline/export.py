@@ -16,9 +16,20 @@ from typing import Any
 
 from ipywidgets.widgets.widget import _remove_buffers
 
-from .widgets._base import STATIC, HiddenWidget, bundle
+__all__ = ["STATIC", "bundle", "page", "save_html"]
 
-__all__ = ["page", "save_html"]
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def bundle(name: str) -> Path:
+    """Path of a built view module. A missing bundle means the package was not built; say how to build it."""
+    path = STATIC / f"{name}.js"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the front end of hiddenwidgets is not built ({path} is missing). Install the package with "
+            f"`pip install .` (needs Node.js and npm), or run `npm ci && node build.mjs` in js/."
+        )
+    return path
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; img-src data: blob:; "
        "connect-src 'none'")
@@ -29,7 +40,7 @@ def _json_for_html(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def page(widget: HiddenWidget, *, title: str | None = None) -> str:
+def page(widget: Any, *, title: str | None = None) -> str:
     """The HTML text of a static page showing ``widget``."""
     if hasattr(widget, "flush"):
         widget.flush()
@@ -62,7 +73,7 @@ def page(widget: HiddenWidget, *, title: str | None = None) -> str:
     )
 
 
-def save_html(widget: HiddenWidget, path: str | Path, *, title: str | None = None) -> Path:
+def save_html(widget: Any, path: str | Path, *, title: str | None = None) -> Path:
     """Write :func:`page` to ``path`` (parent folders must exist). Returns the path."""
     path = Path(path)
     if not path.parent.exists():

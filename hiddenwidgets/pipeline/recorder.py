@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..analysis.representations import layer_features
 from .capture import Capture, Selector
-from .representations import layer_features
 
 __all__ = ["EpochRecord", "InformationRecorder", "log_spaced_epochs"]
 

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import Capture, Selector, model_device
-from .features import RepresentationError, as_matrix
-from .listeners import Listeners
-from .methods.base import evaluation_mode
+from ..pipeline.capture import Capture, Selector, model_device
+from ..pipeline.listeners import Listeners
+from ..pipeline.model_state import evaluation_mode
+from .matrices import RepresentationError, as_matrix
 
 __all__ = [
     "POOLS",

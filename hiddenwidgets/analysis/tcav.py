@@ -85,9 +85,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import CaptureError
-from .concepts import ConceptError
-from .features import RepresentationError, as_labels
+from ..pipeline.capture import CaptureError
+from ..pipeline.concepts import ConceptError
+from ..pipeline.model_state import evaluation_mode
 from .interventions import (
     check_batch_size,
     check_inputs,
@@ -97,7 +97,7 @@ from .interventions import (
     pooled_gradient,
     resolve_layer,
 )
-from .methods.base import evaluation_mode
+from .matrices import RepresentationError, as_labels
 from .representations import layer_features
 
 __all__ = ["CAV", "MIN_EXAMPLES", "ConceptError", "TCAVResult", "cav", "directional_derivatives", "tcav"]

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .features import RepresentationError
+from ..analysis.matrices import RepresentationError
 from .listeners import Listeners
 
 __all__ = ["FORMAT", "VERSION", "ConceptError", "ConceptFileError", "ConceptStore", "MergeReport"]

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import CaptureError, _unknown_layer_message, model_device, select_tensor
-from .features import RepresentationError
-from .methods.base import evaluation_mode
+from ..pipeline.capture import CaptureError, _unknown_layer_message, model_device, select_tensor
+from ..pipeline.model_state import evaluation_mode
+from .matrices import RepresentationError
 from .representations import pool
 
 __all__ = ["InterventionError", "InterventionResult", "intervene"]
@@ -298,7 +298,7 @@ class InterventionResult:
 def _targets(target: Any, n: int, classes: int, predicted: torch.Tensor) -> torch.Tensor:
     """The class per input whose probability drop is reported: ``predicted`` by default; the checks are those of
     the attribution targets (:func:`hiddenwidgets.methods.base.resolve_targets`)."""
-    from .methods.base import AttributionError, resolve_targets
+    from ..methods.base import AttributionError, resolve_targets
 
     if target is None:
         return predicted

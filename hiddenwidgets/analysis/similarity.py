@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hiddenwidgets.features import RepresentationError, as_matrix
+from .matrices import RepresentationError, as_matrix
 
 __all__ = ["RBF_MAX_EXAMPLES", "MinibatchCKA", "cka", "cka_matrix"]
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .features import RepresentationError, as_labels, as_matrix
+from .matrices import RepresentationError, as_labels, as_matrix
 
 __all__ = ["ProbeResult", "linear_probe", "probe_layers"]
 

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .model_state import model_device
+
 __all__ = ["Capture", "CaptureError", "LayerError", "model_device", "select_tensor"]
 
 Selector = int | str | Callable[[Any], torch.Tensor] | None
@@ -35,11 +37,6 @@ class LayerError(KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message quoted
         return str(self.args[0])
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where ``model``'s parameters live (CPU for a model without parameters): where its inputs go."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def select_tensor(output: Any, selector: Selector = None) -> tuple[torch.Tensor, str]:
