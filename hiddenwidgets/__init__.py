@@ -20,6 +20,8 @@ from .methods import AttributionError, attribute, available_methods
 from .pipeline import concepts
 from .pipeline.capture import Capture, CaptureError, LayerError, select_tensor
 from .pipeline.export import save_html
+from .pipeline.model_state import ModelChangedError, ModelSnapshot, SnapshotError
+from .pipeline.monitor import ActivationRecorder, MonitorWarning
 from .pipeline.recorder import InformationRecorder
 from .pipeline.summaries import HistogramGrid, LayerSummarizer
 from .widgets import (
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationMonitor",
+    "ActivationRecorder",
     "AttributionError",
     "AttributionExplorer",
     "Capture",
@@ -52,12 +55,16 @@ __all__ = [
     "InterventionView",
     "LayerError",
     "LayerSummarizer",
+    "ModelChangedError",
+    "ModelSnapshot",
+    "MonitorWarning",
     "ProbeChart",
     "Projector",
     "RepresentationError",
     "RepresentationRecorder",
     "Representations",
     "SimilarityMatrix",
+    "SnapshotError",
     "TrainingJob",
     "TrainingStopped",
     "attribute",

@@ -113,10 +113,15 @@ function render({ model, el }) {
     root.dataset.gaps = String(store.gaps);
   }
 
+  /** every series a view can show: the monitored layers, then validation and per-call series as they appear */
+  const layerNames = () => /** @type {string[]} */ (store.layers && store.layers.length ? store.layers
+    : model.get("layers") || []);
+
   function updateChips() {
-    const names = /** @type {string[]} */ (model.get("layers") || store.layers || []);
+    const names = layerNames();
     const sel = selected();
-    if (chips.childElementCount !== names.length) {
+    if (chips.childElementCount !== names.length
+      || names.some((n, i) => /** @type {HTMLElement} */ (chips.children[i]).dataset.layer !== n)) {
       chips.replaceChildren();
       for (const name of names) {
         const b = /** @type {HTMLButtonElement} */ (h("button", "hw-chip", name));
@@ -131,8 +136,11 @@ function render({ model, el }) {
       b.setAttribute("aria-pressed", String(on));
       const series = store.layer(b.dataset.layer || "");
       const bad = series && series.count && anyNonFinite(series, store.statIndex("nonfinite"));
+      const info = store.layerInfo[b.dataset.layer || ""] || {};
+      const problem = info.state === "never_ran" || info.state === "eval_only" || info.state === "error";
       b.classList.toggle("hw-chip-bad", !!bad);
-      b.title = bad ? "NaN or inf seen in this layer" : "";
+      b.classList.toggle("hw-chip-warn", !bad && problem);
+      b.title = bad ? "NaN or inf seen in this layer" : problem ? String(info.message || "") : "";
     }
   }
 
@@ -170,7 +178,7 @@ function render({ model, el }) {
 
   function updateCards(w) {
     const sel = selected();
-    const names = /** @type {string[]} */ (model.get("layers") || []);
+    const names = layerNames();
     for (const name of names) {
       let card = layerCards.get(name);
       const show = sel.includes(name);
@@ -194,6 +202,8 @@ function render({ model, el }) {
     const meta = h("span", "hw-am-layer-meta");
     const flag = h("span", "hw-flag");
     head.append(nameEl, meta, flag);
+    const notice = h("div", "hw-am-notice");
+    notice.setAttribute("role", "status");
     const main = h("div", "hw-am-layer-main");
     const ridgeBox = h("div", "hw-panel");
     ridgeBox.append(h("div", "hw-panel-title", "activation histograms over time"));
@@ -211,14 +221,23 @@ function render({ model, el }) {
     const sparsity = new LineChart("zeros and dead units", { height: 110 });
     const grad = new LineChart("gradient norm", { height: 110 });
     small.append(moments.el, sparsity.el, grad.el);
-    el.append(head, main, small);
+    el.append(head, notice, main, small);
     let drawnDetail = null;
 
     function update(w) {
       const s = store.layer(name);
       const f = (field) => store.statIndex(field);
+      const info = store.layerInfo[name] || {};
       const shape = s && s.shape.length ? `(${s.shape.join(", ")})` : "";
-      meta.textContent = [shape, s && s.source && s.source !== "output" ? s.source : ""].filter(Boolean).join(" · ");
+      const calls = info.calls && info.calls > 1 ? `${info.calls} calls per step (merged)` : "";
+      const source = info.source && info.source !== "output" ? String(info.source) : "";
+      meta.textContent = [shape, source, calls].filter(Boolean).join(" · ");
+      meta.title = info.units ? `units: ${info.units}` : "";
+      const problem = info.state === "never_ran" || info.state === "eval_only" || info.state === "error";
+      notice.textContent = problem ? String(info.message || "") : "";
+      notice.dataset.state = problem ? String(info.state) : "";
+      notice.hidden = !problem;
+      el.dataset.state = String(info.state || "");
       const nonfinite = s && s.count ? sumField(s, f("nonfinite")) : 0;
       flag.textContent = nonfinite ? `NaN/inf: ${fmt(nonfinite)} values` : "";
       flag.hidden = !nonfinite;
@@ -232,7 +251,8 @@ function render({ model, el }) {
       if (d && (d !== drawnDetail || detailCanvas.dataset.width !== String(detailW))) {
         const scale = drawMaps(detailCanvas, d.values, d.shape, detailW, 240);
         detailBar.replaceChildren(colorBar(scale.name, scale.lo, scale.hi));
-        const kind = d.shape.length === 3 ? "feature maps" : "units × examples";
+        const kind = d.kind ? d.kind.replace(" x ", " × ").replace("maps", "feature maps")
+          : d.shape.length === 3 ? "feature maps" : "units × examples";
         detailTitle.textContent = `current activations: ${kind} at step ${d.step}`;
         detailNote.textContent = d.note;
         detailBox.dataset.step = String(d.step);
@@ -242,7 +262,7 @@ function render({ model, el }) {
       } else if (!d) {
         detailTitle.textContent = "current activations";
         detailNote.textContent = isStatic ? "no activations were recorded for this layer"
-          : "waiting for this layer's activations from Python…";
+          : problem ? "nothing to show: see above" : "waiting for this layer's activations from Python…";
         detailBox.dataset.ready = "false";
       }
       const cw = inner >= 600 ? Math.floor((inner - 26) / 3) : inner;

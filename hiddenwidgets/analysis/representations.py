@@ -112,23 +112,33 @@ def _count(inputs: Any) -> int:
 def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mapping[str, Selector], *,
                    pool: str = "mean", batch_size: int = 256,
                    forward: Callable[[nn.Module, Any], Any] | None = None,
-                   eval_mode: bool = True) -> dict[str, torch.Tensor]:
+                   eval_mode: bool = True, calls: str | int | None = None) -> dict[str, torch.Tensor]:
     """Each layer's pooled outputs on ``inputs``: ``{layer: (N, features) float32 CPU tensor}``.
 
     ``inputs``: a tensor, or a mapping of tensors (``input_ids``, ``attention_mask``...) passed as keyword
     arguments; its ``attention_mask`` masks padding when pooling sequence layers. ``forward(model, batch)``
     overrides how a batch is run. Layers are module names (or a mapping to selectors for tuple outputs, as in
     :class:`~hiddenwidgets.Capture`). ``eval_mode=False`` runs the model in its current mode.
+
+    ``calls``: which call to take from a layer that runs several times in one forward pass (a shared ALBERT
+    layer, a reused activation, an unrolled recurrence): ``"first"``, ``"last"`` or a 0-based index. By default
+    such a layer is refused with an error that says how many times it ran, since no single call is *the*
+    layer's representation.
     """
+    if batch_size is None or isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RepresentationError(f"batch_size must be a positive integer; got {batch_size!r}")
+    if calls is not None and calls not in ("first", "last") and (isinstance(calls, bool) or not isinstance(calls, int)):
+        raise RepresentationError(f"calls must be 'first', 'last', a call index (int) or None; got {calls!r}")
     n = _count(inputs)
     capture = Capture(model, layers, grad_only=False)
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in capture.taps}
+    batch_calls: dict[str, list[torch.Tensor]] = {name: [] for name in capture.taps}
     current: dict[str, torch.Tensor | None] = {"mask": None}
     how = pool
 
-    def sink(name: str, tensor: torch.Tensor) -> None:
+    def sink(name: str, tensor: torch.Tensor, call: Any) -> None:
         # a copy: an in-place op after the layer (ReLU(inplace=True)) would change a view of its output
-        chunks[name].append(_pool(tensor, how, current["mask"]).to("cpu", torch.float32, copy=True))
+        batch_calls[name].append(_pool(tensor, how, current["mask"]).to("cpu", torch.float32, copy=True))
 
     device = model_device(model)
     capture.attach(sink)
@@ -143,13 +153,13 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
                 else:
                     batch = batch.to(device)
                     _ = forward(model, batch) if forward else model(batch)
+                capture.disarm()
                 errors = capture.take_errors()
                 if errors:
                     raise errors[0]
-                missing = [name for name in capture.armed]
-                if missing:
-                    raise RepresentationError(f"layer(s) {missing} did not run in the forward pass; choose layers "
-                                              "the model calls")
+                for name, got in batch_calls.items():
+                    chunks[name].append(_one_call(name, got, calls))
+                    got.clear()
     finally:
         capture.detach()
     out = {name: torch.cat(parts) for name, parts in chunks.items()}
@@ -158,6 +168,22 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
             if len(t) != n:
                 raise RepresentationError(f"layer {name!r} gave {len(t)} rows for {n} examples")
     return out
+
+
+def _one_call(name: str, got: list[torch.Tensor], calls: str | int | None) -> torch.Tensor:
+    if not got:
+        raise RepresentationError(f"layer {name!r} did not run in the forward pass; choose a layer the model calls "
+                                  "(a module the forward skips, or one a fused kernel replaces, never runs)")
+    if len(got) == 1 and calls in (None, "first", "last", 0, -1):
+        return got[0]
+    if calls is None:
+        raise RepresentationError(f"layer {name!r} ran {len(got)} times in one forward pass (a shared or reused "
+                                  "module); pass calls='first', 'last' or a call index to choose one")
+    index = 0 if calls == "first" else -1 if calls == "last" else int(calls)
+    if not -len(got) <= index < len(got):
+        raise RepresentationError(f"calls={calls!r}, but layer {name!r} ran {len(got)} times per forward pass "
+                                  f"(valid indices 0..{len(got) - 1})")
+    return got[index]
 
 
 # ------------------------------------------------------------------------------------------------------------------

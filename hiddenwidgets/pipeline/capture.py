@@ -1,31 +1,43 @@
 """Hooks on named layers that read outputs. The only other forward hooks in hiddenwidgets are the temporary ones
-that *replace* an output for one call (``interventions.edit_outputs``) or read a CAM layer (``methods._cam``), each
-removed in a ``finally``.
+that *replace* an output for one call (``analysis.interventions.edit_outputs``) or read a CAM layer
+(``methods._cam``), each removed in a ``finally``.
 
 A :class:`Capture` resolves layer names against ``model.named_modules()``, picks one tensor out of each layer's
-output (tuple, dict, dataclass and ``ModelOutput`` outputs included), and hands it to a sink while it is *armed*.
-It never touches the model's mode or ``requires_grad``, and its hooks come off on :meth:`Capture.detach`, on
-leaving a ``with`` block (exception and ``KeyboardInterrupt`` included), never by garbage collection alone.
+output (tuple, dict, dataclass, ``ModelOutput`` and ``PackedSequence`` outputs included), and hands it to a sink
+while the layer is *armed*: **every** call of the layer, not only the first (a module called several times per
+forward pass: weight sharing, a reused activation, a hand-unrolled recurrence), each with its call index.
+
+Every call is also *counted*, armed or not, split into training calls (autograd on and the module in training
+mode) and the others (validation under ``model.eval()`` or ``torch.no_grad()``), so a caller can tell a layer that
+never runs from one that runs only outside training.
+
+It never touches the model's mode or ``requires_grad``; its hooks come off on :meth:`Capture.detach`, on leaving a
+``with`` block (exception and ``KeyboardInterrupt`` included), and never keep the sink's owner alive (a bound
+method is held weakly). Hook bodies run outside ``torch.compile``'s graphs (``torch.compiler.disable``), so a
+model compiled with the hooks on is neither broken into recompilations nor traced through the summaries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
+from .listeners import weak_callback
 from .model_state import model_device
 
-__all__ = ["Capture", "CaptureError", "LayerError", "model_device", "select_tensor"]
+__all__ = ["Call", "Capture", "CaptureError", "LayerError", "model_device", "resolve_layer_names", "select_tensor"]
 
 Selector = int | str | Callable[[Any], torch.Tensor] | None
-Sink = Callable[[str, torch.Tensor], None]
-GradSink = Callable[[str, torch.Tensor], None]
+Sink = Callable[[str, torch.Tensor, "Call"], None]
+GradSink = Callable[[str, torch.Tensor, "Call"], None]
 
 
 class CaptureError(RuntimeError):
@@ -45,37 +57,52 @@ def select_tensor(output: Any, selector: Selector = None) -> tuple[torch.Tensor,
     ``selector`` may be an index (tuples/lists), a key or attribute name (dicts, dataclasses, ``ModelOutput``),
     or a callable ``output -> Tensor``. With ``None``: the output itself if it is a tensor, else the *first*
     tensor found: first element of a tuple/list, first value of a mapping in insertion order, first field of a
-    dataclass. Returns ``(tensor, description)``, e.g. ``(t, "output[0]")``.
+    dataclass. A ``PackedSequence`` (an RNN run on packed input) stands for its ``.data``: the steps of every
+    sequence stacked, without padding, (total steps, features). Returns ``(tensor, description)``, e.g.
+    ``(t, "output[0]")`` or ``(t, "output[0].data")``.
     """
-    if callable(selector):
-        picked = selector(output)
-        if not isinstance(picked, torch.Tensor):
-            raise CaptureError(f"the selector {selector!r} returned {type(picked).__name__}, expected a Tensor")
-        return picked, f"{getattr(selector, '__name__', 'selector')}(output)"
+    if callable(selector) and not isinstance(selector, (int, str)):
+        picked = _tensor_of(selector(output))
+        if picked is None:
+            raise CaptureError(f"the selector {selector!r} returned {type(selector(output)).__name__}, expected a "
+                               "Tensor")
+        return picked[0], f"{getattr(selector, '__name__', 'selector')}(output){picked[1]}"
     if selector is not None:
         try:
             if isinstance(selector, int) or isinstance(output, Mapping):
-                picked = output[selector]
+                value = output[selector]
             else:
-                picked = getattr(output, selector)
+                value = getattr(output, selector)
         except (KeyError, IndexError, AttributeError, TypeError) as err:
             raise CaptureError(
                 f"selector {selector!r} does not match the output ({_describe(output)}): {err}. "
                 f"Pass an index for tuples, a key or attribute name for dicts/dataclasses, or a callable."
             ) from None
-        if not isinstance(picked, torch.Tensor):
-            raise CaptureError(f"output[{selector!r}] is {type(picked).__name__}, expected a Tensor")
+        picked = _tensor_of(value)
+        if picked is None:
+            raise CaptureError(f"output[{selector!r}] is {type(value).__name__}, expected a Tensor")
         where = f"output[{selector}]" if isinstance(selector, int) else f"output[{selector!r}]"
-        return picked, where
-    if isinstance(output, torch.Tensor):
-        return output, "output"
+        return picked[0], where + picked[1]
+    direct = _tensor_of(output)
+    if direct is not None:
+        return direct[0], "output" + direct[1]
     for where, value in _candidates(output):
-        if isinstance(value, torch.Tensor):
-            return value, where
+        picked = _tensor_of(value)
+        if picked is not None:
+            return picked[0], where + picked[1]
     raise CaptureError(
         f"the output holds no tensor ({_describe(output)}). Choose a layer that returns a tensor, "
         f"or pass a selector, e.g. layers={{'name': 0}} or layers={{'name': lambda out: out.hidden}}."
     )
+
+
+def _tensor_of(value: Any) -> tuple[torch.Tensor, str] | None:
+    """``(tensor, suffix)`` when ``value`` is a tensor or a PackedSequence (its ``.data``), else None."""
+    if isinstance(value, torch.Tensor):
+        return value, ""
+    if isinstance(value, PackedSequence):
+        return value.data, ".data"
+    return None
 
 
 def _candidates(output: Any) -> Iterable[tuple[str, Any]]:
@@ -83,7 +110,7 @@ def _candidates(output: Any) -> Iterable[tuple[str, Any]]:
         return ((f"output[{k!r}]", v) for k, v in output.items())
     if dataclasses.is_dataclass(output) and not isinstance(output, type):
         return ((f"output.{f.name}", getattr(output, f.name)) for f in dataclasses.fields(output))
-    if isinstance(output, (tuple, list)):
+    if isinstance(output, (tuple, list)) and not isinstance(output, PackedSequence):
         return ((f"output[{i}]", v) for i, v in enumerate(output))
     return ()
 
@@ -91,6 +118,8 @@ def _candidates(output: Any) -> Iterable[tuple[str, Any]]:
 def _describe(output: Any) -> str:
     if isinstance(output, torch.Tensor):
         return f"Tensor{tuple(output.shape)}"
+    if isinstance(output, PackedSequence):
+        return f"PackedSequence(data={tuple(output.data.shape)})"
     if isinstance(output, (tuple, list)):
         inner = ", ".join(_describe(v) for v in list(output)[:4])
         return f"{type(output).__name__}({inner}{', ...' if len(output) > 4 else ''})"
@@ -99,15 +128,55 @@ def _describe(output: Any) -> str:
     return type(output).__name__
 
 
+class Call(NamedTuple):
+    """Which call of a layer a captured tensor comes from: ``index`` counts the layer's calls since it was armed
+    (0 for the first); ``training`` is whether autograd was on and the module in training mode."""
+
+    index: int
+    training: bool
+
+
 @dataclasses.dataclass
 class Tap:
-    """One hooked layer."""
+    """One hooked layer and what its hook has seen."""
 
     name: str
     module: nn.Module
     selector: Selector = None
     source: str = ""  # which tensor of the output was picked, e.g. "output[0]"; set at first capture
     error: CaptureError | None = None
+    training_calls: int = 0  # calls since the last reset_counts(), armed or not
+    other_calls: int = 0
+    armed_calls: int = 0  # training calls delivered since the layer was armed
+
+
+def resolve_layer_names(model: nn.Module, names: Iterable[str]) -> dict[str, str]:
+    """Map each requested layer name to the name ``model.named_modules()`` knows it by.
+
+    Besides exact names this accepts names without the prefixes that wrappers add (``_orig_mod.`` from
+    ``torch.compile``, ``module.`` from ``DataParallel``/``DistributedDataParallel``) and names with a prefix the
+    model does not have (a name copied from the unwrapped model). Unknown names raise :class:`LayerError` with
+    the closest names.
+    """
+    modules = dict(model.named_modules())
+    prefixes = ("_orig_mod.", "module.", "_orig_mod.module.")
+    out: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"layer names must be strings, got {name!r}")
+        found = name if name in modules else None
+        if found is None:
+            for prefix in prefixes:
+                if prefix + name in modules:
+                    found = prefix + name
+                    break
+                if name.startswith(prefix) and name[len(prefix):] in modules:
+                    found = name[len(prefix):]
+                    break
+        if found is None:
+            raise LayerError(_unknown_layer_message(name, modules))
+        out[name] = found
+    return out
 
 
 class Capture:
@@ -117,14 +186,16 @@ class Capture:
     ----------
     model : the network; it is only read, never changed (mode, ``requires_grad`` and parameters stay as given).
     layers : names from ``model.named_modules()``, or a mapping ``name -> selector`` (see :func:`select_tensor`).
-    gradients : also capture ``d(loss)/d(output)`` of each layer on armed steps (a tensor hook on that step's
-        output, which disappears with the autograd graph).
-    grad_only : sample only forward passes run with autograd on (training), so a validation pass under
-        ``torch.no_grad()`` between two steps is not mistaken for a training batch. Default True.
+    gradients : also capture ``d(loss)/d(output)`` of each layer on armed training calls (a tensor hook on that
+        call's output, which disappears with the autograd graph).
+    grad_only : deliver only *training* calls (autograd on and the module in training mode), so a validation pass
+        under ``torch.no_grad()`` or ``model.eval()`` is not mistaken for a training batch. Default True. With
+        False every call counts as a training call (the layer's own mode and autograd are ignored).
 
-    A capture calls ``sink(name, tensor)`` only while armed (:meth:`arm`): each armed layer delivers its next
-    output once. Unarmed hooks cost one attribute check per forward. Use it as a context manager, or call
-    :meth:`attach` / :meth:`detach` yourself.
+    While a layer is armed (:meth:`arm`, until :meth:`disarm`), the capture calls ``sink(name, tensor, call)`` for
+    each of its training calls, ``call`` a :class:`Call`. :meth:`arm_other` arms the other calls (validation) the
+    same way. Unarmed hooks only count calls. Use it as a context manager, or call :meth:`attach` /
+    :meth:`detach` yourself.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], *, gradients: bool = False,
@@ -134,22 +205,19 @@ class Capture:
         specs = dict(layers) if isinstance(layers, Mapping) else {name: None for name in _as_names(layers)}
         if not specs:
             raise ValueError("layers is empty: name at least one layer from model.named_modules()")
+        resolved = resolve_layer_names(model, specs)
         modules = dict(model.named_modules())
-        self.taps: dict[str, Tap] = {}
-        for name, selector in specs.items():
-            if not isinstance(name, str):
-                raise TypeError(f"layer names must be strings, got {name!r}")
-            if name not in modules:
-                raise LayerError(_unknown_layer_message(name, modules))
-            self.taps[name] = Tap(name, modules[name], selector)
+        self.taps: dict[str, Tap] = {name: Tap(name, modules[resolved[name]], selector)
+                                     for name, selector in specs.items()}
         self.model = model
         self.gradients = gradients
         self.grad_only = grad_only
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._pending: frozenset[str] = frozenset()
+        self._armed: frozenset[str] = frozenset()
+        self._armed_other: frozenset[str] = frozenset()
         self._lock = threading.Lock()
-        self._sink: Sink | None = None
-        self._grad_sink: GradSink | None = None
+        self._sink: Callable[[], Sink | None] = weak_callback(None)
+        self._grad_sink: Callable[[], GradSink | None] = weak_callback(None)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     @property
@@ -157,21 +225,32 @@ class Capture:
         return bool(self._handles)
 
     def attach(self, sink: Sink, grad_sink: GradSink | None = None) -> Capture:
-        """Register one forward hook per layer. Idempotent."""
+        """Register one forward hook per layer. Idempotent. A bound-method sink is held weakly."""
         with self._lock:
-            self._sink, self._grad_sink = sink, grad_sink
+            self._sink, self._grad_sink = weak_callback(sink), weak_callback(grad_sink)
             if not self._handles:
-                for tap in self.taps.values():
-                    self._handles.append(tap.module.register_forward_hook(self._hook_for(tap)))
+                handles = []
+                try:
+                    for tap in self.taps.values():
+                        handles.append(tap.module.register_forward_hook(self._hook_for(tap)))
+                finally:  # all or nothing, also when interrupted half-way
+                    self._handles = handles
         return self
 
     def detach(self) -> None:
         """Remove every hook this capture registered. Idempotent; safe from ``finally`` blocks."""
         with self._lock:
             handles, self._handles = self._handles, []
-            self._pending = frozenset()
+            self._armed = self._armed_other = frozenset()
         for handle in handles:
             handle.remove()
+
+    def release(self) -> None:
+        """Detach and forget the model and its modules (a closed monitor keeps its history, not the model)."""
+        self.detach()
+        for tap in self.taps.values():
+            tap.module = None  # type: ignore[assignment]
+        self.model = None  # type: ignore[assignment]
 
     def __enter__(self) -> Capture:
         if not self._handles:
@@ -183,12 +262,29 @@ class Capture:
 
     # -- arming ----------------------------------------------------------------------------------------------
     def arm(self, names: Iterable[str] | None = None) -> None:
-        """Deliver the next output of each named layer (all layers by default) to the sink, once."""
-        self._pending = frozenset(self.taps if names is None else names)
+        """Deliver every training call of each named layer (all layers by default) until :meth:`disarm`."""
+        for tap in self.taps.values():
+            tap.armed_calls = 0
+        self._armed = frozenset(self.taps if names is None else names)
+
+    def arm_other(self, names: Iterable[str] | None = None) -> None:
+        """Deliver the non-training calls (validation) of the named layers too, until :meth:`disarm`."""
+        self._armed_other = frozenset(self.taps if names is None else names)
+
+    def disarm(self) -> None:
+        self._armed = frozenset()
 
     @property
     def armed(self) -> frozenset[str]:
-        return self._pending
+        return self._armed
+
+    def reset_counts(self) -> dict[str, tuple[int, int]]:
+        """``{layer: (training calls, other calls)}`` since the last reset; starts counting again."""
+        counts = {}
+        for name, tap in self.taps.items():
+            counts[name] = (tap.training_calls, tap.other_calls)
+            tap.training_calls = tap.other_calls = 0
+        return counts
 
     def describe(self) -> dict[str, str]:
         """Layer name -> which tensor of its output is captured (known after the first armed forward)."""
@@ -196,39 +292,64 @@ class Capture:
 
     def _hook_for(self, tap: Tap):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if tap.name not in self._pending or (self.grad_only and not torch.is_grad_enabled()):
-                return
-            with self._lock:
-                if tap.name not in self._pending:
+            training = not self.grad_only or (torch.is_grad_enabled() and module.training)
+            if training:
+                tap.training_calls += 1
+                if tap.name not in self._armed:
                     return
-                self._pending = self._pending - {tap.name}
+                index = tap.armed_calls
+                tap.armed_calls += 1
+            else:
+                tap.other_calls += 1
+                if tap.name not in self._armed_other:
+                    return
+                index = tap.other_calls - 1
             try:
                 tensor, tap.source = select_tensor(output, tap.selector)
             except CaptureError as err:
                 tap.error = CaptureError(f"layer {tap.name!r} ({type(module).__name__}): {err}")
                 return  # reported by the monitor at its next step(); never raise inside the user's forward
-            if self._sink is not None:
+            call = Call(index, training)
+            sink = self._sink()
+            if sink is not None:
                 try:
-                    self._sink(tap.name, tensor)
+                    sink(tap.name, tensor, call)
                 except Exception as err:  # a failing summary must never break the user's forward pass
                     tap.error = CaptureError(f"layer {tap.name!r}: summarising its output failed: "
                                              f"{type(err).__name__}: {err}")
                     return
-            if self.gradients and self._grad_sink is not None and tensor.requires_grad and torch.is_grad_enabled():
-                grad_sink, name = self._grad_sink, tap.name
+            grad_sink = self._grad_sink()
+            if (training and self.gradients and grad_sink is not None and tensor.requires_grad
+                    and torch.is_grad_enabled()):
+                sink_ref, name = self._grad_sink, tap.name
 
                 def on_grad(grad: torch.Tensor) -> None:  # returns None: the gradient flows on unchanged
-                    grad_sink(name, grad)
+                    target = sink_ref()
+                    if target is not None:
+                        target(name, grad, call)
 
                 tensor.register_hook(on_grad)
 
-        return hook
+        hook.__hiddenwidgets__ = True  # type: ignore[attr-defined]  # a snapshot of the model drops these hooks
+        return _outside_compiled_graphs(hook)
 
     def take_errors(self) -> list[CaptureError]:
         errors = [tap.error for tap in self.taps.values() if tap.error is not None]
         for tap in self.taps.values():
             tap.error = None
         return errors
+
+
+def _outside_compiled_graphs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run eagerly even inside a ``torch.compile``d model: Dynamo neither traces it (which would guard on
+    the monitor's Python state and recompile at every change of what is armed) nor inlines the summaries."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    if disable is None:
+        return fn
+    wrapped = disable(fn)
+    with contextlib.suppress(AttributeError):
+        wrapped.__hiddenwidgets__ = True
+    return wrapped
 
 
 def _as_names(layers: Iterable[str]) -> list[str]:

@@ -1,9 +1,12 @@
-"""A thread-safe list of callbacks: what a data object (recorded representations, a concept store) calls after it
-changes, so the views showing it can follow."""
+"""Callbacks: a thread-safe list of them (what a data object, recorded representations or a concept store, calls
+after it changes, so the views showing it can follow), and weak references to them (what a hook or a thread holds,
+so that it never keeps its owner alive)."""
 
 from __future__ import annotations
 
+import inspect
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -32,3 +35,13 @@ class Listeners:
             items = list(self._items)
         for listener in items:
             listener(*args)
+
+
+def weak_callback(fn: Callable[..., Any] | None) -> Callable[[], Callable[..., Any] | None]:
+    """A getter for ``fn`` that does not keep a bound method's object alive: it returns None once that object is
+    gone. Plain functions and lambdas are kept as they are."""
+    if fn is None:
+        return lambda: None
+    if inspect.ismethod(fn):
+        return weakref.WeakMethod(fn)
+    return lambda: fn

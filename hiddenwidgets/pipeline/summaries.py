@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["HistogramGrid", "LayerSample", "LayerSummarizer", "detail_view", "unit_axis"]
+__all__ = ["HistogramGrid", "LayerSample", "LayerSummarizer", "decide_units", "detail_view", "unit_axis"]
 
 # Order of the entries of ``LayerSample.counts`` (int64) and ``LayerSample.moments`` (float32).
 COUNT_FIELDS = ("total", "sampled", "finite", "zeros", "nonfinite", "outside")
@@ -94,22 +95,13 @@ class HistogramGrid:
         merge[np.arange(finer.bins), target] = 1
         return counts @ merge
 
-def unit_axis(module: torch.nn.Module | None, ndim: int) -> int:
-    """The axis that indexes units: channels (dim 1) for 4-D/5-D outputs (PyTorch's NC... layout) and for
-    3-D outputs of modules containing a 1-D convolution; otherwise the last axis (features)."""
-    if ndim >= 4:
-        return 1
-    if ndim == 3 and module is not None:
-        conv1d = (torch.nn.Conv1d, torch.nn.ConvTranspose1d, torch.nn.BatchNorm1d, torch.nn.MaxPool1d,
-                  torch.nn.AvgPool1d)
-        if any(isinstance(m, conv1d) for m in module.modules()):
-            return 1
-    return max(ndim - 1, 0)
-
-
 @dataclass
 class LayerSample:
-    """Summary of one layer on one sampled step; every tensor is small and on the activation's device."""
+    """Summary of one layer on one sampled step; every tensor is small and on the activation's device.
+
+    A layer called several times in the step (weight sharing, a reused module) has its calls merged into one
+    sample (:meth:`LayerSummarizer.merge`): counts and histograms add, moments pool, ``calls`` counts them.
+    """
 
     counts: torch.Tensor  # int64[len(COUNT_FIELDS)]
     moments: torch.Tensor  # float32[len(MOMENT_FIELDS)]; mean and m2 over finite values
@@ -118,7 +110,21 @@ class LayerSample:
     shape: tuple[int, ...]
     detail: torch.Tensor | None = None  # downsampled current activations (see detail_view)
     detail_note: str = ""
-    grad_norm: torch.Tensor | None = None  # L2 norm of d(loss)/d(output), filled in during backward
+    detail_kind: str = ""  # "maps", "units x examples", "tokens x features", "channels x positions", "values"
+    grad_sq: torch.Tensor | None = None  # squared L2 norm of d(loss)/d(output), added to during backward
+    active: torch.Tensor | None = None  # per unit: exceeded 0 anywhere in this sample (bool)
+    calls: int = 1
+    units: str = ""  # which axis the units are, and why
+    layer: str = ""  # the monitored layer this sample belongs to (its series may be a validation or call series)
+
+    @property
+    def grad_norm(self) -> torch.Tensor | None:
+        return None if self.grad_sq is None else self.grad_sq.sqrt()
+
+    def add_gradient(self, grad: torch.Tensor) -> None:
+        """Add one call's d(loss)/d(output): the norm over all calls is that of the gradients joined together."""
+        sq = torch.linalg.vector_norm(grad.detach(), dtype=torch.float32).square()
+        self.grad_sq = sq if self.grad_sq is None else self.grad_sq + sq
 
 
 class LayerSummarizer:
@@ -128,46 +134,70 @@ class LayerSummarizer:
     ----------
     bins : even number of histogram bins (default 64).
     max_elements : histograms, moments, zeros and NaN/inf counts use at most this many elements, a fixed stride
-        through the flattened tensor when it is larger (default 2**18). A NaN/inf anywhere in the tensor is always
-        detected (the count is then at least 1); dead units always look at the whole tensor.
+        through the tensor (in memory order) when it is larger (default 2**18). A NaN/inf anywhere in the tensor is
+        always detected (the count is then at least 1); dead units always look at the whole tensor. Nothing the
+        size of the activation is allocated (no copies, no float64 temporaries).
     dead_window : a unit is *dead* when it was never > 0 in the last ``dead_window`` sampled batches
         (*The Lazy Neuron Phenomenon*, Li et al. 2023 measure the same activation sparsity after ReLU).
-    unit_dim : axis of units; ``None`` picks channels for conv-like modules and the last axis otherwise.
+    units : which axis indexes units (see :func:`decide_units`); ``None`` decides from the layer.
+    model : the whole model, to decide the layout of activations and dropouts from their neighbours.
     """
 
-    def __init__(self, module: torch.nn.Module | None = None, *, bins: int = 64, max_elements: int = 2**18,
-                 dead_window: int = 32, unit_dim: int | None = None, detail_elements: int = 32768):
-        if bins < 2 or bins % 2:
-            raise ValueError(f"bins must be an even number >= 2, got {bins}")
+    def __init__(self, module: nn.Module | None = None, *, bins: int = 64, max_elements: int = 2**18,
+                 dead_window: int = 32, units: int | str | None = None, detail_elements: int = 32768,
+                 model: nn.Module | None = None, unit_dim: int | None = None):
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2 or bins % 2:
+            raise ValueError(f"bins must be an even number >= 2, got {bins!r}")
+        for name, value in (("max_elements", max_elements), ("dead_window", dead_window),
+                            ("detail_elements", detail_elements)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        units = units if units is not None else unit_dim
+        if units is not None and (isinstance(units, bool) or not (isinstance(units, int) or units in UNIT_LAYOUTS)):
+            raise ValueError(f"units must be 'channels_first', 'channels_last' or an axis index; got {units!r}")
         self.module = module
+        self.model = model
         self.bins = bins
         self.max_elements = int(max_elements)
-        self.unit_dim = unit_dim
+        self.units = units
         self.detail_elements = detail_elements
         self.grid: HistogramGrid | None = None
         self._active: deque[torch.Tensor] = deque(maxlen=dead_window)
+        self._axis_for: dict[tuple, tuple[int, str]] = {}
 
-    def summarize(self, output: torch.Tensor, *, detail: bool = True) -> LayerSample:
+    def axis(self, shape: tuple[int, ...], innermost: int | None = None) -> tuple[int, str]:
+        """``(unit axis, note)`` for an output of this shape and memory layout (decided once per layout)."""
+        key = (shape, innermost)
+        got = self._axis_for.get(key)
+        if got is None:
+            got = self._axis_for[key] = decide_units(self.module, shape, model=self.model, units=self.units,
+                                                     innermost=innermost)
+        return got
+
+    def summarize(self, output: torch.Tensor, *, detail: bool = True, finish: bool = True) -> LayerSample:
+        """Summary of one call's output. ``finish=False`` leaves the dead-unit fraction to :meth:`finish` (after
+        merging several calls of one step with :meth:`merge`)."""
         with torch.no_grad():
             x = output.detach()
-            if not x.is_floating_point():
-                x = x.float()
-            flat = x.reshape(-1)
-            total = flat.numel()
+            if x.is_complex():
+                raise TypeError("complex outputs are not summarised (their imaginary part would be lost); watch the "
+                                "magnitude or the real part with a selector, e.g. layers={'name': lambda out: "
+                                "out.abs()}")
+            total = x.numel()
             if total == 0:
                 return self._empty(x)
-            sample = flat
-            if total > self.max_elements:
-                stride = -(-total // self.max_elements)
-                sample = flat[::stride]
+            axis, units = self.axis(tuple(x.shape), _innermost(x))
+            sample = _strided_sample(x, self.max_elements)
+            if not sample.is_floating_point():
+                sample = sample.float()
             finite = torch.isfinite(sample)
             n = finite.sum()
             nonfinite = sample.numel() - n
-            if sample is not flat:
-                # NaN/inf anywhere make the float64 sum of the whole tensor non-finite (one cheap pass), so
-                # the count is at least 1 even when the stride stepped over them
-                wide = torch.float32 if flat.device.type == "mps" else torch.float64  # MPS has no float64
-                anywhere = (~torch.isfinite(flat.sum(dtype=wide))).to(nonfinite.dtype)
+            if sample.numel() < total and x.is_floating_point():
+                # NaN/inf anywhere make the tensor's min or max non-finite: one pass over it, no copy, so the
+                # count is at least 1 even when the stride stepped over them
+                lo_all, hi_all = torch.aminmax(x)
+                anywhere = (~(torch.isfinite(lo_all) & torch.isfinite(hi_all))).to(nonfinite.dtype)
                 nonfinite = torch.maximum(nonfinite, anywhere)
             clean = torch.where(finite, sample, torch.zeros((), dtype=sample.dtype, device=sample.device))
             nf = n.clamp(min=1).to(torch.float32)
@@ -186,15 +216,48 @@ class LayerSummarizer:
             # into the edge bins, so a histogram never shows mass where there was none
             hist = torch.histc(torch.where(finite, sample, float("nan")).float(), bins=grid.bins, min=grid.lo,
                                max=grid.hi)
-            dead = self._dead_fraction(x)
             # torch.full fills on the device; torch.tensor([...], device=...) would copy from the host and wait
             sizes = [torch.full((), v, dtype=torch.int64, device=n.device) for v in (total, sample.numel())]
             counts = torch.stack([*sizes, n, zeros, nonfinite, outside]).to(torch.int64)
+            dead = torch.zeros((), device=n.device)
             moments = torch.stack([mean, m2, vmin, vmax, dead]).to(torch.float32)
-            sample_out = LayerSample(counts, moments, hist, grid, tuple(x.shape))
+            out = LayerSample(counts, moments, hist, grid, tuple(x.shape), active=_active_units(x, axis),
+                              units=units)
             if detail:
-                sample_out.detail, sample_out.detail_note = detail_view(x, self.module, self.detail_elements)
-            return sample_out
+                out.detail, out.detail_note, out.detail_kind = _detail(x, axis, self.detail_elements)
+            return self.finish(out) if finish else out
+
+    def merge(self, a: LayerSample, b: LayerSample) -> LayerSample:
+        """One sample from two calls of the layer in the same step (``a`` first). Device ops only."""
+        with torch.no_grad():
+            grid = a.grid if a.grid == b.grid else a.grid.cover(b.grid.lo, b.grid.hi)  # widened in between
+            hist = _rebin_torch(a.hist, a.grid, grid) + _rebin_torch(b.hist, b.grid, grid)
+            fa, fb = a.counts[2].float(), b.counts[2].float()
+            safe = (fa + fb).clamp(min=1)
+            delta = b.moments[0] - a.moments[0]
+            mean = (fa * a.moments[0] + fb * b.moments[0]) / safe
+            m2 = a.moments[1] + b.moments[1] + delta.square() * fa * fb / safe
+            moments = torch.stack([mean, m2, torch.minimum(a.moments[2], b.moments[2]),
+                                   torch.maximum(a.moments[3], b.moments[3]), a.moments[4]])
+            active = a.active
+            if a.active is not None and b.active is not None and a.active.shape == b.active.shape:
+                active = a.active | b.active
+            grad_sq = b.grad_sq if a.grad_sq is None else a.grad_sq if b.grad_sq is None else a.grad_sq + b.grad_sq
+            return LayerSample(a.counts + b.counts, moments, hist, grid, a.shape, a.detail, a.detail_note,
+                               a.detail_kind, grad_sq, active, a.calls + b.calls, a.units, a.layer)
+
+    def finish(self, sample: LayerSample) -> LayerSample:
+        """Record the step's unit activity in the dead-unit window and fill in the dead fraction."""
+        active = sample.active
+        if active is None:
+            return sample
+        with torch.no_grad():
+            if self._active and self._active[-1].shape != active.shape:
+                self._active.clear()  # the layer changed width (a different input shape): start a new window
+            self._active.append(active)
+            ever = torch.stack(tuple(self._active)).any(dim=0)
+            sample.moments = torch.cat([sample.moments[:4], (1.0 - ever.float().mean()).reshape(1)])
+        return sample
 
     def _empty(self, x: torch.Tensor) -> LayerSample:
         grid = self.grid or HistogramGrid.around(0, 1, self.bins)
@@ -203,56 +266,247 @@ class LayerSummarizer:
                            torch.zeros(len(MOMENT_FIELDS), device=dev), torch.zeros(grid.bins, device=dev),
                            grid, tuple(x.shape))
 
-    def _dead_fraction(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 0 or x.numel() == 0:
-            return torch.zeros((), device=x.device)
-        axis = self.unit_dim if self.unit_dim is not None else unit_axis(self.module, x.ndim)
-        others = tuple(d for d in range(x.ndim) if d != axis % x.ndim)
-        active = (x.amax(dim=others) if others else x) > 0  # a unit is active if it exceeds 0 anywhere
-        if self._active and self._active[-1].shape != active.shape:
-            self._active.clear()  # the layer changed width (a different input shape): start a new window
-        self._active.append(active)
-        ever = torch.stack(tuple(self._active)).any(dim=0)
-        return 1.0 - ever.float().mean()
+
+def _innermost(x: torch.Tensor) -> int | None:
+    """The axis with stride 1 (size > 1) when the tensor is not plainly contiguous, else None."""
+    if x.is_contiguous():
+        return None
+    return next((d for d in range(x.ndim) if x.stride(d) == 1 and x.shape[d] > 1), None)
+
+
+def _strided_sample(x: torch.Tensor, max_elements: int) -> torch.Tensor:
+    """At most ``max_elements`` values of ``x`` on a fixed stride, without copying ``x``: a view when ``x`` is
+    contiguous or a permutation of contiguous (channels-last), else a gather of only the sampled values."""
+    total = x.numel()
+    stride = max(1, -(-total // max_elements))
+    if x.is_contiguous():
+        return x.view(-1)[::stride]
+    dense = _memory_order_view(x)
+    if dense is not None:  # statistics do not depend on the order: stride through memory
+        return dense[::stride]
+    idx = torch.arange(0, total, stride, device=x.device)
+    coords = []
+    for size in reversed(x.shape):
+        coords.append(idx % size)
+        idx = idx // size
+    return x[tuple(reversed(coords))]
+
+
+def _memory_order_view(x: torch.Tensor) -> torch.Tensor | None:
+    """A 1-D view of ``x``'s elements in memory order, if they are dense and non-overlapping; else None."""
+    dims = sorted((s, n) for s, n in zip(x.stride(), x.shape, strict=True) if n != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return None
+        expected *= size
+    return x.as_strided((x.numel(),), (1,), x.storage_offset())
+
+
+def _active_units(x: torch.Tensor, axis: int) -> torch.Tensor | None:
+    if x.ndim == 0:
+        return None
+    others = tuple(d for d in range(x.ndim) if d != axis % x.ndim)
+    if x.dtype == torch.bool:
+        x = x.to(torch.uint8)
+    return (x.amax(dim=others) if others else x) > 0  # a unit is active if it exceeds 0 anywhere
+
+
+def _rebin_torch(hist: torch.Tensor, finer: HistogramGrid, coarser: HistogramGrid) -> torch.Tensor:
+    """Sum the bins of ``hist`` (on ``finer``) into the power-of-two coarsening ``coarser``. Exact."""
+    if finer == coarser:
+        return hist
+    centres = finer.lo + finer.width * (torch.arange(finer.bins, dtype=torch.float64) + 0.5)
+    target = torch.floor((centres - coarser.lo) / coarser.width).long().to(hist.device)
+    return torch.zeros(coarser.bins, device=hist.device, dtype=hist.dtype).index_add_(0, target, hist)
+
+
+# Module types whose outputs put units (channels) on axis 1, and those whose outputs put them on the last axis.
+def _channels_first_types() -> tuple[type, ...]:
+    from torch.nn.modules import batchnorm, conv, instancenorm, pooling
+
+    return (conv._ConvNd, batchnorm._BatchNorm, instancenorm._InstanceNorm, nn.GroupNorm, nn.LocalResponseNorm,
+            pooling._MaxPoolNd, pooling._AvgPoolNd, pooling._AdaptiveAvgPoolNd, pooling._AdaptiveMaxPoolNd,
+            pooling._LPPoolNd, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle, nn.Dropout1d, nn.Dropout2d,
+            nn.Dropout3d)
+
+
+def _features_last_types() -> tuple[type, ...]:
+    kinds: list[type] = [nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.EmbeddingBag, nn.MultiheadAttention,
+                         nn.RNNBase, nn.RNNCellBase, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+                         nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer]
+    if hasattr(nn, "RMSNorm"):
+        kinds.append(nn.RMSNorm)
+    return tuple(kinds)
+
+
+CHANNELS_FIRST = _channels_first_types()
+FEATURES_LAST = _features_last_types()
+UNIT_LAYOUTS = ("channels_first", "channels_last")
+
+
+def _layout_of(module: nn.Module) -> tuple[str, int | None] | None:
+    """("channels_first" | "channels_last", unit count or None) for modules whose type says it, else None."""
+    if getattr(module, "data_format", None) == "channels_first":  # e.g. Hugging Face's ConvNextLayerNorm
+        shape = getattr(module, "normalized_shape", None)
+        return "channels_first", (shape[-1] if shape else None)
+    if isinstance(module, CHANNELS_FIRST):
+        count = (getattr(module, "out_channels", None) or getattr(module, "num_features", None)
+                 or getattr(module, "num_channels", None))
+        return "channels_first", count
+    if isinstance(module, FEATURES_LAST):
+        for attr in ("out_features", "embedding_dim", "embed_dim", "hidden_size", "d_model"):
+            count = getattr(module, attr, None)
+            if isinstance(count, int):
+                return "channels_last", count
+        shape = getattr(module, "normalized_shape", None)
+        return "channels_last", (shape[-1] if shape else None)
+    if type(module).__name__ == "Conv1D" and isinstance(getattr(module, "nf", None), int):
+        return "channels_last", module.nf  # Hugging Face's GPT-2 Conv1D is a linear layer on the last axis
+    return None
+
+
+def _known_layout(module: nn.Module, model: nn.Module | None) -> tuple[str, int | None, str] | None:
+    """The layout of ``module``'s output: from its type; for a container, from its last submodule with a known
+    type; for an elementwise module (an activation, dropout), from the closest earlier sibling that has one."""
+    own = _layout_of(module)
+    if own is not None:
+        return (*own, type(module).__name__)
+    for sub in reversed(list(module.modules())[1:]):
+        found = _layout_of(sub)
+        if found is not None:
+            return (*found, f"its last {type(sub).__name__}")
+    if model is None:
+        return None
+    for parent in model.modules():
+        children = list(parent.children())
+        if any(child is module for child in children):
+            before = children[: next(i for i, c in enumerate(children) if c is module)]
+            for sibling in reversed(before):
+                for sub in reversed(list(sibling.modules())):
+                    found = _layout_of(sub)
+                    if found is not None:
+                        return (*found, f"the {type(sub).__name__} before it")
+            return None
+    return None
+
+
+def unit_axis(module: nn.Module | None, ndim: int | tuple[int, ...], *, model: nn.Module | None = None,
+              units: str | int | None = None) -> int:
+    """The axis that indexes units (see :func:`decide_units`)."""
+    return decide_units(module, ndim, model=model, units=units)[0]
+
+
+def decide_units(module: nn.Module | None, shape: int | tuple[int, ...], *, model: nn.Module | None = None,
+                 units: str | int | None = None, innermost: int | None = None) -> tuple[int, str]:
+    """``(axis, note)``: which axis of a layer's output indexes its units, and why.
+
+    - ``units`` given: ``"channels_first"`` (axis 1), ``"channels_last"`` (last axis) or an axis index.
+    - Otherwise from the layer: convolutions, batch/group norms and pooling put channels on axis 1 (PyTorch's
+      NC... layout); linear layers, layer norms, embeddings, attention and recurrent layers put units on the last
+      axis, so a ``Linear`` or ``LayerNorm`` on a channels-last (N, H, W, C) map (ConvNeXt, Swin) has its units
+      last. A container takes the layout of its last submodule of a known type; an activation or dropout that of
+      the closest earlier sibling. The size of the chosen axis is checked against the unit count of the layer
+      that decided it; when the other candidate axis matches instead, that one is used. A channels-last layer
+      whose output was permuted back to (N, C, H, W) (a ConvNeXt block's output) is recognised by its memory
+      layout: the units, written contiguously by the linear layer, are then the ``innermost`` axis (stride 1).
+    - Without any of that: channels (axis 1) for 4-D/5-D outputs, the last axis otherwise.
+    """
+    dims = tuple(shape) if isinstance(shape, tuple) else None
+    ndim = len(dims) if dims is not None else int(shape)  # type: ignore[arg-type]
+    last = max(ndim - 1, 0)
+    if units is not None:
+        if isinstance(units, bool) or not (isinstance(units, int) or units in UNIT_LAYOUTS):
+            raise ValueError(f"units must be 'channels_first', 'channels_last' or an axis index; got {units!r}")
+        if isinstance(units, int):
+            if not -ndim <= units < max(ndim, 1):
+                raise ValueError(f"units={units} is not an axis of a {ndim}-D output (shape {dims})")
+            return units % max(ndim, 1), f"axis {units % max(ndim, 1)} (chosen with units=)"
+        axis = 1 if units == "channels_first" and ndim >= 3 else last
+        return axis, f"{'channels, axis 1' if axis == 1 else 'last axis'} (units={units!r})"
+    if ndim <= 2:
+        return last, "features, last axis" if ndim == 2 else "values"
+    known = _known_layout(module, model) if module is not None else None
+    if known is None:
+        axis = 1 if ndim >= 4 else last
+        what = "channels, axis 1 (4-D output: assumed N, C, H, W)" if axis == 1 else \
+            "features, last axis (3-D output: assumed N, tokens, features)"
+        return axis, what + "; pass units= to override"
+    layout, count, source = known
+    axis = 1 if layout == "channels_first" else last
+    other = last if axis == 1 else 1
+    if layout == "channels_last" and innermost == 1 and ndim >= 3 and (count is None or dims is None
+                                                                       or dims[1] == count):
+        return 1, f"channels, axis 1 (the units of {source}, permuted back to channels-first)"
+    if dims is not None and count is not None and dims[axis] != count and dims[other] == count:
+        axis, layout = other, "channels_last" if other == last else "channels_first"
+        return axis, f"axis {axis}: the {count} units of {source} (found by size)"
+    note = "channels, axis 1" if axis == 1 else "units, last axis"
+    if dims is not None and count is not None and dims[axis] == count == dims[other]:
+        note += f" (from {source}; axes 1 and {last} both have {count} entries: pass units= if this is wrong)"
+    else:
+        note += f" (from {source})"
+    return axis, note
 
 
 def detail_view(x: torch.Tensor, module: torch.nn.Module | None = None,
-                max_elements: int = 32768) -> tuple[torch.Tensor, str]:
-    """A small float32 picture of the current activations, at most ``max_elements`` values.
+                max_elements: int = 32768, *, units: int | str | None = None) -> tuple[torch.Tensor, str]:
+    """A small float32 picture of the current activations, at most ``max_elements`` values, and a note saying
+    what was kept. The unit axis is decided as by :func:`decide_units`:
 
-    - conv-like ``(N, C, H, W)``: the first example's feature maps, ``[C', h, w]``, with at most 64 channels and
-      each map average-pooled so that ``C'*h*w <= max_elements``;
-    - dense ``(N, F)``: a units x samples heatmap ``[F', N']`` of the first 64 examples and first units that fit;
-    - anything else ``(N, A, ...)``: the first example as a ``[A', B']`` heatmap (remaining axes flattened),
-      strided down to fit.
+    - feature maps ``(N, C, H, W)``, or ``(N, H, W, C)`` when the units are last (ConvNeXt, Swin): the first
+      example's maps, ``[C', h, w]``, at most 64 channels, each average-pooled so that ``C'*h*w <= max_elements``;
+    - dense ``(N, F)``: a units x examples heatmap ``[F', N']`` of the first 64 examples and first units that fit;
+    - sequences ``(N, T, D)`` with units last: the first example's tokens x features ``[T', D']``; with units on
+      axis 1 (1-D convolutions, ``(N, C, L)``): channels x positions;
+    - anything else: the first example flattened to a 2-D heatmap, strided down to fit.
     Returns a copy (on the input's device; never a view, so later in-place ops on the activation and the
-    activation's own memory are not kept) and a human note saying what was kept.
+    activation's own memory are not kept).
     """
+    axis, _ = decide_units(module, tuple(x.shape), units=units)
+    values, note, _ = _detail(x, axis, max_elements)
+    return values, note
+
+
+def _detail(x: torch.Tensor, axis: int, max_elements: int) -> tuple[torch.Tensor, str, str]:
+    """(values, note, kind) for :func:`detail_view`; only the first example is converted to float32."""
     with torch.no_grad():
-        x = x.detach().float()
+        x = x.detach()
         shape = "x".join(str(s) for s in x.shape)
         if x.ndim == 4:
-            c = min(x.shape[1], 64)
-            h, w = x.shape[2], x.shape[3]
-            side_budget = max_elements // c
-            scale = min(1.0, math.sqrt(side_budget / max(h * w, 1)))
+            first = x[0] if axis == 1 else x[0].permute(2, 0, 1)  # (C, H, W)
+            c = min(first.shape[0], 64)
+            h, w = first.shape[1], first.shape[2]
+            scale = min(1.0, math.sqrt(max_elements // c / max(h * w, 1)))
             th, tw = max(1, int(h * scale)), max(1, int(w * scale))
-            maps = x[0, :c]
+            maps = first[:c].float()
             if (th, tw) != (h, w):
                 maps = F.adaptive_avg_pool2d(maps.unsqueeze(0), (th, tw))[0]
-            note = f"example 0 of {x.shape[0]}: {c} of {x.shape[1]} channels"
+            layout = "" if axis == 1 else " (channels-last output)"
+            note = f"example 0 of {x.shape[0]}: {c} of {first.shape[0]} channels{layout}"
             note += f", {h}x{w} pooled to {th}x{tw}" if (th, tw) != (h, w) else f", {h}x{w}"
-            return maps.clone(), note
+            return maps.clone(), note, "maps"
         if x.ndim <= 1:
-            v = x.reshape(-1)[:max_elements]
-            return v.reshape(-1, 1).clone(), f"{v.numel()} of {x.numel()} values"
+            v = x.reshape(-1)[:max_elements].float()
+            return v.reshape(-1, 1).clone(), f"{v.numel()} of {x.numel()} values", "values"
         if x.ndim == 2:
             n = min(x.shape[0], 64)
             f = min(x.shape[1], max(1, max_elements // n))
-            return x[:n, :f].t().clone(), f"{f} of {x.shape[1]} units x {n} of {x.shape[0]} examples"
-        m = x[0].reshape(x.shape[1], -1)
-        rs = -(-m.shape[0] // 128) if m.shape[0] > 128 else 1
+            return (x[:n, :f].t().float().clone(), f"{f} of {x.shape[1]} units x {n} of {x.shape[0]} examples",
+                    "units x examples")
+        if x.ndim == 3:
+            m = x[0]  # (T, D) tokens x features, or (C, L) channels x positions
+            kind = "channels x positions" if axis == 1 else "tokens x features"
+        else:
+            m = x[0].reshape(x.shape[1], -1)
+            kind = "values"
+        rows = m.shape[0]
+        rs = -(-rows // 128) if rows > 128 else 1
         m = m[::rs]
         cs = -(-m.shape[1] * m.shape[0] // max_elements) if m.numel() > max_elements else 1
-        m = m[:, ::cs]
-        return m.clone(), f"example 0 of shape {shape} as {m.shape[0]}x{m.shape[1]} (strided)"
+        m = m[:, ::cs].float()
+        kept = f"every {rs}th row, " if rs > 1 else ""
+        kept += f"every {cs}th column" if cs > 1 else ""
+        note = f"example 0 of shape {shape} as {kind} {m.shape[0]}x{m.shape[1]}" + (f" ({kept.rstrip(', ')})"
+                                                                                   if kept else "")
+        return m.clone(), note, kind

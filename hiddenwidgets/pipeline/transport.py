@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .listeners import weak_callback
 from .summaries import COUNT_FIELDS, MOMENT_FIELDS, HistogramGrid
 
 __all__ = ["History", "MessageBudget", "Observation", "Series", "Streamer", "encode", "forget_reply_route"]
@@ -282,6 +283,7 @@ class Detail:
     values: np.ndarray  # float32 [C, h, w] or [rows, cols]
     note: str
     version: int = 0
+    kind: str = ""  # "maps", "units x examples", "tokens x features", "channels x positions", "values"
 
 
 @dataclass
@@ -297,7 +299,10 @@ class History:
     epoch: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # NaN/inf first seen, capture errors...
     events_version: int = 0  # bumped by note_event
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)  # per layer: state, message, calls, units...
+    info_version: int = 0
     _events_sent: int = 0
+    _info_sent: int = 0
     _detail_version: int = 0
 
     def __post_init__(self) -> None:
@@ -307,15 +312,36 @@ class History:
     def layer(self, name: str) -> LayerSeries:
         return self.series[f"layer:{name}"]  # type: ignore[return-value]
 
+    def ensure_layer(self, name: str, after: str | None = None) -> LayerSeries:
+        """The series of ``name``, created if new (a layer's validation series, or one call of a shared layer),
+        listed right after the last series whose name starts with ``after``."""
+        key = f"layer:{name}"
+        if key not in self.series:
+            self.series[key] = LayerSeries(name, self.capacity, self.bins)
+            at = len(self.layers)
+            if after is not None:
+                related = [i for i, n in enumerate(self.layers) if n == after or n.startswith(after + " ")]
+                at = related[-1] + 1 if related else at
+            self.layers.insert(at, name)
+            self.info_version += 1
+        return self.series[key]  # type: ignore[return-value]
+
+    def set_info(self, layer: str, **fields: Any) -> None:
+        """Update what the view says about a layer (``state``, ``message``, ``calls``, ``units``, ``source``)."""
+        current = self.info.setdefault(layer, {})
+        if any(current.get(k) != v for k, v in fields.items()):
+            current.update(fields)
+            self.info_version += 1
+
     def scalar(self, name: str) -> ScalarSeries:
         key = f"scalar:{name}"
         if key not in self.series:
             self.series[key] = ScalarSeries(name, self.capacity)
         return self.series[key]  # type: ignore[return-value]
 
-    def add_detail(self, layer: str, step: int, values: np.ndarray, note: str) -> None:
+    def add_detail(self, layer: str, step: int, values: np.ndarray, note: str, kind: str = "") -> None:
         self._detail_version += 1
-        self.details[layer] = Detail(step, np.asarray(values, dtype=np.float32), note, self._detail_version)
+        self.details[layer] = Detail(step, np.asarray(values, dtype=np.float32), note, self._detail_version, kind)
 
     def note_event(self, kind: str, step: int, message: str, layer: str | None = None) -> None:
         self.events_version += 1
@@ -331,7 +357,8 @@ class History:
 
     @property
     def dirty(self) -> bool:
-        return self._events_sent != self.events_version or any(s.dirty < s.count for s in self.series.values())
+        return (self._events_sent != self.events_version or self._info_sent != self.info_version
+                or any(s.dirty < s.count for s in self.series.values()))
 
     def build(self, *, full: bool, details: Iterable[str] = (), detail_versions: dict[str, int] | None = None,
               max_bytes: int | None = None) -> tuple[dict[str, Any], bytes]:
@@ -375,11 +402,12 @@ class History:
             akey = f"detail:{layer}"
             arrays[akey] = d.values
             detail_heads.append({"layer": layer, "step": d.step, "note": d.note, "array": akey,
-                                 "shape": list(d.values.shape)})
+                                 "shape": list(d.values.shape), "kind": d.kind})
             if detail_versions is not None:
                 detail_versions[layer] = d.version
         if not full:
             self._events_sent = self.events_version
+            self._info_sent = self.info_version
         index, data = encode(arrays)
         header = {
             "protocol": PROTOCOL,
@@ -392,6 +420,7 @@ class History:
             "series": heads,
             "details": detail_heads,
             "events": self.events[-50:],
+            "layer_info": self.info,
             "index": index,
         }
         return header, data
@@ -473,19 +502,21 @@ class Streamer:
     left its histogram grid.
     """
 
+    IDLE_EXIT = 10.0  # seconds without work after which the thread ends; the next put() starts a new one
+
     def __init__(self, history: History, send: Callable[[dict, bytes], None],
                  publish: Callable[[dict, bytes], None], *, fps: float = 15.0, max_frame_bytes: int = 256 * 1024,
                  budget: MessageBudget | None = None, on_error: Callable[[BaseException], None] | None = None,
                  on_range: Callable[[str, float, float], None] | None = None):
-        if not 0 < fps <= 60:
-            raise ValueError(f"fps must be in (0, 60], got {fps}")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 60:
+            raise ValueError(f"fps must be a number in (0, 60], got {fps!r}")
         self.history = history
-        self._send, self._publish = send, publish
+        # held weakly: a thread that sends for a view must never keep that view (or its model) alive
+        self._send, self._publish = weak_callback(send), weak_callback(publish)
+        self._on_error, self._on_range = weak_callback(on_error), weak_callback(on_range)
         self.fps = fps
         self.max_frame_bytes = max_frame_bytes
         self.budget = budget or SHARED_BUDGET
-        self.on_error = on_error
-        self.on_range = on_range
         self.inbox: deque[Observation] = deque()
         self.selected: tuple[str, ...] = ()
         self.paused = False
@@ -498,86 +529,134 @@ class Streamer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._work_lock = threading.Lock()  # the thread's work and an inline flush never overlap
         self._published_at = (-1, -1, -1)
 
     # -- called from other threads -------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="hiddenwidgets-streamer", daemon=True)
-            self._thread.start()
+        self._stop.clear()
+        self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        if self._stop.is_set():
+            return
+        with self._start_lock:
+            if (self._thread is None or not self._thread.is_alive()) and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="hiddenwidgets-streamer", daemon=True)
+                self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def put(self, obs: Observation) -> None:
         self.inbox.append(obs)
+        if self._thread is None:  # the thread ended while idle: start another
+            self._ensure_thread()
 
     def wait_backlog(self, below: int, timeout: float = 60.0) -> None:
         """Block the caller until fewer than ``below`` observations wait in the inbox (back-pressure)."""
         self._wake.set()
         deadline = time.monotonic() + timeout
-        while len(self.inbox) >= below and time.monotonic() < deadline and self._thread is not None:
+        while len(self.inbox) >= below and time.monotonic() < deadline and self.running:
             time.sleep(0.005)
 
     def resync(self) -> None:
         """Send everything again in the next frame (a view saw a gap, or a new view appeared)."""
         self._resync = True
         self._wake.set()
+        self._ensure_thread()
 
     def select(self, layers: Iterable[str]) -> None:
         self.selected = tuple(layers)
         self._detail_sent = {}
         self._wake.set()
+        self._ensure_thread()
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything queued is in the history and sent; then publish the whole history as the
         widget's state *from the calling thread* (front ends that ignore messages from other threads, such as
         Colab, still get the final state). Returns False if the sender thread did not answer in time."""
-        if self._thread is None or not self._thread.is_alive():
-            snapshot = self._flush_now()
+        if not self.running:
+            with self._work_lock:
+                snapshot = self._flush_now()
         else:
             request = _FlushRequest()
             self._requests.append(request)
             self._wake.set()
-            if not request.done.wait(timeout):
-                return False
+            while not request.done.wait(min(timeout, 0.5)):
+                timeout -= 0.5
+                if timeout <= 0:
+                    return False
+                if not self.running and not request.done.is_set():  # the thread ended: flush here
+                    with self._work_lock:
+                        if not request.done.is_set():
+                            request.snapshot = self._flush_now()
+                            request.done.set()
             snapshot = request.snapshot
-        if snapshot is not None:
-            self._publish(*snapshot)
+        publish = self._publish()
+        if snapshot is not None and publish is not None:
+            publish(*snapshot)
         return True
 
     def stop(self, timeout: float = 60.0) -> None:
         self.flush(timeout)
         self._stop.set()
         self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
         self._thread = None
 
     # -- the thread ------------------------------------------------------------------------------------------
     def _run(self) -> None:
         period = 1.0 / self.fps
         next_frame = time.monotonic()
+        idle_since = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(max(0.0, next_frame - time.monotonic()) if not self._requests else 0)
             self._wake.clear()
-            try:
-                if self._requests:
-                    snapshot = self._flush_now()
-                    while self._requests:
-                        request = self._requests.popleft()
-                        request.snapshot = snapshot
-                        request.done.set()
+            if self._send() is None:  # the view (and whatever owns this stream) is gone
+                return
+            with self._work_lock:
+                try:
+                    if self._requests:
+                        snapshot = self._flush_now()
+                        while self._requests:
+                            request = self._requests.popleft()
+                            request.snapshot = snapshot
+                            request.done.set()
+                        next_frame = time.monotonic() + period
+                        idle_since = time.monotonic()
+                        continue
+                    if time.monotonic() < next_frame:
+                        continue
                     next_frame = time.monotonic() + period
-                    continue
-                if time.monotonic() < next_frame:
-                    continue
-                next_frame = time.monotonic() + period
-                self._drain(budget=0.5 * period)
-                if not self.paused:
-                    self._frame(force=False)
-            except Exception as err:  # never let the thread die silently; the widget shows it
-                if self.on_error is not None:
-                    self.on_error(err)
-                next_frame = time.monotonic() + 1.0
+                    busy = bool(self.inbox) or self._resync or self.history.dirty or self._details_pending()
+                    self._drain(budget=0.5 * period)
+                    if not self.paused:
+                        self._frame(force=False)
+                except Exception as err:  # never let the thread die silently; the widget shows it
+                    on_error = self._on_error()
+                    if on_error is not None:
+                        on_error(err)
+                    next_frame = time.monotonic() + 1.0
+                    busy = True
+            if busy:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.IDLE_EXIT and self._exit_if_idle():
+                return
+
+    def _exit_if_idle(self) -> bool:
+        with self._start_lock:
+            if self.inbox or self._requests or self._resync:
+                return False
+            self._thread = None
+        if self.inbox or self._requests:  # something arrived while this thread was deciding: hand it on
+            self._ensure_thread()
+        return True
 
     def _flush_now(self) -> tuple[dict, bytes] | None:
         """Drain, send, and build a snapshot of the whole history (None if nothing changed since the last)."""
@@ -615,7 +694,10 @@ class Streamer:
                                           max_bytes=self.max_frame_bytes)
         header["seq"] = self.frames_sent
         header["resync"] = full
-        self._send(header, data)
+        send = self._send()
+        if send is None:
+            return
+        send(header, data)
         self.frames_sent += 1
         self.bytes_sent += len(data)
 
@@ -646,21 +728,23 @@ class Streamer:
 
     def _add_sample(self, step: int, name: str, sample: Any) -> None:
         h = self.history
-        series = h.layer(name)
+        series = h.ensure_layer(name, after=getattr(sample, "layer", None) or None)
         counts = sample.counts.cpu().numpy()
         moments = sample.moments.cpu().numpy()
         hist = sample.hist.cpu().numpy()
         grad = None if sample.grad_norm is None else float(sample.grad_norm)
         series.shape = sample.shape
         series.add(step, counts, moments, hist, sample.grid, grad)
-        if counts[COUNT_FIELDS.index("outside")] and self.on_range is not None:
+        on_range = self._on_range()
+        if counts[COUNT_FIELDS.index("outside")] and on_range is not None:
             # values fell outside the histogram grid: have the summarizer coarsen it for the next samples
-            self.on_range(name, float(moments[MOMENT_FIELDS.index("min")]), float(moments[MOMENT_FIELDS.index("max")]))
+            on_range(name, float(moments[MOMENT_FIELDS.index("min")]), float(moments[MOMENT_FIELDS.index("max")]))
         nonfinite = int(counts[COUNT_FIELDS.index("nonfinite")])
         if nonfinite and not any(e.get("layer") == name and e["kind"] == "nonfinite" for e in h.events):
             h.note_event("nonfinite", step, f"{nonfinite} NaN/inf values in {name} at step {step}", layer=name)
         if sample.detail is not None:
-            h.add_detail(name, step, sample.detail.cpu().numpy(), sample.detail_note)
+            h.add_detail(name, step, sample.detail.cpu().numpy(), sample.detail_note,
+                         getattr(sample, "detail_kind", ""))
 
 
 def _number(value: Any) -> float:

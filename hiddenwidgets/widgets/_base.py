@@ -20,6 +20,10 @@ class HiddenWidget(anywidget.AnyWidget):
 
     - Every publish is followed by :func:`~hiddenwidgets.transport.forget_reply_route`, so the browser's clicks
       reach the kernel on JupyterLab's widget subshell even while a training cell keeps the main shell busy.
+    - The comm to the front end opens when the view is first shown (or its model id is first needed, e.g. inside
+      a container), not at construction: a view that is never shown (a script, a training job) is never
+      registered with ipywidgets, so it is collected like any object when nobody holds it, and whatever it
+      watches (hooks, threads) goes with it.
     - Browser updates and background-thread state writes are serialised by one re-entrant lock,
       ``_state_lock`` (ipywidgets' sync code has none). Observers of browser-set traits run while it is held,
       so a subclass that needs a lock of its own for work those observers start must use this same lock:
@@ -31,7 +35,9 @@ class HiddenWidget(anywidget.AnyWidget):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if cls.__dict__.get("_view_file"):
             try:
-                cls._esm = bundle(cls._view_file)
+                # the module's text, not its path: for a path anywidget watches the file and its watcher holds
+                # every widget of the class forever (a connected lambda), so no view could ever be collected
+                cls._esm = bundle(cls._view_file).read_text(encoding="utf-8")
             except FileNotFoundError as err:
                 cls._esm = _missing_bundle_module(str(err))
         super().__init_subclass__(**kwargs)
@@ -42,8 +48,25 @@ class HiddenWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
 
     def open(self) -> None:
+        """Open the comm, but only once the view is needed (see the class docstring)."""
+        if not getattr(self, "_hw_wanted", False):
+            return
         super().open()
         forget_reply_route(self.comm)
+
+    def _open_now(self) -> None:
+        if self.comm is None:
+            self._hw_wanted = True
+            self.open()
+
+    @property
+    def model_id(self) -> str:
+        self._open_now()
+        return self.comm.comm_id
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self._open_now()
+        return super()._repr_mimebundle_(**kwargs)
 
     def _send(self, msg: dict, buffers: Any = None) -> None:
         super()._send(msg, buffers)

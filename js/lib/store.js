@@ -78,7 +78,7 @@ export class HistoryStore {
   constructor() {
     /** @type {Map<string, SeriesMirror>} */
     this.series = new Map();
-    /** @type {Map<string, {step: number, note: string, shape: number[], values: Float32Array}>} */
+    /** @type {Map<string, {step: number, note: string, shape: number[], kind: string, values: Float32Array}>} */
     this.details = new Map();
     this.seq = -1;
     this.received = 0;
@@ -89,6 +89,8 @@ export class HistoryStore {
     this.statFields = [];
     this.scalarFields = [];
     this.events = [];
+    /** @type {Record<string, {state?: string, message?: string, calls?: number, units?: string, source?: string}>} */
+    this.layerInfo = {};
     this.needResync = false;
     this.lastFrameAt = 0;
     this.base = null; // the last frame sent before this view received its first live frame
@@ -143,6 +145,7 @@ export class HistoryStore {
     this.statFields = header.stat_fields;
     this.scalarFields = header.scalar_fields;
     this.events = header.events || [];
+    if (header.layer_info) this.layerInfo = header.layer_info;
     for (const head of header.series) {
       const key = `${head.kind}:${head.name}`;
       let s = this.series.get(key);
@@ -153,7 +156,8 @@ export class HistoryStore {
       ok = s.apply(head, arrays) && ok;
     }
     for (const d of header.details) {
-      this.details.set(d.layer, { step: d.step, note: d.note, shape: d.shape, values: /** @type {Float32Array} */ (arrays[d.array]) });
+      this.details.set(d.layer, { step: d.step, note: d.note, shape: d.shape, kind: d.kind || "",
+        values: /** @type {Float32Array} */ (arrays[d.array]) });
     }
     return ok;
   }

@@ -18,9 +18,14 @@ export const CSS = `
   border: 1px solid var(--jp-border-color1, #c8ced5); background: transparent; color: inherit; }
 .hw-chip[aria-pressed="true"] { background: #3b6fd8; border-color: #3b6fd8; color: #fff; }
 .hw-chip-bad { border-color: #c2410c; box-shadow: inset 0 0 0 1px #c2410c; }
+.hw-chip-warn { border-style: dashed; border-color: #a15c00; }
+.hw-am-notice { font-size: 12px; padding: 4px 8px; margin: 2px 0 6px; border-left: 3px solid #a15c00;
+  background: var(--jp-warn-color3, #fff4e0); color: var(--jp-ui-font-color1, #3d2a00); }
+.hw-am-notice[data-state="error"] { border-color: #c2410c; }
 .hw-am-events:empty { display: none; }
 .hw-event { font-size: 12px; padding: 2px 8px; margin-bottom: 2px; border-left: 3px solid #868e96; }
 .hw-event-nonfinite, .hw-event-error { border-color: #c2410c; color: #9a3412; }
+.hw-event-never_ran, .hw-event-eval_only { border-color: #a15c00; }
 .hw-am-scalars { display: flex; gap: 10px; flex-wrap: wrap; margin-bottom: 10px; }
 .hw-am-cards { display: flex; flex-direction: column; gap: 12px; }
 .hw-am-layer { border: 1px solid var(--jp-border-color2, #e3e6ea); border-radius: 6px; padding: 8px 10px; }

@@ -79,32 +79,47 @@ def test_output_without_tensor_and_bad_selectors_get_clear_errors():
         select_tensor({"h": "text"}, "h")
 
 
-def test_only_armed_forwards_reach_the_sink_once_per_layer():
+def test_armed_layers_deliver_every_call_with_its_index_until_disarmed():
     model = small_cnn()
     seen = []
-    cap = Capture(model, ["conv1", "fc1"]).attach(lambda name, t: seen.append((name, tuple(t.shape))))
+    cap = Capture(model, ["conv1", "fc1"]).attach(lambda name, t, call: seen.append((name, tuple(t.shape), call)))
     x = torch.randn(2, 1, 6, 6)
     model(x)
     assert seen == []
+    assert cap.reset_counts() == {"conv1": (1, 0), "fc1": (1, 0)}  # counted even when not armed
     cap.arm()
     model(x)
     model(x)
-    assert seen == [("conv1", (2, 4, 6, 6)), ("fc1", (2, 3))]
+    assert [(n, s, c.index, c.training) for n, s, c in seen] == [
+        ("conv1", (2, 4, 6, 6), 0, True), ("fc1", (2, 3), 0, True),
+        ("conv1", (2, 4, 6, 6), 1, True), ("fc1", (2, 3), 1, True)]
+    cap.disarm()
+    model(x)
+    assert len(seen) == 4
+    assert cap.reset_counts() == {"conv1": (3, 0), "fc1": (3, 0)}
     cap.detach()
 
 
 def test_no_grad_forwards_are_skipped_by_default_and_kept_on_request():
     model = small_cnn()
     seen = []
-    cap = Capture(model, ["fc1"]).attach(lambda name, t: seen.append(name))
+    cap = Capture(model, ["fc1"]).attach(lambda name, t, call: seen.append((name, call.training)))
     cap.arm()
     with torch.no_grad():
         model(torch.randn(1, 1, 6, 6))
-    assert seen == [] and cap.armed == {"fc1"}
+    model.eval()  # eval mode with autograd on (a validation pass without no_grad) is not training either
     model(torch.randn(1, 1, 6, 6))
-    assert seen == ["fc1"]
+    model.train()
+    assert seen == [] and cap.armed == {"fc1"}
+    assert cap.reset_counts() == {"fc1": (0, 2)}
+    model(torch.randn(1, 1, 6, 6))
+    assert seen == [("fc1", True)]
+    cap.arm_other()
+    with torch.no_grad():
+        model(torch.randn(1, 1, 6, 6))
+    assert seen[-1] == ("fc1", False)
     cap.detach()
-    keep = Capture(model, ["fc1"], grad_only=False).attach(lambda name, t: seen.append("no-grad"))
+    keep = Capture(model, ["fc1"], grad_only=False).attach(lambda name, t, call: seen.append("no-grad"))
     keep.arm()
     with torch.no_grad():
         model(torch.randn(1, 1, 6, 6))
@@ -151,7 +166,7 @@ def test_gradient_hook_sees_dloss_doutput_and_leaves_the_gradient_unchanged():
     grads = {}
     outs = {}
     cap = Capture(model, ["conv2"], gradients=True)
-    cap.attach(lambda name, t: outs.__setitem__(name, t), lambda name, g: grads.__setitem__(name, g.clone()))
+    cap.attach(lambda name, t, c: outs.__setitem__(name, t), lambda name, g, c: grads.__setitem__(name, g.clone()))
     cap.arm()
     x = torch.randn(3, 1, 6, 6)
     model(x).pow(2).sum().backward()
@@ -169,7 +184,7 @@ def test_gradient_hook_sees_dloss_doutput_and_leaves_the_gradient_unchanged():
 def test_inplace_relu_after_a_hooked_layer_still_backpropagates():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True), nn.Linear(4, 1))
     got = []
-    cap = Capture(model, ["0"], gradients=True).attach(lambda *a: None, lambda n, g: got.append(g.shape))
+    cap = Capture(model, ["0"], gradients=True).attach(lambda *a: None, lambda n, g, c: got.append(g.shape))
     cap.arm()
     model(torch.randn(2, 4)).sum().backward()
     cap.detach()

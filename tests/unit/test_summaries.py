@@ -172,7 +172,7 @@ def test_a_cuda_model_is_summarised_on_the_gpu_and_only_small_frames_move():
 
     model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU()).cuda()
     monitor = hw.ActivationMonitor(model, ["1"], every=1)
-    summarizer = monitor._summarizers["1"]
+    summarizer = monitor.recorder._summarizers["1"]
     seen = []
     original = summarizer.summarize
 
