@@ -116,9 +116,15 @@ function render({ model, el }) {
   const cancel = /** @type {HTMLButtonElement} */ (h("button", "hw-btn hw-ae-cancel", "Cancel"));
   cancel.type = "button";
   header.append(title, targetLabel, layerLabel, cmapLabel, opacityLabel, progress, status, cancel);
+  const weightsLine = h("div", "hw-note hw-ae-weights");
+  const weightsText = h("span");
+  const refresh = /** @type {HTMLButtonElement} */ (h("button", "hw-btn hw-ae-refresh", "use current weights"));
+  refresh.type = "button";
+  refresh.title = "Copy the model's weights as they are now and compute the maps again";
+  weightsLine.append(weightsText, " ", refresh);
   const methodsBox = h("div", "hw-ae-methods");
   const grid = h("div", "hw-ae-grid");
-  root.append(style, header, methodsBox, grid);
+  root.append(style, header, weightsLine, methodsBox, grid);
   el.appendChild(root);
 
   const listeners = [];
@@ -130,6 +136,7 @@ function render({ model, el }) {
   on(opacity, "input", () => { model.set("opacity", Number(opacity.value)); drawGrid(); });
   on(opacity, "change", () => model.save_changes());
   on(cancel, "click", () => model.send({ type: "cancel" }));
+  on(refresh, "click", () => model.send({ type: "refresh" }));
 
   function drawControls() {
     title.textContent = model.get("title") || "Attributions";
@@ -156,6 +163,8 @@ function render({ model, el }) {
     progress.hidden = !busy;
     cancel.hidden = !busy;
     status.textContent = model.get("status") || "";
+    weightsText.textContent = model.get("weights") || "";
+    refresh.hidden = !!model.get("__hw_static");
     root.dataset.busy = String(busy);
     const labels = model.get("method_labels") || {};
     const selected = model.get("selected_methods") || [];
@@ -242,7 +251,7 @@ function render({ model, el }) {
 
   const update = () => { drawControls(); drawGrid(); };
   const events = ["change:_results", "change:_gallery", "change:status", "change:progress", "change:selected_methods",
-    "change:target", "change:layer", "change:title", "change:colormap"];
+    "change:target", "change:layer", "change:title", "change:colormap", "change:weights"];
   for (const ev of events) model.on(ev, update);
   update();
   return () => {

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..pipeline.capture import CaptureError, _unknown_layer_message, model_device, select_tensor
-from ..pipeline.model_state import evaluation_mode
+from ..pipeline.model_state import evaluation_mode, model_for_work
 from .matrices import RepresentationError
 from .representations import pool
 
@@ -338,6 +338,7 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
         InterventionError: unknown layer or mode; a direction that is zero, non-finite or of the wrong size; a
             model whose output is not (N, classes) logits.
     """
+    model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, InterventionError)
     resolve_layer(model, layer, InterventionError)
     if mode not in MODES:

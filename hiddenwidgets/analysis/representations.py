@@ -28,7 +28,7 @@ from torch import nn
 
 from ..pipeline.capture import Capture, Selector, model_device
 from ..pipeline.listeners import Listeners
-from ..pipeline.model_state import evaluation_mode
+from ..pipeline.model_state import evaluation_mode, model_for_work
 from .matrices import RepresentationError, as_matrix
 
 __all__ = [
@@ -125,6 +125,7 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
     such a layer is refused with an error that says how many times it ran, since no single call is *the*
     layer's representation.
     """
+    model = model_for_work(model)  # a copy of the weights while another thread trains the model
     if batch_size is None or isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise RepresentationError(f"batch_size must be a positive integer; got {batch_size!r}")
     if calls is not None and calls not in ("first", "last") and (isinstance(calls, bool) or not isinstance(calls, int)):
@@ -146,7 +147,7 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
         with evaluation_mode(model) if eval_mode else contextlib.nullcontext(), torch.no_grad():
             for batch, mask in _batches(inputs, batch_size):
                 current["mask"] = mask
-                capture.arm()
+                capture.arm(this_thread_only=True)
                 if isinstance(batch, Mapping):
                     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                     _ = forward(model, batch) if forward else model(**batch)

@@ -87,7 +87,7 @@ from torch import nn
 
 from ..pipeline.capture import CaptureError
 from ..pipeline.concepts import ConceptError
-from ..pipeline.model_state import evaluation_mode
+from ..pipeline.model_state import evaluation_mode, model_for_work
 from .interventions import (
     check_batch_size,
     check_inputs,
@@ -370,6 +370,7 @@ def cav(model: nn.Module, inputs: torch.Tensor, concept: Any, random: Any, layer
     Raises:
         ConceptError: unknown layer, bad indices, too few examples, bad options.
     """
+    model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, ConceptError)
     specs = _layer_specs(model, {layer: selector} if isinstance(layer, str) else layer)
     if len(specs) != 1:
@@ -396,6 +397,7 @@ def directional_derivatives(model: nn.Module, inputs: torch.Tensor, cav: CAV, ta
 
     The TCAV score of ``cav`` for class ``target`` on these inputs is ``(S > 0).float().mean()``.
     """
+    model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, ConceptError)
     if not isinstance(cav, CAV):
         raise ConceptError(f"cav must be a CAV (from hiddenwidgets.tcav.cav); got {type(cav).__name__}")
@@ -561,6 +563,7 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
         ConceptError: empty or too small concepts, indices out of range, unknown layers, too few random examples,
             missing labels, bad options.
     """
+    model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, ConceptError)
     n = len(inputs)
     if not isinstance(concepts, Mapping) or not concepts:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..pipeline.model_state import model_for_work, trained_elsewhere
 from .base import AttributionError, AttributionMethod, evaluation_mode, resolve_targets
 from .captum_methods import CAPTUM_METHODS
 from .eigen_cam import EigenCAM
@@ -128,6 +129,9 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str = "integrated_
     cls = METHODS[method]
     if not isinstance(inputs, torch.Tensor):
         raise AttributionError(f"inputs must be a tensor of shape (N, ...), got {type(inputs).__name__}")
+    if isinstance(layer, nn.Module) and trained_elsewhere(model):
+        layer = next(n for n, m in model.named_modules() if m is layer)  # the copy's module of the same name
+    model = model_for_work(model)  # a copy of the weights while another thread trains the model
     module = _layer(model, layer, cls)
     with evaluation_mode(model):
         classes, logits = class_count(model, inputs, need_logits=isinstance(target, str))

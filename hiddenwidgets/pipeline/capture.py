@@ -215,6 +215,7 @@ class Capture:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._armed: frozenset[str] = frozenset()
         self._armed_other: frozenset[str] = frozenset()
+        self._thread: int | None = None
         self._lock = threading.Lock()
         self._sink: Callable[[], Sink | None] = weak_callback(None)
         self._grad_sink: Callable[[], GradSink | None] = weak_callback(None)
@@ -261,10 +262,14 @@ class Capture:
         self.detach()
 
     # -- arming ----------------------------------------------------------------------------------------------
-    def arm(self, names: Iterable[str] | None = None) -> None:
-        """Deliver every training call of each named layer (all layers by default) until :meth:`disarm`."""
+    def arm(self, names: Iterable[str] | None = None, *, this_thread_only: bool = False) -> None:
+        """Deliver every training call of each named layer (all layers by default) until :meth:`disarm`.
+
+        ``this_thread_only``: only calls made on the calling thread (an analysis that runs the model itself, so
+        that another thread's forward passes on the same model never mix into its result)."""
         for tap in self.taps.values():
             tap.armed_calls = 0
+        self._thread = threading.get_ident() if this_thread_only else None
         self._armed = frozenset(self.taps if names is None else names)
 
     def arm_other(self, names: Iterable[str] | None = None) -> None:
@@ -292,6 +297,8 @@ class Capture:
 
     def _hook_for(self, tap: Tap):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self._thread is not None and threading.get_ident() != self._thread:
+                return  # another thread's forward pass on the same model: not ours to see
             training = not self.grad_only or (torch.is_grad_enabled() and module.training)
             if training:
                 tap.training_calls += 1

@@ -88,7 +88,7 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
 class _Use:
     thread: int | None = None
     stepped_at: float = 0.0
-    jobs: int = 0
+    jobs: list[threading.Thread] = field(default_factory=list)  # threads of our background jobs training it
     step: int | None = None
     requests: list[_Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -133,16 +133,17 @@ def note_training_step(model: nn.Module, step: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def training_job(model: nn.Module) -> Iterator[None]:
-    """Mark ``model`` as trained by a background job of ours for the block."""
+def training_job(model: nn.Module, thread: threading.Thread) -> Iterator[None]:
+    """Mark ``model`` as trained by a background job of ours on ``thread`` for the block (enter it before the
+    thread starts, so that nothing can run on the model in between)."""
     use = _use(model)
     with use.lock:
-        use.jobs += 1
+        use.jobs.append(thread)
     try:
         yield
     finally:
         with use.lock:
-            use.jobs -= 1
+            use.jobs.remove(thread)
 
 
 def trained_elsewhere(model: nn.Module) -> bool:
@@ -151,9 +152,10 @@ def trained_elsewhere(model: nn.Module) -> bool:
     use = _USES.get(model)
     if use is None:
         return False
-    if use.jobs:
+    me = threading.current_thread()
+    if any(thread is not me for thread in use.jobs):
         return True
-    return use.thread not in (None, threading.get_ident()) and time.monotonic() - use.stepped_at < BUSY_SECONDS
+    return use.thread not in (None, me.ident) and time.monotonic() - use.stepped_at < BUSY_SECONDS
 
 
 # ------------------------------------------------------------------------------------------------------------------

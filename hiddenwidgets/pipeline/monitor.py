@@ -540,20 +540,26 @@ class TrainingJob:
         self.exception: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(fn, args, kwargs), name="hiddenwidgets-training",
                                        daemon=True)
-        self.thread.start()
+        # marked before the thread starts: from now on hiddenwidgets' own work on this model uses a copy
+        self._marking = training_job(recorder.model, self.thread) if recorder.model is not None else _nothing()
+        self._marking.__enter__()
+        try:
+            self.thread.start()
+        except BaseException:
+            self._marking.__exit__(None, None, None)
+            raise
 
     def _run(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         r = self._recorder
-        model = r.model
         try:
-            with training_job(model) if model is not None else _nothing():
-                self.result = fn(*args, **kwargs)
+            self.result = fn(*args, **kwargs)
         except TrainingStopped as stop:
             r.history.note_event("stopped", r._step, f"background job stopped at step {r._step} ({stop})")
         except BaseException as err:
             self.exception = err
             r.history.note_event("error", r._step, f"background job failed: {type(err).__name__}: {err}")
         finally:
+            self._marking.__exit__(None, None, None)
             r.capture.detach()
             if not r._closed:
                 r.flush()

@@ -14,7 +14,7 @@ import traitlets
 
 from ..methods import METHODS, AttributionError, attribute, conv_layers, probe
 from ..methods.metrics import _spearman, deletion_insertion, infidelity, sensitivity
-from ..pipeline.model_state import evaluation_mode
+from ..pipeline.model_state import ModelSnapshot, evaluation_mode
 from ..pipeline.transport import encode
 from ._base import HiddenWidget
 
@@ -41,6 +41,12 @@ class AttributionExplorer(HiddenWidget):
     Python (``explorer.selected_methods = [...]``). Results are computed on a background thread, one method at a
     time, with progress and a cancel button, and cached: switching back is instant. A method that fails shows
     its error in its cells; the others go on.
+
+    The background thread computes on a private copy of the model (:class:`~hiddenwidgets.ModelSnapshot`), never
+    on the model itself: a training loop running meanwhile keeps its mode, its hooks and its gradients. The
+    copy's weights are those of the moment the explorer was made (taken between two training steps when a
+    monitor steps the model); the view says when, and :meth:`refresh` (the view's "use current weights" button)
+    copies the current weights and recomputes. It costs the model's parameter memory once.
 
     Parameters
     ----------
@@ -69,6 +75,7 @@ class AttributionExplorer(HiddenWidget):
         help="Overlay colours; 'auto': diverging for signed maps, viridis otherwise.").tag(sync=True)
     title = traitlets.Unicode("Attributions", help="Heading of the view.").tag(sync=True)
     status = traitlets.Unicode("", help="What is being computed (read-only).").tag(sync=True)
+    weights = traitlets.Unicode("", help="Which weights the maps were computed with (read-only).").tag(sync=True)
     progress = traitlets.Float(1.0, help="Progress of the current computation, 0..1 (read-only).").tag(sync=True)
     _gallery = traitlets.Dict(help="Images, labels and predictions, {header, data}.").tag(sync=True)
     _results = traitlets.Dict(help="Computed cells, {header, data}.").tag(sync=True)
@@ -92,6 +99,7 @@ class AttributionExplorer(HiddenWidget):
         if unknown:
             raise AttributionError(f"unknown method(s) {unknown}; see hw.available_methods()")
         self.model, self.inputs = model, inputs.detach()
+        self._snapshot = ModelSnapshot(model).refresh()  # the worker's own copy: training is never disturbed
         self.labels = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
         self.class_names = class_names
         chosen = DEFAULT_METRICS if metrics is True else () if metrics is False else tuple(metrics)
@@ -104,15 +112,18 @@ class AttributionExplorer(HiddenWidget):
         self._cache: dict[tuple, dict[str, Any]] = {}
         self._jobs: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
+        self._refreshed = threading.Event()
         self._state_lock = threading.RLock()
         layers = conv_layers(model)
-        with evaluation_mode(model):
-            self.probs = torch.softmax(probe(model, self.inputs), dim=1)  # a clear error for inputs it cannot take
+        work = self._snapshot.model
+        with evaluation_mode(work):
+            self.probs = torch.softmax(probe(work, self.inputs), dim=1)  # a clear error for inputs it cannot take
         super().__init__(
             methods=offered, layers=layers, layer=layer or (layers[-1] if layers else ""),
             method_labels={n: {"label": METHODS[n].label, "needs_layer": METHODS[n].needs_layer,
                                "paper": METHODS[n].paper} for n in offered},
-            selected_methods=[m for m in (selected or DEFAULT_METHODS) if m in offered], title=title)
+            selected_methods=[m for m in (selected or DEFAULT_METHODS) if m in offered], title=title,
+            weights=self._snapshot.describe())
         self._gallery = self._gallery_state()
         self._worker = threading.Thread(target=self._work, name="hiddenwidgets-attribution", daemon=True)
         self._worker.start()
@@ -145,6 +156,9 @@ class AttributionExplorer(HiddenWidget):
             methods = self._jobs.get()
             if methods is None:
                 return
+            if methods == "refresh":
+                self._refresh_now()
+                continue
             for i, method in enumerate(methods):
                 if self._cancel.is_set():
                     break
@@ -174,7 +188,7 @@ class AttributionExplorer(HiddenWidget):
                     raise RuntimeError("cancelled")
                 x, t = self.inputs[i : i + 1], targets[i : i + 1]
                 t0 = time.perf_counter()
-                a = attribute(self.model, x, method, t, layer=layer)
+                a = attribute(self._snapshot.model, x, method, t, layer=layer)
                 cell["ms"].append(1000 * (time.perf_counter() - t0))
                 m = a.sum(dim=1) if a.ndim == 4 else a  # input methods: channels summed into one map
                 maps.append(m[0].float())
@@ -190,18 +204,19 @@ class AttributionExplorer(HiddenWidget):
                  m: torch.Tensor) -> dict[str, float]:
         out: dict[str, float] = {}
         names = self.metric_names
+        model = self._snapshot.model
         if "deletion" in names or "insertion" in names:
-            di = deletion_insertion(self.model, x, m, t, steps=16)
+            di = deletion_insertion(model, x, m, t, steps=16)
             out.update({k: float(di[k][0]) for k in ("deletion", "insertion") if k in names})
         if "infidelity" in names:
             full = a if a.shape == x.shape else m.unsqueeze(1).expand_as(x)  # a map counts for every channel
-            out["infidelity"] = float(infidelity(self.model, x, full, t)[0])
+            out["infidelity"] = float(infidelity(model, x, full, t)[0])
         if "sanity" in names:
             again = attribute(self._randomised_model(), x, method, t, layer=layer)
             again = again.sum(dim=1) if again.ndim == 4 else again
             out["sanity"] = float(_spearman(m.abs(), again.abs())[0])
         if "sensitivity" in names:
-            out["sensitivity"] = float(sensitivity(self.model, x, method, t, layer=layer)[0])
+            out["sensitivity"] = float(sensitivity(model, x, method, t, layer=layer)[0])
         return out
 
     def _randomised_model(self) -> torch.nn.Module:
@@ -209,7 +224,7 @@ class AttributionExplorer(HiddenWidget):
         if self._randomised is None:
             import copy
 
-            self._randomised = copy.deepcopy(self.model)
+            self._randomised = copy.deepcopy(self._snapshot.model)
             top = [m for m in self._randomised.modules() if any(True for _ in m.parameters(recurse=False))][-1]
             torch.manual_seed(0)
             if hasattr(top, "reset_parameters"):
@@ -267,6 +282,33 @@ class AttributionExplorer(HiddenWidget):
     def _on_custom(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "cancel":
             self._cancel.set()
+        elif isinstance(content, dict) and content.get("type") == "refresh":
+            self.refresh(wait=False)
+
+    def refresh(self, wait: bool = True) -> None:
+        """Copy the model's current weights (between two training steps, if a monitor steps it) and recompute
+        the selected methods with them; earlier results are dropped."""
+        self._refreshed.clear()
+        self._cancel.set()
+        self._jobs.put("refresh")
+        if wait:
+            self._refreshed.wait(300)
+            self.wait()
+
+    def _refresh_now(self) -> None:
+        self._cancel.clear()
+        self._snapshot.refresh()
+        self._randomised = None
+        work = self._snapshot.model
+        with evaluation_mode(work):
+            probs = torch.softmax(probe(work, self.inputs), dim=1)
+        with self._state_lock:
+            self.probs = probs
+            self._cache.clear()
+            self._gallery = self._gallery_state()
+        self._set(weights=self._snapshot.describe())
+        self._jobs.put([m for m in self.selected_methods if self._key(m) not in self._cache])
+        self._refreshed.set()
 
     def cancel(self) -> None:
         """Stop the computation in progress (finished methods stay cached)."""

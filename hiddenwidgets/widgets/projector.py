@@ -24,6 +24,7 @@ import traitlets
 from ..analysis.matrices import RepresentationError, as_labels
 from ..analysis.representations import Representations, align, available_projections, layer_features, nearest, project
 from ..pipeline.capture import model_device, select_tensor
+from ..pipeline.model_state import model_for_work
 from ..pipeline.transport import encode
 from ._base import HiddenWidget
 
@@ -203,6 +204,7 @@ class Projector(HiddenWidget):
                    pool: str = "mean", examples: Any = "inputs", **kw: Any) -> Projector:
         """Project ``layers`` of ``model`` on ``inputs``; colours by its predictions too when it is a classifier.
         ``examples="inputs"`` shows the inputs on hover when they are images or rows."""
+        model = model_for_work(model)  # a copy of the weights while another thread trains the model
         feats = layer_features(model, inputs, layers, pool=pool)
         if "predictions" not in kw and isinstance(inputs, torch.Tensor):
             from ..pipeline.model_state import evaluation_mode
