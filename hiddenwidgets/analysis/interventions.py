@@ -40,6 +40,7 @@ from torch import nn
 
 from ..pipeline.capture import CaptureError, _unknown_layer_message, model_device, select_tensor
 from ..pipeline.model_state import evaluation_mode, model_for_work
+from ..pipeline.summaries import units_of
 from .matrices import RepresentationError
 from .representations import pool
 
@@ -149,17 +150,26 @@ def edit_outputs(model: nn.Module, layers: Mapping[str, Any],
             handle.remove()
 
 
-def pooled(h: torch.Tensor, how: str, error: type[Exception], layer: str) -> torch.Tensor:
-    """(N, F) view of a layer output ``h`` in the feature space of ``how`` ("flatten" or "mean")."""
+def pooled(h: torch.Tensor, how: str, error: type[Exception], layer: str, axis: int | None = None) -> torch.Tensor:
+    """(N, F) view of a layer output ``h`` in the feature space of ``how`` ("flatten" or "mean"); ``axis`` is the
+    units' axis (see :func:`hiddenwidgets.analysis.representations.pool`)."""
     if h.ndim < 2:
         raise error(f"layer {layer!r} gives shape {tuple(h.shape)}; expected (examples, ...) with a batch dimension")
-    if how == "mean" and h.ndim > 4:
-        raise error(f"pool='mean' averages conv (N, C, H, W) or sequence (N, T, D) layers; layer {layer!r} gives "
-                    f"{tuple(h.shape)}: use pool='flatten'")
-    return pool(h, how)
+    try:
+        return pool(h, how, axis=axis)
+    except RepresentationError as err:
+        raise error(str(err)) from None
 
 
-def pooled_gradient(g: torch.Tensor, how: str, error: type[Exception], layer: str) -> torch.Tensor:
+def _positions(ndim: int, axis: int | None) -> tuple[int, ...]:
+    """The axes a "mean" pooling averages over, for an output of ``ndim`` axes with units on ``axis``."""
+    if axis is None:
+        axis = 1 if ndim >= 4 else ndim - 1
+    return tuple(d for d in range(1, ndim) if d != axis % ndim)
+
+
+def pooled_gradient(g: torch.Tensor, how: str, error: type[Exception], layer: str,
+                    axis: int | None = None) -> torch.Tensor:
     """The gradient with respect to :func:`pooled` features, from the gradient ``g`` with respect to the layer output.
 
     For ``"mean"``, write each position as its channel mean plus a fixed residual, ``h[c, i, j] = m_c + r[c, i, j]``;
@@ -167,22 +177,19 @@ def pooled_gradient(g: torch.Tensor, how: str, error: type[Exception], layer: st
     """
     if g.ndim == 2 or how == "flatten":
         return g.reshape(g.shape[0], -1)
-    if g.ndim == 4:
-        return g.sum(dim=(2, 3))
-    if g.ndim == 3:
-        return g.sum(dim=1)
-    raise error(f"pool='mean' averages conv (N, C, H, W) or sequence (N, T, D) layers; layer {layer!r} gives "
-                f"{tuple(g.shape)}: use pool='flatten'")
+    if g.ndim < 2:
+        raise error(f"layer {layer!r} gives shape {tuple(g.shape)}; expected (examples, ...) with a batch dimension")
+    return g.sum(dim=_positions(g.ndim, axis))
 
 
-def _shift(h: torch.Tensor, how: str, amount: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _shift(h: torch.Tensor, how: str, amount: torch.Tensor, v: torch.Tensor, axis: int | None = None) -> torch.Tensor:
     """``h`` moved by ``-amount[n] * v`` in the pooled feature space (uniformly over positions for "mean")."""
     delta = amount.to(h.dtype)[:, None] * v.to(h.dtype)[None, :]  # (N, F)
     if h.ndim == 2 or how == "flatten":
         return h - delta.reshape(h.shape)
-    if h.ndim == 4:
-        return h - delta[:, :, None, None]
-    return h - delta[:, None, :]  # (N, T, D)
+    unit = next(d for d in range(1, h.ndim) if d not in _positions(h.ndim, axis))
+    shape = [h.shape[0]] + [h.shape[d] if d == unit else 1 for d in range(1, h.ndim)]
+    return h - delta.reshape(shape)
 
 
 def logits_of(output: Any, error: type[Exception]) -> torch.Tensor:
@@ -340,7 +347,7 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
     """
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, InterventionError)
-    resolve_layer(model, layer, InterventionError)
+    module = resolve_layer(model, layer, InterventionError)
     if mode not in MODES:
         raise InterventionError(f"mode must be one of {MODES}; got {mode!r}")
     v = unit_direction(direction, InterventionError)
@@ -372,8 +379,11 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
     batch_size = check_batch_size(batch_size, InterventionError)
     device = model_device(model)
 
+    def axis_of(h: torch.Tensor) -> int | None:
+        return units_of(h, module, model=model)[0] if pool == "mean" and h.ndim >= 3 else None
+
     def coefficient(name: str, h: torch.Tensor) -> torch.Tensor:
-        x = pooled(h, pool, InterventionError, name)
+        x = pooled(h, pool, InterventionError, name, axis_of(h))
         if x.shape[1] != v.numel():
             raise InterventionError(f"the direction has {v.numel()} entries but layer {name!r} gives {x.shape[1]} "
                                     f"features per example with pool={pool!r} (output shape {tuple(h.shape)}); "
@@ -397,7 +407,7 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
     def apply(name: str, h: torch.Tensor) -> torch.Tensor:
         c = coefficient(name, h)
         goal = 0.0 if mode == "project" else value
-        new = _shift(h, pool, c - goal, v.to(h.device))
+        new = _shift(h, pool, c - goal, v.to(h.device), axis_of(h))
         coef_after.append(coefficient(name, new).cpu())
         return new
 

@@ -29,6 +29,7 @@ from torch import nn
 from ..pipeline.capture import Capture, Selector, model_device
 from ..pipeline.listeners import Listeners
 from ..pipeline.model_state import evaluation_mode, model_for_work
+from ..pipeline.summaries import units_of
 from .matrices import RepresentationError, as_matrix
 
 __all__ = [
@@ -46,8 +47,14 @@ __all__ = [
 POOLS = ("mean", "max", "flatten", "first", "tokens")
 
 
-def pool(tensor: torch.Tensor, how: str = "mean", mask: torch.Tensor | None = None) -> torch.Tensor:
-    """One row per example (per token for ``how="tokens"``) from a layer's output; see the module docstring."""
+def pool(tensor: torch.Tensor, how: str = "mean", mask: torch.Tensor | None = None,
+         axis: int | None = None) -> torch.Tensor:
+    """One row per example (per token for ``how="tokens"``) from a layer's output; see the module docstring.
+
+    ``axis`` is the axis of the layer's units (see :func:`hiddenwidgets.pipeline.summaries.units_of`): "mean"
+    and "max" reduce over every other axis but the batch. By default, axis 1 for 4-D and 5-D outputs (N, C, ...)
+    and the last axis for 3-D ones (N, T, D); a channels-last (N, H, W, C) output needs ``axis=3``.
+    """
     if how not in POOLS:
         raise RepresentationError(f"pool must be one of {POOLS}; got {how!r}")
     t = tensor.detach()
@@ -57,29 +64,34 @@ def pool(tensor: torch.Tensor, how: str = "mean", mask: torch.Tensor | None = No
         return t.reshape(-1, 1)
     if how == "flatten":
         return t.reshape(t.shape[0], -1)
-    if t.ndim == 4:
+    if axis is None:
+        axis = 1 if t.ndim >= 4 else t.ndim - 1
+    axis %= t.ndim
+    if axis == 0:
+        raise RepresentationError(f"axis 0 is the batch; the units of a {tuple(t.shape)} output are on another axis")
+    sequence = t.ndim == 3 and axis == 2  # (N, T, D): tokens, with the attention mask
+    if not sequence:
         if how in ("first", "tokens"):
             raise RepresentationError(f"pool={how!r} is for sequence layers (N, T, D); this layer gives "
-                                      f"{tuple(t.shape)}: use 'mean', 'max' or 'flatten'")
-        return t.mean(dim=(2, 3)) if how == "mean" else t.amax(dim=(2, 3))
-    if t.ndim == 3:
-        keep = None
-        if mask is not None:
-            keep = mask.to(t.device).bool()
-            if keep.shape != t.shape[:2]:
-                raise RepresentationError(f"the attention mask has shape {tuple(mask.shape)} but the layer gives "
-                                          f"{tuple(t.shape)}; it must be (N, T) for (N, T, D) outputs")
-        if how == "first":
-            return t[:, 0]
-        if how == "tokens":
-            return t[keep] if keep is not None else t.reshape(-1, t.shape[-1])
-        if how == "max":
-            return (t.masked_fill(~keep[..., None], -math.inf) if keep is not None else t).amax(dim=1)
-        if keep is None:
-            return t.mean(dim=1)
-        w = keep.to(t.dtype)[..., None]
-        return (t * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
-    return t.reshape(t.shape[0], -1)
+                                      f"{tuple(t.shape)} with units on axis {axis}: use 'mean', 'max' or 'flatten'")
+        positions = tuple(d for d in range(1, t.ndim) if d != axis)
+        return t.mean(dim=positions) if how == "mean" else t.amax(dim=positions)
+    keep = None
+    if mask is not None:
+        keep = mask.to(t.device).bool()
+        if keep.shape != t.shape[:2]:
+            raise RepresentationError(f"the attention mask has shape {tuple(mask.shape)} but the layer gives "
+                                      f"{tuple(t.shape)}; it must be (N, T) for (N, T, D) outputs")
+    if how == "first":
+        return t[:, 0]
+    if how == "tokens":
+        return t[keep] if keep is not None else t.reshape(-1, t.shape[-1])
+    if how == "max":
+        return (t.masked_fill(~keep[..., None], -math.inf) if keep is not None else t).amax(dim=1)
+    if keep is None:
+        return t.mean(dim=1)
+    w = keep.to(t.dtype)[..., None]
+    return (t * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
 
 
 _pool = pool  # layer_features' keyword argument ``pool`` shadows the function
@@ -112,7 +124,8 @@ def _count(inputs: Any) -> int:
 def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mapping[str, Selector], *,
                    pool: str = "mean", batch_size: int = 256,
                    forward: Callable[[nn.Module, Any], Any] | None = None,
-                   eval_mode: bool = True, calls: str | int | None = None) -> dict[str, torch.Tensor]:
+                   eval_mode: bool = True, calls: str | int | None = None,
+                   units: str | int | Mapping[str, str | int] | None = None) -> dict[str, torch.Tensor]:
     """Each layer's pooled outputs on ``inputs``: ``{layer: (N, features) float32 CPU tensor}``.
 
     ``inputs``: a tensor, or a mapping of tensors (``input_ids``, ``attention_mask``...) passed as keyword
@@ -124,6 +137,11 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
     layer, a reused activation, an unrolled recurrence): ``"first"``, ``"last"`` or a 0-based index. By default
     such a layer is refused with an error that says how many times it ran, since no single call is *the*
     layer's representation.
+
+    ``units``: which axis of an output holds the layer's units, for "mean" and "max" pooling (one value for all
+    layers or a mapping per layer; ``"channels_first"``, ``"channels_last"`` or an index). By default it is
+    decided from the layer as the monitor does (a ``Linear`` or ``LayerNorm`` on a channels-last ConvNeXt or
+    Swin map has its units last), so channel means are means over positions whatever the layout.
     """
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
     if batch_size is None or isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -138,8 +156,12 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
     how = pool
 
     def sink(name: str, tensor: torch.Tensor, call: Any) -> None:
+        axis = None
+        if how in ("mean", "max") and tensor.ndim >= 3:
+            choice = units.get(name) if isinstance(units, Mapping) else units
+            axis, _ = units_of(tensor, capture.taps[name].module, model=model, units=choice)
         # a copy: an in-place op after the layer (ReLU(inplace=True)) would change a view of its output
-        batch_calls[name].append(_pool(tensor, how, current["mask"]).to("cpu", torch.float32, copy=True))
+        batch_calls[name].append(_pool(tensor, how, current["mask"], axis).to("cpu", torch.float32, copy=True))
 
     device = model_device(model)
     capture.attach(sink)

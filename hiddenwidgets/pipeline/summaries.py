@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HistogramGrid", "LayerSample", "LayerSummarizer", "decide_units", "detail_view", "unit_axis"]
+__all__ = ["HistogramGrid", "LayerSample", "LayerSummarizer", "decide_units", "detail_view", "unit_axis",
+           "units_of"]
 
 # Order of the entries of ``LayerSample.counts`` (int64) and ``LayerSample.moments`` (float32).
 COUNT_FIELDS = ("total", "sampled", "finite", "zeros", "nonfinite", "outside")
@@ -389,6 +390,12 @@ def _known_layout(module: nn.Module, model: nn.Module | None) -> tuple[str, int 
                         return (*found, f"the {type(sub).__name__} before it")
             return None
     return None
+
+
+def units_of(tensor: torch.Tensor, module: nn.Module | None = None, *, model: nn.Module | None = None,
+             units: str | int | None = None) -> tuple[int, str]:
+    """``(axis, note)`` of a layer's output tensor: :func:`decide_units` with its shape and memory layout."""
+    return decide_units(module, tuple(tensor.shape), model=model, units=units, innermost=_innermost(tensor))
 
 
 def unit_axis(module: nn.Module | None, ndim: int | tuple[int, ...], *, model: nn.Module | None = None,
