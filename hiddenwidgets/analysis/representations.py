@@ -149,19 +149,22 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
     if calls is not None and calls not in ("first", "last") and (isinstance(calls, bool) or not isinstance(calls, int)):
         raise RepresentationError(f"calls must be 'first', 'last', a call index (int) or None; got {calls!r}")
     n = _count(inputs)
-    capture = Capture(model, layers, grad_only=False)
+    capture = Capture(model, layers, grad_only=False, unpack=True)
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in capture.taps}
     batch_calls: dict[str, list[torch.Tensor]] = {name: [] for name in capture.taps}
     current: dict[str, torch.Tensor | None] = {"mask": None}
     how = pool
 
     def sink(name: str, tensor: torch.Tensor, call: Any) -> None:
+        mask = current["mask"]
+        if call.lengths is not None:  # a PackedSequence, padded: pool each sequence over its own steps
+            mask = torch.arange(tensor.shape[1])[None, :] < call.lengths[:, None]
         axis = None
         if how in ("mean", "max") and tensor.ndim >= 3:
             choice = units.get(name) if isinstance(units, Mapping) else units
             axis, _ = units_of(tensor, capture.taps[name].module, model=model, units=choice)
         # a copy: an in-place op after the layer (ReLU(inplace=True)) would change a view of its output
-        batch_calls[name].append(_pool(tensor, how, current["mask"], axis).to("cpu", torch.float32, copy=True))
+        batch_calls[name].append(_pool(tensor, how, mask, axis).to("cpu", torch.float32, copy=True))
 
     device = model_device(model)
     capture.attach(sink)

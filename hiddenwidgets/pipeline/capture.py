@@ -51,18 +51,20 @@ class LayerError(KeyError):
         return str(self.args[0])
 
 
-def select_tensor(output: Any, selector: Selector = None) -> tuple[torch.Tensor, str]:
+def select_tensor(output: Any, selector: Selector = None, *, keep_packed: bool = False
+                  ) -> tuple[torch.Tensor | PackedSequence, str]:
     """Pick the tensor to summarise from a layer's output and say which one it is.
 
     ``selector`` may be an index (tuples/lists), a key or attribute name (dicts, dataclasses, ``ModelOutput``),
     or a callable ``output -> Tensor``. With ``None``: the output itself if it is a tensor, else the *first*
     tensor found: first element of a tuple/list, first value of a mapping in insertion order, first field of a
     dataclass. A ``PackedSequence`` (an RNN run on packed input) stands for its ``.data``: the steps of every
-    sequence stacked, without padding, (total steps, features). Returns ``(tensor, description)``, e.g.
+    sequence stacked, without padding, (total steps, features); with ``keep_packed`` the PackedSequence itself
+    is returned (for callers that need one row per sequence). Returns ``(tensor, description)``, e.g.
     ``(t, "output[0]")`` or ``(t, "output[0].data")``.
     """
     if callable(selector) and not isinstance(selector, (int, str)):
-        picked = _tensor_of(selector(output))
+        picked = _tensor_of(keep_packed, selector(output))
         if picked is None:
             raise CaptureError(f"the selector {selector!r} returned {type(selector(output)).__name__}, expected a "
                                "Tensor")
@@ -78,16 +80,16 @@ def select_tensor(output: Any, selector: Selector = None) -> tuple[torch.Tensor,
                 f"selector {selector!r} does not match the output ({_describe(output)}): {err}. "
                 f"Pass an index for tuples, a key or attribute name for dicts/dataclasses, or a callable."
             ) from None
-        picked = _tensor_of(value)
+        picked = _tensor_of(keep_packed, value)
         if picked is None:
             raise CaptureError(f"output[{selector!r}] is {type(value).__name__}, expected a Tensor")
         where = f"output[{selector}]" if isinstance(selector, int) else f"output[{selector!r}]"
         return picked[0], where + picked[1]
-    direct = _tensor_of(output)
+    direct = _tensor_of(keep_packed, output)
     if direct is not None:
         return direct[0], "output" + direct[1]
     for where, value in _candidates(output):
-        picked = _tensor_of(value)
+        picked = _tensor_of(keep_packed, value)
         if picked is not None:
             return picked[0], where + picked[1]
     raise CaptureError(
@@ -96,12 +98,12 @@ def select_tensor(output: Any, selector: Selector = None) -> tuple[torch.Tensor,
     )
 
 
-def _tensor_of(value: Any) -> tuple[torch.Tensor, str] | None:
+def _tensor_of(keep_packed: bool, value: Any) -> tuple[Any, str] | None:
     """``(tensor, suffix)`` when ``value`` is a tensor or a PackedSequence (its ``.data``), else None."""
     if isinstance(value, torch.Tensor):
         return value, ""
     if isinstance(value, PackedSequence):
-        return value.data, ".data"
+        return (value, "") if keep_packed else (value.data, ".data")
     return None
 
 
@@ -134,6 +136,7 @@ class Call(NamedTuple):
 
     index: int
     training: bool
+    lengths: torch.Tensor | None = None  # per sequence, when the output was a PackedSequence unpacked to (N, T, F)
 
 
 @dataclasses.dataclass
@@ -191,6 +194,8 @@ class Capture:
     grad_only : deliver only *training* calls (autograd on and the module in training mode), so a validation pass
         under ``torch.no_grad()`` or ``model.eval()`` is not mistaken for a training batch. Default True. With
         False every call counts as a training call (the layer's own mode and autograd are ignored).
+    unpack : deliver a ``PackedSequence`` output padded to (N, T, features), with ``call.lengths``, instead of its
+        ``.data`` (for per-sequence features; the monitor summarises ``.data``, which has no padding).
 
     While a layer is armed (:meth:`arm`, until :meth:`disarm`), the capture calls ``sink(name, tensor, call)`` for
     each of its training calls, ``call`` a :class:`Call`. :meth:`arm_other` arms the other calls (validation) the
@@ -199,7 +204,7 @@ class Capture:
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], *, gradients: bool = False,
-                 grad_only: bool = True):
+                 grad_only: bool = True, unpack: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         specs = dict(layers) if isinstance(layers, Mapping) else {name: None for name in _as_names(layers)}
@@ -212,6 +217,7 @@ class Capture:
         self.model = model
         self.gradients = gradients
         self.grad_only = grad_only
+        self.unpack = unpack
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._armed: frozenset[str] = frozenset()
         self._armed_other: frozenset[str] = frozenset()
@@ -312,11 +318,14 @@ class Capture:
                     return
                 index = tap.other_calls - 1
             try:
-                tensor, tap.source = select_tensor(output, tap.selector)
+                tensor, tap.source = select_tensor(output, tap.selector, keep_packed=self.unpack)
             except CaptureError as err:
                 tap.error = CaptureError(f"layer {tap.name!r} ({type(module).__name__}): {err}")
                 return  # reported by the monitor at its next step(); never raise inside the user's forward
-            call = Call(index, training)
+            lengths = None
+            if isinstance(tensor, PackedSequence):
+                tensor, lengths = nn.utils.rnn.pad_packed_sequence(tensor, batch_first=True)
+            call = Call(index, training, lengths)
             sink = self._sink()
             if sink is not None:
                 try:

@@ -51,7 +51,7 @@ def train(model, data, monitor=None, pace=None):
 @pytest.fixture(scope="module")
 def reference():
     model = cnn()
-    grads, modes = train(model, batches())
+    grads, _ = train(model, batches())
     return grads, model.state_dict()
 
 
