@@ -69,6 +69,31 @@ def _labels(labels: Any, n: int) -> np.ndarray:
     return y
 
 
+NONFINITE = ("raise", "drop")
+BLOCK_BYTES = 64 * 2**20  # memory for one block of pairwise terms: the estimators never hold an N x N matrix
+
+
+def _finite(t: np.ndarray, y: np.ndarray, nonfinite: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse activations with NaN or inf (``nonfinite="raise"``), or drop their rows with a warning that says how
+    many (``"drop"``): a distance, a bin or a range computed from them would be meaningless, silently."""
+    if nonfinite not in NONFINITE:
+        raise ValueError(f"nonfinite must be one of {NONFINITE}; got {nonfinite!r}")
+    bad = ~np.isfinite(t).all(axis=1)
+    count = int(bad.sum())
+    if not count:
+        return t, y
+    values = int((~np.isfinite(t)).sum())
+    if nonfinite == "raise":
+        raise ValueError(f"{where}: {values} NaN/inf values in {count} of {len(t)} samples; mutual information "
+                         "cannot be estimated from them. Check the layer for overflow, or pass nonfinite='drop' to "
+                         "leave those samples out (said in a warning)")
+    warnings.warn(f"{where}: dropped {count} of {len(t)} samples holding {values} NaN/inf values; the estimate "
+                  f"is over the other {len(t) - count}", InformationWarning, stacklevel=3)
+    if count == len(t):
+        raise ValueError(f"{where}: every sample holds NaN/inf values; nothing is left to estimate from")
+    return t[~bad], y[~bad]
+
+
 def _pattern_ids(codes: np.ndarray) -> np.ndarray:
     """One integer per row of small non-negative integer codes, equal iff the rows are equal."""
     n, d = codes.shape
@@ -105,7 +130,8 @@ def _check_inputs_discrete(inputs: Any) -> None:
 
 
 def binned_mi(activations: Any, labels: Any, *, n_bins: int = 30,
-              value_range: tuple[float, float] | str = (-1.0, 1.0), inputs: Any = None) -> tuple[float, float]:
+              value_range: tuple[float, float] | str = (-1.0, 1.0), inputs: Any = None,
+              nonfinite: str = "raise") -> tuple[float, float]:
     """I(X;T) and I(T;Y) in bits by binning, as in Shwartz-Ziv & Tishby (2017).
 
     Each unit of ``activations`` (samples x units) is digitised against ``n_bins`` equally spaced edges (float32,
@@ -122,6 +148,8 @@ def binned_mi(activations: Any, labels: Any, *, n_bins: int = 30,
         and max (for unbounded activations such as ReLU); ``"adaptive"`` places each unit's edges at its quantiles
         (equal-mass bins).
     inputs : optional (N, ...) inputs; if given, checked to be discrete and distinct (else ``ValueError``).
+    nonfinite : activations with NaN or inf are refused (``"raise"``, default: they would land in a bin, or make
+        the observed range infinite) or their samples dropped with a warning (``"drop"``).
 
     Warnings: activations outside a fixed range are clipped into the outer bins and counted (once per call
     site); when most patterns are unique the estimate is saturated at log2 N (the numbers are in the warning).
@@ -130,8 +158,9 @@ def binned_mi(activations: Any, labels: Any, *, n_bins: int = 30,
     y = _labels(labels, t.shape[0])
     if inputs is not None:
         _check_inputs_discrete(inputs)
-    if n_bins < 2:
-        raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
+        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    t, y = _finite(t, y, nonfinite, "binned_mi")
     if isinstance(value_range, str):
         if value_range == "observed":
             lo, hi = float(np.nanmin(t)), float(np.nanmax(t))
@@ -161,17 +190,28 @@ def binned_mi(activations: Any, labels: Any, *, n_bins: int = 30,
     return h_t, i_ty
 
 
-def _pairwise_sq_dists(t: torch.Tensor) -> torch.Tensor:
-    sq = (t * t).sum(dim=1)
-    d = sq[:, None] + sq[None, :] - 2.0 * (t @ t.T)
-    return d.clamp_(min=0.0)
+def _row_block(n: int, width: int, itemsize: int) -> int:
+    """Rows per block so that one block of ``width`` pairwise terms per row fits in ``BLOCK_BYTES``."""
+    return max(1, min(n, BLOCK_BYTES // max(1, width * itemsize * 2)))
 
 
 def _mixture_entropy_term(t: torch.Tensor, scale: float) -> torch.Tensor:
-    """-(1/N) sum_i log((1/N) sum_j exp(-||t_i - t_j||^2 / scale)), in nats."""
+    """-(1/N) sum_i log((1/N) sum_j exp(-||t_i - t_j||^2 / scale)), in nats; in row blocks, never N x N."""
     n = t.shape[0]
-    lse = torch.logsumexp(-_pairwise_sq_dists(t) / scale, dim=1)
-    return -(lse - math.log(n)).mean()
+    sq = (t * t).sum(dim=1)
+    total = torch.zeros((), dtype=t.dtype)
+    step = _row_block(n, n, t.element_size())
+    for start in range(0, n, step):
+        rows = t[start:start + step]
+        d = (sq[start:start + step, None] + sq[None, :] - 2.0 * (rows @ t.T)).clamp_(min=0.0)
+        total += (torch.logsumexp(-d / scale, dim=1) - math.log(n)).sum()
+    return -total / n
+
+
+def _positive_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value > 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 def _by_label(fn, t: torch.Tensor, y: np.ndarray) -> float:
@@ -183,7 +223,7 @@ def _by_label(fn, t: torch.Tensor, y: np.ndarray) -> float:
 
 
 def kde_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-3, bound: str = "upper",
-           dtype: torch.dtype = torch.float64) -> tuple[float, float]:
+           dtype: torch.dtype = torch.float64, nonfinite: str = "raise") -> tuple[float, float]:
     """I(X;T) and I(T;Y) in bits for the noisy layer T + Z, Z ~ N(0, noise_variance * I), by pairwise distances.
 
     Kolchinsky & Tracey (2017), *Estimating Mixture Entropy with Pairwise Distances*, as used by Saxe et al. (2018):
@@ -193,14 +233,16 @@ def kde_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-3, bound
         lower:  I(X;T) >= -(1/N) sum_i log (1/N) sum_j exp(-||h_i - h_j||^2 / (8 s))      (Bhattacharyya)
 
     with s = ``noise_variance``; I(T;Y) = H(T) - sum_y p(y) H(T | Y=y), each entropy bounded the same way.
-    Both are in [0, log2 N]. Cost: O(N^2 * units) time, O(N^2) memory (4096 samples: 128 MB in float64).
+    Both are in [0, log2 N]. Cost: O(N^2 * units) time; memory O(N * units) plus blocks of pairwise terms of at
+    most 64 MB (never an N x N matrix). NaN/inf activations are refused, or their samples dropped with a warning
+    (``nonfinite="drop"``).
     """
     if bound not in ("upper", "lower"):
         raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
-    if noise_variance <= 0:
-        raise ValueError(f"noise_variance must be > 0, got {noise_variance}")
-    t = torch.as_tensor(_as_2d(activations), dtype=dtype)
-    y = _labels(labels, t.shape[0])
+    _positive_number("noise_variance", noise_variance)
+    a = _as_2d(activations)
+    a, y = _finite(a, _labels(labels, a.shape[0]), nonfinite, "kde_mi")
+    t = torch.as_tensor(a, dtype=dtype)
     scale = (2.0 if bound == "upper" else 8.0) * noise_variance
 
     def term(u: torch.Tensor) -> float:
@@ -212,7 +254,8 @@ def kde_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-3, bound
 
 
 def sample_propagation_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-1, samples: int = 4,
-                          seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[float, float]:
+                          seed: int = 0, dtype: torch.dtype = torch.float64,
+                          nonfinite: str = "raise") -> tuple[float, float]:
     """I(X;T+Z) and I(T+Z;Y) in bits by Monte Carlo over the Gaussian mixture (Goldfeld et al. 2019).
 
     The noisy layer T + Z, Z ~ N(0, noise_variance * I), given the N samples as equally likely inputs, is the
@@ -222,12 +265,14 @@ def sample_propagation_mi(activations: Any, labels: Any, *, noise_variance: floa
 
     Limits: it measures the *noise-regularised* layer, so values depend on ``noise_variance`` (compare runs only at
     equal noise) and saturate at log2 N; the Monte Carlo error shrinks as 1/sqrt(N * samples); cost is
-    O(N^2 * samples * units).
+    O(N^2 * samples * units) time, and memory O(N * samples * units) plus blocks of at most 64 MB.
     """
-    if noise_variance <= 0:
-        raise ValueError(f"noise_variance must be > 0, got {noise_variance}")
-    t = torch.as_tensor(_as_2d(activations), dtype=dtype)
-    y = _labels(labels, t.shape[0])
+    _positive_number("noise_variance", noise_variance)
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    a = _as_2d(activations)
+    a, y = _finite(a, _labels(labels, a.shape[0]), nonfinite, "sample_propagation_mi")
+    t = torch.as_tensor(a, dtype=dtype)
     gen = torch.Generator().manual_seed(seed)
     sigma = math.sqrt(noise_variance)
 
@@ -235,13 +280,19 @@ def sample_propagation_mi(activations: Any, labels: Any, *, noise_variance: floa
         # -E[log p_mix(h_i + sigma z)] minus h(Z), i.e. the information term, in nats
         n, d = h.shape
         z = torch.randn(n * samples, d, generator=gen, dtype=h.dtype)
-        draws = h.repeat_interleave(samples, dim=0) + sigma * z
-        sq = (draws * draws).sum(1)[:, None] + (h * h).sum(1)[None, :] - 2.0 * draws @ h.T
-        log_mix = torch.logsumexp(-sq.clamp(min=0) / (2 * noise_variance), dim=1) - math.log(n)
-        # log N(x; h, s I) = -||x - h||^2 / 2s - d/2 log(2 pi s), and the constant cancels against h(Z).
-        # h(Z) is estimated from the same draws (||z||^2 / 2 has mean d/2): a control variate that leaves the
-        # estimate unbiased and removes most of its Monte Carlo noise.
-        return float((-log_mix - 0.5 * (z * z).sum(1)).mean())
+        h_sq = (h * h).sum(1)
+        total = 0.0
+        step = _row_block(n * samples, n, h.element_size())
+        for start in range(0, n * samples, step):  # blocks of draws: never an (N * samples) x N matrix
+            zb = z[start:start + step]
+            draws = h[torch.arange(start, start + len(zb)) // samples] + sigma * zb
+            sq = (draws * draws).sum(1)[:, None] + h_sq[None, :] - 2.0 * draws @ h.T
+            log_mix = torch.logsumexp(-sq.clamp(min=0) / (2 * noise_variance), dim=1) - math.log(n)
+            # log N(x; h, s I) = -||x - h||^2 / 2s - d/2 log(2 pi s), and the constant cancels against h(Z).
+            # h(Z) is estimated from the same draws (||z||^2 / 2 has mean d/2): a control variate that leaves the
+            # estimate unbiased and removes most of its Monte Carlo noise.
+            total += float((-log_mix - 0.5 * (zb * zb).sum(1)).sum())
+        return total / (n * samples)
 
     i_xt = mixture_cross_entropy(t)
     i_ty = i_xt - _by_label(mixture_cross_entropy, t, y)
