@@ -1,6 +1,6 @@
 """Cost of hiddenwidgets.attribute over calling Captum directly, and of the CAMs against a direct implementation.
 
-    python benchmarks/attribution.py [--repeats 5] [--batch 8] [--sizes 28 224]
+    python benchmarks/attribution.py [--repeats 5] [--batch 8] [--sizes 28 224] [--methods ...] [--threads 1]
 
 Prints one JSON object per method and input size: ``method``, ``input_shape``, ``ms_per_input`` (through
 ``hw.attribute``), ``captum_ms_per_input`` (the same Captum class, arguments and defaults, called directly; for
@@ -44,7 +44,7 @@ def direct_captum(method: type[CaptumMethod], model: nn.Module, x: torch.Tensor,
 
     cls = getattr(ca, method.captum_class)
     algo = cls(model, layer) if method.needs_layer else cls(model)
-    kwargs = method().defaults(x)
+    kwargs = method().defaults((x,))
     if method.noise_tunnel:
         algo = ca.NoiseTunnel(algo)
         kwargs = {"nt_type": method.noise_tunnel, "nt_samples": 10, "stdevs": 0.15, **kwargs}
@@ -86,7 +86,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sizes", type=int, nargs="+", default=[28, 224])
     ap.add_argument("--methods", nargs="*", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (both sides alike; 1 cuts the "
+                    "noise on a shared machine)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     for size in a.sizes:
         channels = 1 if size <= 32 else 3
         model = cnn(channels, size)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._forward import ModelCall, call_failure, read_logits
-from ._layout import Layout
+from ._layout import Layout, detect_layout, layer_output
 from .base import (
     AttributionError,
     AttributionMethod,
@@ -52,6 +52,7 @@ __all__ = [
     "deletion_insertion",
     "embedding_layer",
     "infidelity",
+    "map_layers",
     "probe",
     "resolve_targets",
     "sanity_check",
@@ -75,6 +76,42 @@ def conv_layers(model: nn.Module) -> list[str]:
     kinds = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Sequential)
     return [name for name, m in model.named_modules()
             if name and isinstance(m, kinds) and any(isinstance(s, nn.Conv2d) for s in m.modules())]
+
+
+def map_layers(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], additional_forward_args: Any = None,
+               forward_kwargs: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Every layer a CAM or layer method can draw a map over, with how its output would be read (its layout), in
+    one forward pass over ``inputs`` (a batch of one is enough): conv maps, channels-last maps, ViT/Swin tokens on
+    the input's grid, per-token vectors of token inputs. Layers without positions or with an undecidable layout
+    are left out (pass ``reshape_transform=`` to :func:`attribute` for those)."""
+    xs = _as_inputs(inputs)
+    found: dict[str, tuple] = {}
+    named = [(name, m) for name, m in model.named_modules() if name]
+
+    def hook_for(name: str):
+        def hook(module, args, kwargs, output):
+            if name not in found:
+                found[name] = (module, output, args, kwargs)
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(name), with_kwargs=True) for name, m in named]
+    try:
+        with evaluation_mode(model), torch.no_grad():
+            model(*xs, *_as_args(additional_forward_args), **dict(forward_kwargs or {}))
+    except (RuntimeError, TypeError, IndexError) as err:
+        raise call_failure(model, xs, err) from err
+    finally:
+        for h in handles:
+            h.remove()
+    out: dict[str, str] = {}
+    for name, (module, output, args, kwargs) in found.items():
+        try:
+            layout = detect_layout(module, name, layer_output(output, name), args, kwargs, xs)
+        except AttributionError:
+            continue
+        if layout.kind != "features":
+            out[name] = layout.description
+    return out
 
 
 def embedding_layer(model: nn.Module) -> tuple[str, str] | None:

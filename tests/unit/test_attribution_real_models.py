@@ -141,6 +141,18 @@ def test_vit_grad_cam_reads_tokens_as_a_grid_without_the_class_token(vit):
     untouched(vit)
 
 
+def test_map_layers_lists_the_layers_a_map_can_be_drawn_over(vit, bert):
+    layers = hw.methods.map_layers(vit, IMAGES[:1])
+    assert "a class token, then a 4 x 4 grid" in layers["vit.layers.1.layernorm_before"]
+    assert "(N, C, H, W)" in layers["vit.embeddings.patch_embeddings.projection"]
+    assert "classifier" not in layers and "vit.layers.1.attention.q_proj" in layers  # (N, 17, 32) tokens
+    ids = torch.randint(1, 100, (1, 6), generator=torch.Generator().manual_seed(0))
+    text = hw.methods.map_layers(bert, ids)
+    assert "one 32-vector per input position" in text["bert.embeddings.word_embeddings"]
+    assert "bert.pooler.dense" not in text  # (N, 32): no positions
+    untouched(vit)
+
+
 def test_vit_layer_methods_sum_features_and_report_the_class_token(vit):
     layer = "vit.layers.1"
     a, _ = acts_and_grads(vit, vit.vit.layers[1], IMAGES, TARGET)
@@ -340,6 +352,11 @@ def test_model_outputs_are_read_as_stated(resnet):
     info = hw.attribute(resnet, IMAGES, "saliency", TARGET, return_info=True)
     torch.testing.assert_close(info.attributions, grad.abs())
     assert info.output == "output.logits (ImageClassifierOutputWithNoAttention)"
+    maps = info.attributions.sum(1)
+    got = hw.methods.deletion_insertion(resnet, IMAGES, maps, TARGET, steps=4)  # the metrics read .logits too
+    want = hw.methods.deletion_insertion(wrapped_module(lambda x: resnet(x).logits, resnet), IMAGES, maps, TARGET,
+                                         steps=4)
+    torch.testing.assert_close(got["deletion_curve"], want["deletion_curve"])
 
     class Pair(nn.Module):
         def __init__(self):
@@ -389,6 +406,11 @@ def test_callable_targets_give_the_softmax_probability_by_hand():
     torch.testing.assert_close(hw.attribute(model, X, "input_x_gradient", prob), X * grad)
     a, g = acts_and_grads(model, model.relu2, X, None, score=prob)
     torch.testing.assert_close(hw.attribute(model, X, "grad_cam", prob, layer="relu2", raw=True), grad_cam(a, g))
+    ablated = hw.attribute(model, X, "feature_ablation", prob)  # a perturbation method: the first 1 x 1 patch
+    gone = X.clone()
+    gone[:, :, 0, 0] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(ablated[:, 0, 0, 0], prob(model(X)) - prob(model(gone)))
     per_input = [lambda out: out.softmax(0)[2]] * 4  # pytorch-grad-cam's targets: one callable per input
     torch.testing.assert_close(hw.attribute(model, X, "grad_cam", per_input, layer="relu2", raw=True),
                                grad_cam(a, g))
