@@ -59,6 +59,9 @@ def _counted(c: Counter) -> str:
     return ", ".join(f"{name} ({k})" for name, k in c.most_common(6))
 
 
+_REISSUED: dict = {}  # the warnings registry for Captum's re-issued warnings
+
+
 @contextlib.contextmanager
 def captum_warnings(notes: list[str]) -> Iterator[None]:
     """Run Captum, dropping only its notes about the hooks it sets; every other warning is re-issued and recorded in
@@ -73,7 +76,8 @@ def captum_warnings(notes: list[str]) -> Iterator[None]:
         if EMPTY in text:
             raise AttributionError(f"Captum returned an empty tensor: {text}")
         notes.append(text)
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        # at Captum's own line, once per message and line under Python's default filter (as if Captum warned)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=_REISSUED)
 
 
 def patch_mask(inputs: torch.Tensor, patches: int = 7) -> torch.Tensor | None:
