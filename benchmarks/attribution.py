@@ -1,6 +1,7 @@
 """Cost of hiddenwidgets.attribute over calling Captum directly, and of the CAMs against a direct implementation.
 
-    python benchmarks/attribution.py [--repeats 5] [--batch 8] [--sizes 28 224]
+    python benchmarks/attribution.py [--repeats 5] [--batch 8] [--sizes 28 224] [--methods ...] [--threads 1]
+                                     [--clock cpu]
 
 Prints one JSON object per method and input size: ``method``, ``input_shape``, ``ms_per_input`` (through
 ``hw.attribute``), ``captum_ms_per_input`` (the same Captum class, arguments and defaults, called directly; for
@@ -44,7 +45,7 @@ def direct_captum(method: type[CaptumMethod], model: nn.Module, x: torch.Tensor,
 
     cls = getattr(ca, method.captum_class)
     algo = cls(model, layer) if method.needs_layer else cls(model)
-    kwargs = method().defaults(x)
+    kwargs = method().defaults((x,))
     if method.noise_tunnel:
         algo = ca.NoiseTunnel(algo)
         kwargs = {"nt_type": method.noise_tunnel, "nt_samples": 10, "stdevs": 0.15, **kwargs}
@@ -68,14 +69,17 @@ def direct_grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lay
     return F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False).squeeze(1)
 
 
+CLOCK = time.perf_counter
+
+
 def timed(fn, at_least: float = 0.25) -> float:
     """Seconds per call, calling ``fn`` repeatedly for at least ``at_least`` seconds: fast methods take ~2 ms a
     call, and single calls of that length are mostly scheduler noise on a shared machine."""
-    calls, t0 = 0, time.perf_counter()
+    calls, t0 = 0, CLOCK()
     while True:
         fn()
         calls += 1
-        elapsed = time.perf_counter() - t0
+        elapsed = CLOCK() - t0
         if elapsed >= at_least:
             return elapsed / calls
 
@@ -86,7 +90,16 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sizes", type=int, nargs="+", default=[28, 224])
     ap.add_argument("--methods", nargs="*", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (both sides alike; 1 cuts the "
+                    "noise on a shared machine)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: this process's CPU time "
+                    "(time.process_time), not the time spent waiting for a core of a busy machine; with --threads 1")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.clock == "cpu":
+        global CLOCK
+        CLOCK = time.process_time
     for size in a.sizes:
         channels = 1 if size <= 32 else 3
         model = cnn(channels, size)

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import torch
-
-from ._cam import CAM
+from ._cam import CAM, first_component
 
 
 class EigenCAM(CAM):
@@ -18,14 +16,7 @@ class EigenCAM(CAM):
     paper = "Muhammad & Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components"
     uses_gradients = False
     gradient_based = False
+    eigen_smooth = False  # it is the first principal component already
 
-    def combine(self, acts, grads, **context):
-        n, k, h, w = acts.shape
-        flat = acts.reshape(n, k, h * w).transpose(1, 2)  # (N, positions, channels)
-        centred = flat - flat.mean(dim=1, keepdim=True)
-        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-        proj = centred @ vh[:, 0, :].unsqueeze(-1)  # (N, positions, 1)
-        total = flat.sum(dim=2, keepdim=True)
-        corr = ((proj - proj.mean(1, keepdim=True)) * (total - total.mean(1, keepdim=True))).sum(dim=(1, 2))
-        sign = torch.where(corr < 0, -1.0, 1.0).to(proj)
-        return (proj.squeeze(-1) * sign[:, None]).reshape(n, h, w)
+    def combine(self, acts, grads, eigen=False, **context):
+        return first_component(acts, acts.sum(dim=1))

@@ -11,4 +11,4 @@ class GradCAM(CAM):
     paper = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization"
 
     def channel_weights(self, acts, grads, **context):
-        return grads.mean(dim=(2, 3))
+        return grads.mean(dim=2)

@@ -10,5 +10,5 @@ class HiResCAM(CAM):
     label = "HiResCAM"
     paper = "Draelos & Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations of CNNs"
 
-    def combine(self, acts, grads, **context):
-        return (grads * acts).sum(dim=1)
+    def weighted(self, acts, grads, **context):
+        return grads * acts

@@ -12,5 +12,5 @@ class LayerCAM(CAM):
     label = "LayerCAM"
     paper = "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization"
 
-    def combine(self, acts, grads, **context):
-        return (torch.relu(grads) * acts).sum(dim=1)
+    def weighted(self, acts, grads, **context):
+        return torch.relu(grads) * acts

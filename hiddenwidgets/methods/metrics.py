@@ -1,7 +1,9 @@
 """Faithfulness metrics for attribution maps: deletion and insertion AUC (Petsiuk et al. 2018, RISE), Captum's
 infidelity and sensitivity, and the model-parameter randomisation sanity check (Adebayo et al. 2018).
 
-Pure functions over a model, inputs and maps; the model is evaluated in eval mode and left as it was.
+Pure functions over a model, inputs and maps; the model is evaluated in eval mode and left as it was. Models are
+called as :func:`hiddenwidgets.attribute` calls them: ``additional_forward_args`` and ``forward_kwargs`` after the
+inputs, logits read from ``output.logits`` or a tuple's first tensor.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._forward import ModelCall
 from .base import AttributionError, evaluation_mode, resolve_targets
 
 __all__ = ["deletion_insertion", "infidelity", "sanity_check", "sensitivity"]
@@ -39,8 +42,17 @@ def _blur(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def _call(model: nn.Module, additional_forward_args: Any, forward_kwargs: dict[str, Any] | None) -> ModelCall:
+    args = () if additional_forward_args is None else (
+        tuple(additional_forward_args) if isinstance(additional_forward_args, (tuple, list))
+        else (additional_forward_args,))
+    return ModelCall(model, 1, args, forward_kwargs)
+
+
 def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: torch.Tensor, target: Any = "predicted", *,
-                       steps: int = 32, blur_sigma: float = 5.0, batch_size: int = 64) -> dict[str, torch.Tensor]:
+                       steps: int = 32, blur_sigma: float = 5.0, batch_size: int = 64,
+                       additional_forward_args: Any = None, forward_kwargs: dict[str, Any] | None = None
+                       ) -> dict[str, torch.Tensor]:
     """Deletion and insertion AUC per input, as defined for RISE (Petsiuk et al. 2018).
 
     Pixels are taken in order of decreasing attribution, ``H*W / steps`` at a time. *Deletion* sets them to zero,
@@ -57,8 +69,9 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: torch.Tenso
     counts = torch.linspace(0, h * w, steps + 1).round().long()
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))  # rank of each pixel
+    call = _call(model, additional_forward_args, forward_kwargs)
     with evaluation_mode(model), torch.no_grad():
-        logits = model(inputs)
+        logits = call.logits_of((inputs,))
         targets = resolve_targets(target, *logits.shape, logits)
         blurred = _blur(inputs, blur_sigma)
         curves = {}
@@ -70,7 +83,9 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: torch.Tenso
                 for b in range(0, steps + 1, batch_size):
                     m = masks[b : b + batch_size]
                     batch = start[i : i + 1] * (1 - m) + source[i : i + 1] * m
-                    probs[i, b : b + batch_size] = F.softmax(model(batch), dim=1)[:, targets[i]]
+                    rows = torch.full((len(batch),), i, dtype=torch.long)
+                    logits = call.logits_of((batch,), call.rows(rows, n))
+                    probs[i, b : b + batch_size] = F.softmax(logits, dim=1)[:, targets[i]]
             curves[name] = probs
     x = counts.to(torch.float32) / (h * w)
     return {"deletion": torch.trapezoid(curves["deletion"], x.to(curves["deletion"].device), dim=1),
@@ -79,7 +94,8 @@ def deletion_insertion(model: nn.Module, inputs: torch.Tensor, maps: torch.Tenso
 
 
 def infidelity(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor, target: Any = "predicted", *,
-               noise: float = 0.1, n_perturb_samples: int = 10, seed: int = 0) -> torch.Tensor:
+               noise: float = 0.1, n_perturb_samples: int = 10, seed: int = 0, additional_forward_args: Any = None,
+               forward_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
     """Captum's ``infidelity`` (Yeh et al. 2019) with Gaussian perturbations of standard deviation ``noise``."""
     from captum.metrics import infidelity as captum_infidelity
 
@@ -89,11 +105,12 @@ def infidelity(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tenso
         eps = torch.randn(x.shape, generator=gen).to(x) * noise
         return eps, x - eps
 
+    call = _call(model, additional_forward_args, forward_kwargs)
     with evaluation_mode(model):
-        logits = model(inputs).detach()
+        logits = call.logits_of((inputs,)).detach()
         targets = resolve_targets(target, *logits.shape, logits)
-        return captum_infidelity(model, perturb, inputs, attributions, target=targets,
-                                 n_perturb_samples=n_perturb_samples)
+        return captum_infidelity(call, perturb, inputs, attributions, additional_forward_args=call.extra or None,
+                                 target=targets, n_perturb_samples=n_perturb_samples)
 
 
 def sensitivity(model: nn.Module, inputs: torch.Tensor, method: str, target: Any = "predicted", *,
@@ -105,8 +122,12 @@ def sensitivity(model: nn.Module, inputs: torch.Tensor, method: str, target: Any
 
     from . import attribute
 
+    if options.get("additional_forward_args") is not None or options.get("forward_kwargs") is not None:
+        raise AttributionError("sensitivity: Captum's sensitivity_max re-batches the inputs without the model's "
+                               "other arguments; it supports models called on their inputs alone")
+    call = _call(model, None, None)
     with evaluation_mode(model):
-        logits = model(inputs).detach()
+        logits = call.logits_of((inputs,)).detach()
         targets = resolve_targets(target, *logits.shape, logits)
 
         def explain(x: torch.Tensor | tuple, target: torch.Tensor) -> tuple[torch.Tensor]:

@@ -11,6 +11,6 @@ class XGradCAM(CAM):
     paper = "Fu et al. 2020, Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs"
 
     def channel_weights(self, acts, grads, **context):
-        total = acts.sum(dim=(2, 3), keepdim=True)
+        total = acts.sum(dim=2, keepdim=True)
         share = acts / total.where(total != 0, total.new_ones(()))
-        return (share * grads).sum(dim=(2, 3))
+        return (share * grads).sum(dim=2)
