@@ -1,6 +1,7 @@
 """The real-architecture matrix as figures: for each architecture of tests/zoo.py and each column (monitor,
-layer_features, and attribution when --attribution is given), how many cells work (equal to a value computed by
-hand from the model's own outputs), are refused clearly, or are wrong. One JSON line per cell, then the totals.
+layer_features, and with --attribution every method of hw.attribute on 12 models), how many cells work (equal to a
+value computed by hand from the model's own outputs, or to the paper's formula on activations reshaped by hand),
+are refused clearly, or are wrong. One JSON line per cell, then the totals.
 
     python benchmarks/zoo_matrix.py                      # this checkout
     python benchmarks/zoo_matrix.py --package /tmp/old   # an older checkout of the package, for "before" figures
@@ -38,8 +39,6 @@ def main() -> None:
     spec.loader.exec_module(zoo)
 
     columns = [("monitor", zoo.monitor_cells), ("layer_features", zoo.features_cells)]
-    if args.attribution:
-        columns.append(("attribute", zoo.attribution_cells))
     totals: Counter = Counter()
     for arch in zoo.ZOO:
         if args.only and not any(s.lower() in arch.name.lower() for s in args.only):
@@ -55,10 +54,21 @@ def main() -> None:
                 totals[(column, verdict)] += 1
                 print(json.dumps({"arch": arch.name, "column": column, "cell": layer, "verdict": verdict,
                                   "why": why}), flush=True)
+    verdicts = ["works", "refused", "wrong"]
+    if args.attribution:
+        columns.append(("attribute", None))
+        verdicts[1:1] = ["works_unchecked"]
+        verdicts[-1:-1] = ["wrong_warned"]
+        verdicts.append("unclear_error")
+        cases = [c for c in zoo.attribution_cases() if not args.only or any(s.lower() in c.name for s in args.only)]
+        for (model, method), (outcome, detail) in zoo.attribution_cells(hw, cases).items():
+            totals[("attribute", outcome)] += 1
+            print(json.dumps({"arch": model, "column": "attribute", "cell": method, "verdict": outcome,
+                              "why": detail}), flush=True)
     for column, _ in columns:
-        print(json.dumps({"column": column, **{v: totals[(column, v)] for v in ("works", "refused", "wrong")}}))
+        print(json.dumps({"column": column, **{v: totals[(column, v)] for v in verdicts if totals[(column, v)]}}))
     print(json.dumps({"package": str(Path(hw.__file__).parent), "total": {
-        v: sum(n for (c, vv), n in totals.items() if vv == v) for v in ("works", "refused", "wrong")}}))
+        v: sum(n for (c, vv), n in totals.items() if vv == v) for v in verdicts}}))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ channel sum, sign chosen to correlate positively with the sum).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -150,9 +151,11 @@ class CAM(AttributionMethod):
                 raise AttributionError(f"{self.label} needs a layer with positions to draw a map over; layer {name!r} "
                                        f"gives {tuple(cap.output.shape)} features (no positions): choose a conv "
                                        "layer, a transformer block, or an embedding layer")
-            if cap.calls > 1:
-                out.notes.append(f"layer {name!r} ran {cap.calls} times in one forward pass; the map is of its "
-                                 "first call")
+            if cap.calls > 1:  # a shared or reused module: which call is drawn must be said, not only recorded
+                note = (f"layer {name!r} ran {cap.calls} times in one forward pass; the map is of its first call "
+                        "(choose a layer that runs once to be unambiguous)")
+                out.notes.append(note)
+                warnings.warn(note, stacklevel=4)
             acts = layout.to_channels(cap.output).flatten(2)
             grads = None if cap.grad is None else layout.to_channels(cap.grad).flatten(2)
             context = dict(call=request.call, inputs=inputs, targets=request.targets, layer=layer, name=name,
