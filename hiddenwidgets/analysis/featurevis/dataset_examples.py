@@ -75,7 +75,8 @@ def receptive_field(model: nn.Module, layer: str, shape: tuple[int, int, int], *
                     seed: int = 0) -> ReceptiveField:
     """The effective receptive field of a conv layer's centre position for inputs of ``shape`` (C, H, W): the
     bounding box of the input pixels where the gradient of the layer's centre (all channels summed) is non-zero,
-    over two random inputs (own generator, ``seed``). Parameters' ``.grad`` are left alone."""
+    over two random inputs (own generator, ``seed``); the stride is how far that box moves between neighbouring
+    positions. Parameters' ``.grad`` are left alone."""
     model = check_model(model)
     check_layer(model, layer)
     if len(shape) != 3:
@@ -83,30 +84,54 @@ def receptive_field(model: nn.Module, layer: str, shape: tuple[int, int, int], *
     norm = make_normalize(normalize)
     g = torch.Generator().manual_seed(check_int(seed, "seed"))
     device, dtype = model_device(model), model_dtype(model)
-    support = torch.zeros(shape[1:], dtype=torch.bool)
+    inputs = [torch.rand((1, *shape), generator=g, dtype=torch.float64).to(device, dtype) for _ in range(2)]
     captured: dict[str, torch.Tensor] = {}
     taps = Taps(model, {layer: selector}, lambda name, t: captured.__setitem__(name, t))
     taps.stop_after = frozenset([layer])
-    with evaluation_mode(model), taps, torch.enable_grad():
-        for _ in range(2):
-            x = torch.rand((1, *shape), generator=g, dtype=torch.float64).to(device, dtype).requires_grad_(True)
-            taps.forward(model, norm(x) if norm else x, forward)
-            a = captured[layer]
-            if a.ndim != 4:
-                raise FeatureVisualizationError(f"layer {layer!r} gives {tuple(a.shape)}; a receptive field needs a "
-                                                "conv layer (N, C, H, W)")
-            cy, cx = a.shape[2] // 2, a.shape[3] // 2
-            (grad,) = torch.autograd.grad(a[0, :, cy, cx].sum(), x, allow_unused=True)
+    big_h, big_w = shape[1], shape[2]
+
+    def support_box(y: int, x: int) -> tuple[int, int, int, int] | None:
+        support = torch.zeros(shape[1:], dtype=torch.bool)
+        for x0 in inputs:
+            x0 = x0.clone().requires_grad_(True)
+            taps.forward(model, norm(x0) if norm else x0, forward)
+            a = captured.pop(layer)
+            (grad,) = torch.autograd.grad(a[0, :, y, x].sum(), x0, allow_unused=True)
             if grad is not None:
                 support |= (grad[0].abs().sum(0) > 0).cpu()
-    rows = torch.nonzero(support.any(1)).flatten()
-    cols = torch.nonzero(support.any(0)).flatten()
-    big_h, big_w = shape[1], shape[2]
-    box = ((0, 0, big_h, big_w) if len(rows) == 0  # no gradient at all: the whole input
-           else (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
-    h, w = a.shape[2], a.shape[3]
-    return ReceptiveField(box=box, center=(cy, cx), stride=(big_h / h, big_w / w), input_size=(big_h, big_w),
-                          map_size=(h, w))
+        rows = torch.nonzero(support.any(1)).flatten()
+        cols = torch.nonzero(support.any(0)).flatten()
+        if len(rows) == 0:
+            return None
+        return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+    with evaluation_mode(model), taps, torch.enable_grad():
+        with torch.no_grad():
+            taps.forward(model, norm(inputs[0]) if norm else inputs[0], forward)
+        a = captured.pop(layer)
+        if a.ndim != 4:
+            raise FeatureVisualizationError(f"layer {layer!r} gives {tuple(a.shape)}; a receptive field needs a conv "
+                                            "layer (N, C, H, W)")
+        h, w = a.shape[2], a.shape[3]
+        cy, cx = h // 2, w // 2
+        box = support_box(cy, cx)
+        # the stride: how far the box moves from the position before the centre (exact for conv stacks)
+        before = support_box(max(cy - 1, 0), max(cx - 1, 0)) if h > 1 and w > 1 else None
+    if box is None:  # no gradient at all: the whole input
+        return ReceptiveField(box=(0, 0, big_h, big_w), center=(cy, cx), stride=(big_h / h, big_w / w),
+                          input_size=(big_h, big_w), map_size=(h, w))
+    stride = (big_h / h, big_w / w)
+    if before is not None:
+        def moved(axis: int, size: int) -> float | None:  # from an edge that the input's border did not clip
+            if before[axis] > 0:
+                return float(box[axis] - before[axis])
+            if box[axis + 2] < size:
+                return float(box[axis + 2] - before[axis + 2])
+            return None
+
+        sy, sx = moved(0, big_h), moved(1, big_w)
+        stride = (sy if sy else stride[0], sx if sx else stride[1])
+    return ReceptiveField(box=box, center=(cy, cx), stride=stride, input_size=(big_h, big_w), map_size=(h, w))
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,7 +4,8 @@ Interpretability of Deep Visual Representations*, CVPR.
 For each unit ``u`` of a conv layer and each concept ``c``:
 
 1. **Threshold.** ``T_u`` is the top-``(1 - quantile)`` level of the unit's activations over every position of
-   every example (the paper: quantile 0.995): the ``m``-th largest value, ``m = ceil((1 - quantile) · N · h · w)``,
+   every example (the paper: quantile 0.995): the ``m``-th largest value, ``m = ceil((1 - quantile) · N · h · w)``
+   (computed exactly on the decimal ``quantile``),
    found exactly by a streaming top-``m`` over the data set (memory: units × m values).
 2. **Masks.** Each activation map is upsampled (bilinear) to the concept masks' size and thresholded:
    ``M_u(x) = S_u(x) >= T_u``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -90,8 +92,10 @@ class Dissection:
 
 def _image_labels(image_concepts: Any, n: int) -> tuple[list[str], torch.Tensor]:
     """Names and an (N, K) bool matrix from a ConceptStore or a mapping name -> example indices."""
-    mapping = image_concepts.concepts if hasattr(image_concepts, "concepts") and not isinstance(
-        image_concepts, Mapping) else image_concepts
+    mapping = image_concepts
+    if not isinstance(image_concepts, Mapping) and hasattr(image_concepts, "concepts"):  # a ConceptStore
+        mapping = image_concepts.concepts
+        mapping = mapping() if callable(mapping) else mapping
     if not isinstance(mapping, Mapping):
         raise FeatureVisualizationError("image_concepts must be a ConceptStore or a mapping concept name -> example "
                                         f"indices; got {type(image_concepts).__name__}")
@@ -239,7 +243,7 @@ def dissect(model: nn.Module, data: Any, layer: str, *, concepts: Sequence[str] 
             a = activations(x)
             if not state:
                 unit_list = check_units(units, a.shape[1], layer)
-                m = max(1, math.ceil((1 - quantile) * n_total * a.shape[2] * a.shape[3] - 1e-9))
+                m = max(1, math.ceil((1 - Fraction(repr(quantile))) * n_total * a.shape[2] * a.shape[3]))
                 if m * len(unit_list) > MAX_BUFFER:
                     raise FeatureVisualizationError(
                         f"the exact thresholds need the top {m} activations of each of {len(unit_list)} units "
