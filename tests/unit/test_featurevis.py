@@ -217,6 +217,11 @@ def test_objective_values_by_hand_and_composition():
     per = fv.evaluate(model, obj.channel("conv1", 0, batch=0) + obj.channel("conv1", 1, batch=2), x)
     torch.testing.assert_close(per, torch.stack([a1[0, 0].mean(), torch.tensor(0.0), a1[2, 1].mean()]).double(),
                                atol=1e-6, rtol=0)
+    many = fv.evaluate(model, obj.channels("conv1", [5, 0, 3]), x)
+    torch.testing.assert_close(many, torch.stack([a1[0, 5].mean(), a1[1, 0].mean(), a1[2, 3].mean()]).double(),
+                               atol=1e-6, rtol=0)
+    with pytest.raises(fv.FeatureVisualizationError, match=r"one unit per image: pass batch=2 \(the batch has 3\)"):
+        fv.evaluate(model, obj.channels("conv1", [5, 0]), x)
 
 
 def test_diversity_by_hand():

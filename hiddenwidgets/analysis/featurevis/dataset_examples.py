@@ -197,19 +197,21 @@ class DatasetExamples:
         return torch.stack(out)
 
 
-def _score(a: torch.Tensor, units: torch.Tensor, pool: str
+def _score(a: torch.Tensor, units: torch.Tensor | None, pool: str
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(max-or-mean scores (B, U), their positions (B, U, P), min-or-mean scores, their positions)."""
+    """(max-or-mean scores (B, U), their positions (B, U, P), min-or-mean scores, their positions); ``units``
+    None for every unit (no copy of the activations)."""
     b = a.shape[0]
+    count = (a.shape[1] if a.ndim == 4 else a.shape[-1]) if units is None else len(units)
     if a.ndim == 2:
-        s = a[:, units]
-        empty = torch.zeros((b, len(units), 0), dtype=torch.int64, device=a.device)
+        s = a if units is None else a[:, units]
+        empty = torch.zeros((b, count, 0), dtype=torch.int64, device=a.device)
         return s, empty, s, empty
     if a.ndim == 4:
-        flat = a[:, units].reshape(b, len(units), -1)
+        flat = (a if units is None else a[:, units]).reshape(b, count, -1)
         width = a.shape[3]
     elif a.ndim == 3:  # (N, T, D): the unit is a feature, positions are tokens
-        flat = a[:, :, units].transpose(1, 2)
+        flat = (a if units is None else a[:, :, units]).transpose(1, 2)
         width = 0
     else:
         raise FeatureVisualizationError(f"the layer gives {tuple(a.shape)}; expected (N, C, H, W), (N, T, D) or (N, D)")
@@ -233,6 +235,41 @@ def _merge(best_v: torch.Tensor, best_i: torch.Tensor, best_p: torch.Tensor, v: 
     kk = min(k, cat_v.shape[1])
     top_v, at = cat_v.topk(kk, dim=1, largest=largest, sorted=True)
     return top_v, cat_i.gather(1, at), cat_p.gather(1, at[..., None].expand(-1, -1, cat_p.shape[2]))
+
+
+class _Keeper:
+    """The examples still in some unit's lists, in slots of one buffer that grows by doubling (never by one small
+    tensor per example, which would fragment the heap over a long pass); freed slots are reused."""
+
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None
+        self.slot: dict[int, int] = {}
+        self.free: list[int] = []
+
+    def update(self, needed: set[int], first: int, batch: torch.Tensor) -> None:
+        for index in [i for i in self.slot if i not in needed]:
+            self.free.append(self.slot.pop(index))
+        new = [j for j in range(len(batch)) if first + j in needed]
+        if not new:
+            return
+        if self.buffer is None:
+            self.buffer = torch.empty((max(64, len(new)), *batch.shape[1:]), dtype=batch.dtype)
+            self.free = list(range(len(self.buffer) - 1, -1, -1))
+        while len(self.free) < len(new):
+            old = len(self.buffer)
+            grown = torch.empty((2 * old, *self.buffer.shape[1:]), dtype=self.buffer.dtype)
+            grown[:old] = self.buffer
+            self.buffer = grown
+            self.free = list(range(2 * old - 1, old - 1, -1)) + self.free
+        for j in new:
+            s = self.free.pop()
+            self.buffer[s] = batch[j]
+            self.slot[first + j] = s
+
+    def result(self) -> dict[int, torch.Tensor]:
+        if self.buffer is None:
+            return {}
+        return {i: self.buffer[s].clone() for i, s in sorted(self.slot.items())}
 
 
 def _total(loader: Any) -> int | None:
@@ -299,7 +336,7 @@ def dataset_examples(model: nn.Module, loader: Any, layer: str, *, units: Any = 
     if stop_early:
         taps.stop_after = frozenset([layer])
     state: dict[str, Any] = {}
-    kept: dict[int, torch.Tensor] = {}
+    keeper = _Keeper()
     seen = 0
     cancelled = False
     first_shape: tuple[int, ...] | None = None
@@ -324,7 +361,9 @@ def dataset_examples(model: nn.Module, loader: Any, layer: str, *, units: Any = 
                 unit_list = check_units(units, count, layer)
                 u = len(unit_list)
                 p = {4: 2, 3: 1, 2: 0}[a.ndim]
-                state = {"units": unit_list, "index": torch.tensor(unit_list, device=a.device), "ndim": a.ndim,
+                every = unit_list == list(range(count))
+                state = {"units": unit_list, "ndim": a.ndim,
+                         "index": None if every else torch.tensor(unit_list, device=a.device),
                          "map": tuple(a.shape[2:]) if a.ndim == 4 else None}
                 for side in ("top", "bottom"):
                     state[side] = (torch.empty((u, 0), dtype=torch.float64, device=a.device),
@@ -336,11 +375,7 @@ def dataset_examples(model: nn.Module, loader: Any, layer: str, *, units: Any = 
             state["bottom"] = _merge(*state["bottom"], lo.T.double(), idx, lo_p.transpose(0, 1), k, False)
             if keep_images:
                 needed = set(state["top"][1].flatten().tolist()) | set(state["bottom"][1].flatten().tolist())
-                for j in range(len(x_cpu)):
-                    if seen + j in needed:
-                        kept[seen + j] = x_cpu[j].detach().clone()
-                for old in [i for i in kept if i not in needed]:
-                    del kept[old]
+                keeper.update(needed, seen, x_cpu)
             seen += len(a)
             if progress is not None and progress(seen, total) is False:
                 cancelled = True
@@ -362,5 +397,5 @@ def dataset_examples(model: nn.Module, loader: Any, layer: str, *, units: Any = 
     return DatasetExamples(layer=layer, units=state["units"], k=top_v.shape[1], pool=pool, top_indices=top_i,
                            top_values=top_v, top_positions=top_p, bottom_indices=bot_i, bottom_values=bot_v,
                            bottom_positions=bot_p, n_examples=seen, cancelled=cancelled, receptive_field=rf,
-                           top_boxes=top_boxes, bottom_boxes=bottom_boxes, kept=kept)
+                           top_boxes=top_boxes, bottom_boxes=bottom_boxes, kept=keeper.result())
 

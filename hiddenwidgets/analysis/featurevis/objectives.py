@@ -34,6 +34,7 @@ __all__ = [
     "blur",
     "center_bias",
     "channel",
+    "channels",
     "class_logit",
     "direction",
     "diversity",
@@ -61,6 +62,11 @@ class Term:
         if self.batch is not None and self.batch >= shape[0]:
             raise FeatureVisualizationError(f"{self.label()} is for image {self.batch} of the batch, but the batch has "
                                             f"{shape[0]} image(s): pass batch={self.batch + 1} or more")
+
+    @property
+    def images_needed(self) -> int:
+        """The smallest batch this term applies to."""
+        return 1 if self.batch is None else self.batch + 1
 
     def compute(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -123,6 +129,46 @@ class _Channel(Term):
         if t.ndim == 4:
             return t[:, self.unit].mean(dim=(1, 2))
         return t[:, :, self.unit].mean(dim=1)  # (N, T, D): the feature's mean over tokens
+
+
+class _Channels(Term):
+    """Image i of the batch maximises channel ``units[i]``: one term, one indexing op, however many units."""
+
+    name = "channels"
+
+    def __init__(self, key: str, units: Sequence[int], selector: Any):
+        super().__init__(key, selector, None)
+        if isinstance(units, torch.Tensor):
+            units = units.tolist()
+        self.units = [check_int(u, "unit") for u in units]
+        if not self.units:
+            raise FeatureVisualizationError("units is empty; pass the channels to visualise, one image each")
+        self._index: torch.Tensor | None = None
+
+    @property
+    def images_needed(self) -> int:
+        return len(self.units)
+
+    def args(self) -> list[str]:
+        shown = ", ".join(map(str, self.units[:6])) + (", ..." if len(self.units) > 6 else "")
+        return [f"[{shown}]"]
+
+    def check(self, shape: tuple[int, ...]) -> None:
+        super().check(shape)
+        if shape[0] != len(self.units):
+            raise FeatureVisualizationError(f"{self.label()} gives one unit per image: pass batch={len(self.units)} "
+                                            f"(the batch has {shape[0]})")
+        _Channel(self.key, 0, self.selector, None).check(shape)
+        for u in self.units:
+            _check_unit(self, u, shape)
+
+    def compute(self, t: torch.Tensor) -> torch.Tensor:
+        if self._index is None or self._index.device != t.device:
+            self._index = torch.tensor(self.units, device=t.device)
+        rows = torch.arange(t.shape[0], device=t.device)
+        if t.ndim == 4:
+            return t[rows, self._index].mean(dim=(1, 2))
+        return t[rows, :, self._index].mean(dim=1)
 
 
 class _Neuron(Term):
@@ -446,7 +492,7 @@ class Objective:
     @property
     def batch_needed(self) -> int:
         """The smallest batch the objective applies to (one more than the highest ``batch=`` index)."""
-        return 1 + max((t.batch for _, t in self.terms if t.batch is not None), default=0)
+        return max(t.images_needed for _, t in self.terms)
 
     def check(self, key: str, shape: tuple[int, ...]) -> None:
         for _, term in self.terms:
@@ -540,6 +586,13 @@ def channel(layer: str, unit: int, *, selector: Any = None, batch: int | None = 
     averaged over tokens. A layer without positions (N, D) raises: use :func:`neuron` or :func:`direction`.
     """
     return _one(_Channel(_key(layer), unit, selector, batch))
+
+
+@keyword_checked
+def channels(layer: str, units: Sequence[int], *, selector: Any = None) -> Objective:
+    """Channel ``units[i]`` for image ``i``: one batch visualises many channels at once (a unit atlas), the same
+    as ``sum(channel(layer, u, batch=i) for i, u in enumerate(units))`` in one term."""
+    return _one(_Channels(_key(layer), units, selector))
 
 
 @keyword_checked
