@@ -454,3 +454,12 @@ def test_unknown_keywords_and_layers():
         obj.channel("conv1", 0, position=(1, 1))
     with pytest.raises(fv.FeatureVisualizationError, match="terms for image 1 of the batch; pass batch=2"):
         fv.visualize(small_cnn(), obj.channel("conv1", 0, batch=1), shape=(3, S, S), batch=1)
+
+
+def test_a_zero_weight_drops_its_term_and_an_empty_objective_is_refused():
+    model = small_cnn()
+    o = obj.channel("conv2", 0) + 0 * obj.total_variation()  # a weight slider at 0
+    assert str(o) == "channel('conv2', 0)" and o.keys == ["conv2"]
+    assert fv.visualize(model, o, shape=(3, S, S), steps=1).steps == 1
+    with pytest.raises(fv.FeatureVisualizationError, match="no terms"):
+        fv.visualize(model, 0 * obj.channel("conv2", 0), shape=(3, S, S), steps=1)

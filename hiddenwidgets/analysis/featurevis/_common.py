@@ -254,10 +254,11 @@ def _expects(module: nn.Module) -> str:
     return ""
 
 
-def _failing_module(model: nn.Module, x: torch.Tensor,
-                    forward: Callable[[nn.Module, torch.Tensor], Any] | None) -> tuple[str, nn.Module, Any] | None:
-    """(name, module, input shapes) of the innermost module that raised on ``x``: pre/post hooks on every module,
-    only for this diagnosis, removed in finally."""
+def _failing_module(model: nn.Module, x: torch.Tensor, forward: Callable[[nn.Module, torch.Tensor], Any] | None
+                    ) -> tuple[str, nn.Module, Any] | bool | None:
+    """(name, module, input shapes) of the innermost module that raised on ``x`` (None if it cannot be told),
+    or False if the model runs on ``x`` without error: pre/post hooks on every module, only for this diagnosis,
+    removed in finally."""
     names = {id(m): n for n, m in model.named_modules()}
     stack: list[tuple[str, nn.Module, Any]] = []
     handles = []
@@ -281,7 +282,7 @@ def _failing_module(model: nn.Module, x: torch.Tensor,
     finally:
         for h in handles:
             h.remove()
-    return None
+    return False
 
 
 def _sizes_that_work(model: nn.Module, channels: int, dtype: torch.dtype, device: torch.device,
@@ -298,13 +299,16 @@ def _sizes_that_work(model: nn.Module, channels: int, dtype: torch.dtype, device
 
 
 def input_error(model: nn.Module, x: torch.Tensor, err: Exception,
-                forward: Callable[[nn.Module, torch.Tensor], Any] | None) -> FeatureVisualizationError:
+                forward: Callable[[nn.Module, torch.Tensor], Any] | None) -> FeatureVisualizationError | None:
     """A :class:`FeatureVisualizationError` that says which layer refused an input of ``x``'s shape, what it
-    expected, and (for images) which square sizes the model takes."""
+    expected, and (for images) which square sizes the model takes; None if the model itself runs on ``x`` (the
+    error came from elsewhere, and is re-raised as it is)."""
     shape = tuple(x.shape)
     msg = f"the model cannot take inputs of shape {shape}: {type(err).__name__}: {err}"
     where = _failing_module(model, x.detach(), forward)
-    if where is not None:
+    if where is False:
+        return None
+    if isinstance(where, tuple):
         name, module, shapes = where
         msg += f". The layer that refused it: {name or '(the model)'!r} ({module.__class__.__name__})"
         if shapes:

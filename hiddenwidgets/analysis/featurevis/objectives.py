@@ -468,9 +468,9 @@ class Objective:
     """
 
     def __init__(self, terms: Sequence[tuple[float, Term]]):
+        # a term weighted 0 is dropped (a weight slider at 0 must not fail); an objective of no terms is refused by
+        # visualize() and evaluate()
         self.terms: tuple[tuple[float, Term], ...] = tuple((float(c), t) for c, t in terms if c != 0)
-        if not self.terms:
-            raise FeatureVisualizationError("the objective has no terms (every weight is 0)")
         selectors: dict[str, Any] = {}
         for _, term in self.terms:
             if term.key in selectors and selectors[term.key] != term.selector:
@@ -492,7 +492,7 @@ class Objective:
     @property
     def batch_needed(self) -> int:
         """The smallest batch the objective applies to (one more than the highest ``batch=`` index)."""
-        return max(t.images_needed for _, t in self.terms)
+        return max((t.images_needed for _, t in self.terms), default=1)
 
     def check(self, key: str, shape: tuple[int, ...]) -> None:
         for _, term in self.terms:
@@ -555,6 +555,8 @@ class Objective:
         return NotImplemented
 
     def __repr__(self) -> str:
+        if not self.terms:
+            return "0"
         out = ""
         for i, (c, t) in enumerate(self.terms):
             sign = "-" if c < 0 else "+"

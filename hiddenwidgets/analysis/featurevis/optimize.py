@@ -119,7 +119,10 @@ class _Run:
             except (RuntimeError, TypeError, IndexError) as err:
                 if self.probed:
                     raise
-                raise input_error(self.model, x, err, self.forward) from err
+                diagnosis = input_error(self.model, x, err, self.forward)
+                if diagnosis is None:
+                    raise
+                raise diagnosis from err
             if not self.probed:
                 self.probed = True
                 if self.stop_early and OUTPUT not in self.keys:
@@ -232,6 +235,8 @@ def visualize(model: nn.Module, objective: Objective, *, shape: Sequence[int], b
     if not isinstance(objective, Objective):
         raise FeatureVisualizationError(f"objective must be an Objective (e.g. objectives.channel('conv2', 3)); got "
                                         f"{type(objective).__name__}")
+    if not objective.terms:
+        raise FeatureVisualizationError("the objective has no terms (every weight is 0); give a term a weight")
     shape = _check_shape(shape)
     image = len(shape) == 3
     steps = check_int(steps, "steps")
@@ -325,8 +330,8 @@ def evaluate(model: nn.Module, objective: Objective, images: torch.Tensor, *,
     """The objective's value on each of ``images`` (N, ...) (in [0, 1], before ``normalize``), as
     :func:`visualize` reports it: (N,) float64 CPU. For comparing an optimised image with data set examples."""
     model = check_model(model)
-    if not isinstance(objective, Objective):
-        raise FeatureVisualizationError(f"objective must be an Objective; got {type(objective).__name__}")
+    if not isinstance(objective, Objective) or not objective.terms:
+        raise FeatureVisualizationError(f"objective must be an Objective with at least one term; got {objective!r}")
     if not isinstance(images, torch.Tensor) or images.ndim < 2 or len(images) == 0:
         raise FeatureVisualizationError("images must be a non-empty tensor (N, ...) of examples")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
