@@ -224,6 +224,35 @@ def test_objective_values_by_hand_and_composition():
         fv.evaluate(model, obj.channels("conv1", [5, 0]), x)
 
 
+class ToChannelsLast(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1)
+
+
+def test_units_follow_the_layers_axis_channels_last_maps_and_1d_convolutions():
+    torch.manual_seed(0)
+    # a ConvNeXt-style Linear over channels-last (N, H, W, C) maps: its units are the last axis
+    model = nn.Sequential(OrderedDict([("conv", nn.Conv2d(3, 4, 3)), ("last", ToChannelsLast()),
+                                       ("lin", nn.Linear(4, 5))]))
+    x = torch.rand((2, 3, 9, 9))
+    out = model(x).detach()  # (2, 7, 7, 5)
+    torch.testing.assert_close(fv.evaluate(model, obj.channel("lin", 2), x), out[..., 2].mean(dim=(1, 2)).double(),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(fv.evaluate(model, obj.neuron("lin", 4, position=(1, 6)), x), out[:, 1, 6, 4].double(),
+                               atol=1e-6, rtol=0)
+    # a 1-D convolution's (N, C, L) output: units on axis 1, positions along L
+    conv1d = nn.Sequential(OrderedDict([("c", nn.Conv1d(3, 4, 3))]))
+    s = torch.rand((2, 3, 10))
+    o = conv1d(s).detach()  # (2, 4, 8)
+    torch.testing.assert_close(fv.evaluate(conv1d, obj.channel("c", 1), s), o[:, 1].mean(dim=1).double(),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(fv.evaluate(conv1d, obj.neuron("c", 3, position=5), s), o[:, 3, 5].double(),
+                               atol=1e-6, rtol=0)
+    r = fv.dataset_examples(conv1d, s, "c", k=2)
+    torch.testing.assert_close(r.top_values, o.amax(dim=2).T.sort(dim=1, descending=True).values.double())
+    assert r.top_positions.shape == (4, 2, 1)
+
+
 def test_diversity_by_hand():
     # two images with Gram matrices G1, G2: each gets -cos(G1, G2) / 2
     model = nn.Sequential(OrderedDict([("id", nn.Identity())]))

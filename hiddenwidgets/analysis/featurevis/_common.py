@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ...pipeline.capture import CaptureError, select_tensor
+from ...pipeline.summaries import units_of
 from ..interventions import _locate, resolve_layer
 
 __all__ = ["Cancelled", "FeatureVisualizationError"]
@@ -172,6 +173,10 @@ class Taps:
       catches: the rest of the model is skipped (layers after the last one read cannot change the objective).
     - When the forward pass goes on after a layer, the model gets a *copy* of the tensor, so an in-place op
       downstream (``ReLU(inplace=True)``) cannot change the tensor the objective differentiates.
+    - The tensor handed on is in one layout whatever the layer's: (N, C, H, W) for maps, (N, T, D) for
+      sequences, units on axis 1 and last respectively, the unit axis decided as everywhere in hiddenwidgets
+      (:func:`hiddenwidgets.pipeline.summaries.decide_units`): a channels-last (N, H, W, C) map (ConvNeXt, Swin)
+      is permuted to channels-first, a 1-D convolution's (N, C, L) to (N, L, C). A view: gradients flow.
 
     Use as a context manager; the hooks come off on leaving it, also on errors and ``KeyboardInterrupt``.
     """
@@ -186,6 +191,21 @@ class Taps:
         self.stop_after: frozenset[str] = frozenset()
         self._seen: set[str] = set()
         self._handles: list[Any] = []
+        self._axes: dict[tuple[str, tuple[int, ...]], int] = {}
+
+    def canonical(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` with its units on axis 1 (4-D) or last (3-D); see the class docstring."""
+        if tensor.ndim not in (3, 4):
+            return tensor
+        key = (name, tuple(tensor.shape))
+        axis = self._axes.get(key)
+        if axis is None:
+            axis = self._axes[key] = units_of(tensor, self.modules[name], model=self.model)[0]
+        if tensor.ndim == 4 and axis == 3:
+            return tensor.permute(0, 3, 1, 2)
+        if tensor.ndim == 3 and axis == 1:
+            return tensor.transpose(1, 2)
+        return tensor
 
     def __enter__(self) -> Taps:
         try:
@@ -215,7 +235,7 @@ class Taps:
                 tensor, _ = select_tensor(output, selector)
             except CaptureError as err:
                 raise FeatureVisualizationError(f"layer {name!r} ({type(module).__name__}): {err}") from None
-            self.on_output(name, tensor)
+            self.on_output(name, self.canonical(name, tensor))
             if self.stop_after and self._seen >= self.stop_after:
                 raise _StopForward
             _, rebuild = _locate(output, selector)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...pipeline.model_state import evaluation_mode, model_device
+from ...pipeline.model_state import evaluation_mode, model_device, model_for_work
 from ._common import (
     FeatureVisualizationError,
     Taps,
@@ -77,7 +77,7 @@ def receptive_field(model: nn.Module, layer: str, shape: tuple[int, int, int], *
     bounding box of the input pixels where the gradient of the layer's centre (all channels summed) is non-zero,
     over two random inputs (own generator, ``seed``); the stride is how far that box moves between neighbouring
     positions. Parameters' ``.grad`` are left alone."""
-    model = check_model(model)
+    model = model_for_work(check_model(model))  # a copy of the weights while another thread trains it
     check_layer(model, layer)
     if len(shape) != 3:
         raise FeatureVisualizationError(f"receptive_field needs an image shape (C, H, W); got {tuple(shape)}")
@@ -322,7 +322,7 @@ def dataset_examples(model: nn.Module, loader: Any, layer: str, *, units: Any = 
         and returns the lists so far (``cancelled=True``).
     stop_early : end each forward pass once ``layer`` has run.
     """
-    model = check_model(model)
+    model = model_for_work(check_model(model))  # a copy of the weights while another thread trains it
     check_layer(model, layer)
     k = check_int(k, "k", minimum=1)
     if pool not in POOLS:

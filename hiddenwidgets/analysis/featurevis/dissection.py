@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...pipeline.model_state import evaluation_mode, model_device
+from ...pipeline.model_state import evaluation_mode, model_device, model_for_work
 from ._common import (
     Cancelled,
     FeatureVisualizationError,
@@ -173,7 +173,7 @@ def dissect(model: nn.Module, data: Any, layer: str, *, concepts: Sequence[str] 
     progress : ``progress(done, total) -> bool | None`` after each batch of both passes (``total`` is twice the
         number of examples); returning False raises :class:`Cancelled`.
     """
-    model = check_model(model)
+    model = model_for_work(check_model(model))  # a copy of the weights while another thread trains it
     check_layer(model, layer)
     quantile = check_float(quantile, "quantile")
     if not 0 < quantile < 1:

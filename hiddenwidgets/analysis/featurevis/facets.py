@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...pipeline.model_state import evaluation_mode, model_device
+from ...pipeline.model_state import evaluation_mode, model_device, model_for_work
 from ._common import (
     FeatureVisualizationError,
     Taps,
@@ -161,7 +161,7 @@ def facets(model: nn.Module, layer: str, unit: int, examples: torch.Tensor, *, n
     steps, lr, param, decorrelate, color_data, transforms, normalize, forward, seed, progress : as in
         :func:`~hiddenwidgets.analysis.featurevis.visualize` (all facets are optimised in one batch).
     """
-    model = check_model(model)
+    model = model_for_work(check_model(model))  # a copy of the weights while another thread trains it
     check_layer(model, layer)
     feature_layer = layer if feature_layer is None else feature_layer
     check_layer(model, feature_layer)

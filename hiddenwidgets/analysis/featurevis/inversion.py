@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...pipeline.model_state import evaluation_mode, model_device
+from ...pipeline.model_state import evaluation_mode, model_device, model_for_work
 from ._common import (
     INPUT,
     FeatureVisualizationError,
@@ -101,7 +101,7 @@ def invert(model: nn.Module, example: torch.Tensor, layers: str | Sequence[str],
         transforms, as in the paper).
     selectors : layer name -> selector, for layers returning tuples or dicts.
     """
-    model = check_model(model)
+    model = model_for_work(check_model(model))  # a copy of the weights while another thread trains it
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
         raise FeatureVisualizationError("layers is empty; name at least one layer (or featurevis.INPUT)")

@@ -8,7 +8,10 @@ multiplication or division by a number, so ``channel("conv2", 3) - 1e-3 * total_
 Layers are names from ``model.named_modules()``; a layer returning a tuple, dict or dataclass is read through
 ``selector`` as in :func:`hiddenwidgets.select_tensor` (an index or key; by default its first tensor).
 Shapes a layer may give: (N, C, H, W) conv maps (a *unit* is a channel, a *position* is (y, x)); (N, T, D)
-sequences (a unit is one of the D features, a position is a token index); (N, D) vectors.
+sequences (a unit is one of the D features, a position is a token index); (N, D) vectors. Which axis holds the
+units is decided as everywhere in hiddenwidgets (:func:`hiddenwidgets.pipeline.summaries.decide_units`): a
+channels-last map (N, H, W, C) (ConvNeXt, Swin) is read as (N, C, H, W), a 1-D convolution's (N, C, L) as a
+sequence of L positions with C units.
 
 Every objective has a value per image: ``batch=i`` makes a term count for image ``i`` of the batch only (so
 ``sum(channel(layer, c, batch=c) for c in range(8))`` visualises 8 channels in one batch of 8 images).

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...pipeline.model_state import evaluation_mode, model_device
+from ...pipeline.model_state import evaluation_mode, model_device, model_for_work
 from ..interventions import logits_of
 from ._common import (
     IMAGE,
@@ -231,7 +231,7 @@ def visualize(model: nn.Module, objective: Objective, *, shape: Sequence[int], b
     Returns a :class:`Visualization`. Raises :class:`FeatureVisualizationError` for bad input, and with ``.step``
     set when the objective or its gradient becomes NaN or infinite.
     """
-    model = check_model(model)
+    model = model_for_work(check_model(model))  # a copy of the weights while another thread trains it
     if not isinstance(objective, Objective):
         raise FeatureVisualizationError(f"objective must be an Objective (e.g. objectives.channel('conv2', 3)); got "
                                         f"{type(objective).__name__}")
@@ -329,7 +329,7 @@ def evaluate(model: nn.Module, objective: Objective, images: torch.Tensor, *,
              forward: Callable[[nn.Module, torch.Tensor], Any] | None = None, batch_size: int = 256) -> torch.Tensor:
     """The objective's value on each of ``images`` (N, ...) (in [0, 1], before ``normalize``), as
     :func:`visualize` reports it: (N,) float64 CPU. For comparing an optimised image with data set examples."""
-    model = check_model(model)
+    model = model_for_work(check_model(model))  # a copy of the weights while another thread trains it
     if not isinstance(objective, Objective) or not objective.terms:
         raise FeatureVisualizationError(f"objective must be an Objective with at least one term; got {objective!r}")
     if not isinstance(images, torch.Tensor) or images.ndim < 2 or len(images) == 0:
