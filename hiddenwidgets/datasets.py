@@ -96,7 +96,9 @@ def shapes(n: int = 1000, size: int = 64, *, seed: int = 0, max_objects: int = 2
     each a circle, square or triangle (radius 15–28% of the size, centre in the middle half) in red, green, blue or
     yellow (brightness 85–100%), filled solid or with stripes (random angle), dots or a checkerboard (period about
     an eighth of the size; the pattern's dark parts at 35% of the colour). Deterministic for a ``seed`` (its own
-    ``torch.Generator``); 10,000 64×64 images take about a second.
+    ``torch.Generator``). 10,000 64×64 images took 2.1 s with two threads and 5.6–6.6 s with one on a shared,
+    busy 2-core machine (``benchmarks/feature_visualization.py``); masks are built per batch by
+    :meth:`Shapes.masks`, so the set costs its images plus one byte per pixel.
     """
     for name, value, low in (("n", n, 1), ("size", size, 8), ("max_objects", max_objects, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
