@@ -5,7 +5,7 @@ The package is laid out as the trip every feature makes:
 - ``pipeline/``: capture (hooks) -> summaries (torch reductions) -> transport (history, binary frames, rate limits)
   -> export (static pages); recorders and the concept store. No widget code.
 - ``analysis/``: tensors in, numbers out: information, similarity (CKA), probes, representations, TCAV,
-  interventions.
+  interventions, feature visualization (``featurevis``).
 - ``methods/``: attribution methods, one small class per method, in one registry.
 - ``widgets/``: one file per view, each with one ES module built from ``js/``.
 
@@ -13,7 +13,7 @@ Everything users need is importable from here (``import hiddenwidgets as hw``).
 """
 
 from . import datasets
-from .analysis import information, interventions, probes, representations, similarity, tcav
+from .analysis import featurevis, information, interventions, probes, representations, similarity, tcav
 from .analysis.matrices import RepresentationError
 from .analysis.representations import RepresentationRecorder, Representations, layer_features, probe, project
 from .methods import AttributionError, attribute, available_methods
@@ -71,6 +71,7 @@ __all__ = [
     "available_methods",
     "concepts",
     "datasets",
+    "featurevis",
     "information",
     "interventions",
     "layer_features",
