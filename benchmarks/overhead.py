@@ -66,18 +66,25 @@ def mlp() -> nn.Module:
     ))
 
 
-def run(make, x, y, steps: int, batch: int, monitored: bool) -> tuple[float, dict]:
+def run(make, x, y, steps: int, batch: int, monitored: bool, compiled: bool = False) -> tuple[float, dict]:
     torch.manual_seed(0)
     model = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     monitor = hw.ActivationMonitor(model, ["conv1", "conv2", "fc1"] if "conv1" in dict(model.named_modules())
                                    else ["fc1", "fc2", "fc3"]) if monitored else None
+    forward = model
     g = torch.Generator().manual_seed(1)
     order = torch.randint(0, len(x), (steps, batch), generator=g)
+    if compiled:  # the monitor is created first, then the model compiled; compilation is not timed
+        torch._dynamo.reset()
+        forward = torch.compile(model)
+        for i in range(3):
+            F.cross_entropy(forward(x[order[i]]), y[order[i]]).backward()
+        opt.zero_grad()
     t0 = time.perf_counter()
     for i in range(steps):
         idx = order[i]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss = F.cross_entropy(forward(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -91,23 +98,23 @@ def run(make, x, y, steps: int, batch: int, monitored: bool) -> tuple[float, dic
         info = {"frames": s.frames_sent, "max_frame_bytes": s.max_frame_bytes,
                 "bytes_per_frame": round(s.bytes_sent / max(s.frames_sent, 1)),
                 "samples_per_layer": monitor.history.layer(monitor.layers[0]).samples,
-                "sample_interval": monitor._interval}
+                "sample_interval": monitor.recorder._interval}
     return seconds, info
 
 
-def measure(name: str, make, data, steps: int, batch: int, repeats: int) -> dict:
+def measure(name: str, make, data, steps: int, batch: int, repeats: int, compiled: bool = False) -> dict:
     x, y, source = data
-    run(make, x, y, min(steps, 20), batch, True)  # warm up both paths
-    run(make, x, y, min(steps, 20), batch, False)
+    run(make, x, y, min(steps, 20), batch, True, compiled)  # warm up both paths
+    run(make, x, y, min(steps, 20), batch, False, compiled)
     plain, monitored, ratios, info = [], [], [], {}
     for r in range(repeats):
         first_monitored = r % 2 == 1
         if first_monitored:
-            m, info = run(make, x, y, steps, batch, True)
-            p, _ = run(make, x, y, steps, batch, False)
+            m, info = run(make, x, y, steps, batch, True, compiled)
+            p, _ = run(make, x, y, steps, batch, False, compiled)
         else:
-            p, _ = run(make, x, y, steps, batch, False)
-            m, info = run(make, x, y, steps, batch, True)
+            p, _ = run(make, x, y, steps, batch, False, compiled)
+            m, info = run(make, x, y, steps, batch, True, compiled)
         plain.append(p)
         monitored.append(m)
         ratios.append(m / p)
@@ -121,13 +128,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--only", choices=["cnn", "mlp"])
+    ap.add_argument("--only", choices=["cnn", "mlp", "compiled"],
+                    help="one row; 'compiled' (torch.compile of the CNN, monitor created first) runs only when asked")
     a = ap.parse_args()
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": sys.version.split()[0]}
     if a.only in (None, "cnn"):
         print(json.dumps({**measure("cnn-mnist-28x28", cnn, mnist(a.mnist), 150, 64, a.repeats), **env}), flush=True)
     if a.only in (None, "mlp"):
         print(json.dumps({**measure("mlp-digits", mlp, digits(), 2000, 32, a.repeats), **env}), flush=True)
+    if a.only == "compiled":
+        print(json.dumps({**measure("cnn-mnist-28x28-compiled", cnn, mnist(a.mnist), 150, 64, a.repeats,
+                                    compiled=True), **env}), flush=True)
     return 0
 
 
