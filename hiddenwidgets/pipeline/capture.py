@@ -222,6 +222,7 @@ class Capture:
         self._armed: frozenset[str] = frozenset()
         self._armed_other: frozenset[str] = frozenset()
         self._thread: int | None = None
+        self.has_errors = False  # set by a hook that recorded an error; take_errors() clears it
         self._lock = threading.Lock()
         self._sink: Callable[[], Sink | None] = weak_callback(None)
         self._grad_sink: Callable[[], GradSink | None] = weak_callback(None)
@@ -321,6 +322,7 @@ class Capture:
                 tensor, tap.source = select_tensor(output, tap.selector, keep_packed=self.unpack)
             except CaptureError as err:
                 tap.error = CaptureError(f"layer {tap.name!r} ({type(module).__name__}): {err}")
+                self.has_errors = True
                 return  # reported by the monitor at its next step(); never raise inside the user's forward
             lengths = None
             if isinstance(tensor, PackedSequence):
@@ -333,6 +335,7 @@ class Capture:
                 except Exception as err:  # a failing summary must never break the user's forward pass
                     tap.error = CaptureError(f"layer {tap.name!r}: summarising its output failed: "
                                              f"{type(err).__name__}: {err}")
+                    self.has_errors = True
                     return
             grad_sink = self._grad_sink()
             if (training and self.gradients and grad_sink is not None and tensor.requires_grad
@@ -350,6 +353,7 @@ class Capture:
         return _outside_compiled_graphs(hook)
 
     def take_errors(self) -> list[CaptureError]:
+        self.has_errors = False
         errors = [tap.error for tap in self.taps.values() if tap.error is not None]
         for tap in self.taps.values():
             tap.error = None

@@ -143,6 +143,7 @@ class ActivationRecorder:
         self._observing = False
         self._observed = 0
         self._totals = {name: [0, 0] for name in self.names}  # training, other calls over observed steps
+        self._unresolved: set[str] = set()  # layers reported as not running, watched until they do
         self._said: set[tuple[str, str]] = set()
         self.streamer = Streamer(self.history, send or _noop, publish or _noop, fps=o["fps"],
                                  on_error=self._streamer_failed, on_range=self._widen_grid)
@@ -203,7 +204,7 @@ class ActivationRecorder:
                 raise TypeError(f"step(epoch=...) needs an integer, got {epoch!r}")
             self._epoch = int(epoch)
         self._step += 1
-        self._check_layers()
+        self._check_layers(bool(self._collected))
         samples, self._collected = self._collected, {}
         for key, sample in samples.items():
             self._summarizers[key].finish(sample)
@@ -283,34 +284,46 @@ class ActivationRecorder:
         self._cost += time.perf_counter() - t0
 
     # -- what the layers did -------------------------------------------------------------------------------------
-    def _check_layers(self) -> None:
-        """After each step: errors, call counts, and layers that have not run; recorded, said once, never raised."""
-        for err in self.capture.take_errors():
-            layer = next((n for n in self.names if f"layer {n!r}" in str(err)), "")
-            self.history.note_event("error", self._step, str(err), layer=layer or None)
-            if layer:
-                self.history.set_info(layer, state="error", message=str(err))
-            self._say("error", layer + str(err)[:60], f"{err} (recorded; training goes on)")
-        counts = self.capture.reset_counts()
-        if not (self._observing and self.capture.attached):
+    def _check_layers(self, sampled: bool) -> None:
+        """After each step: errors, call counts, and layers that have not run; recorded, said once, never raised.
+
+        Cheap on most steps: after the first ``CHECK_AFTER`` observed steps only a step that was sampled (or a
+        layer with a problem waiting to be cleared) looks at the counts."""
+        if self.capture.has_errors:
+            for err in self.capture.take_errors():
+                layer = next((n for n in self.names if f"layer {n!r}" in str(err)), "")
+                self.history.note_event("error", self._step, str(err), layer=layer or None)
+                if layer:
+                    self.history.set_info(layer, state="error", message=str(err))
+                self._say("error", layer + str(err)[:60], f"{err} (recorded; training goes on)")
+        if self._observed >= CHECK_AFTER and not sampled and not self._unresolved:
             return
-        self._observed += 1
-        for name, (trained, other) in counts.items():
-            total = self._totals[name]
-            total[0] += trained
-            total[1] += other
+        observed = self._observing and self.capture.attached
+        counts = self.capture.reset_counts()
+        if not observed:
+            return
+        if self._observed < CHECK_AFTER:
+            self._observed += 1
+            for name, (trained, other) in counts.items():
+                self._totals[name][0] += trained
+                self._totals[name][1] += other
+        for name, (trained, _) in counts.items():
+            if not trained:
+                continue
             info = self.history.info.get(name, {})
             tap = self.capture.taps[name]
-            if trained:
-                update: dict[str, Any] = {"calls": trained, "source": tap.source}
-                if info.get("state") in ("waiting", "never_ran", "eval_only"):
-                    update.update(state="ok", message="")
-                    if info.get("state") != "waiting":
-                        self.history.note_event("info", self._step, f"{name} runs now (step {self._step})", name)
-                summarizer = self._summarizers.get(name)
-                if summarizer is not None and summarizer._axis_for:
-                    update["units"] = next(iter(summarizer._axis_for.values()))[1]
-                self.history.set_info(name, **update)
+            update: dict[str, Any] = {"source": tap.source}
+            if sampled:
+                update["calls"] = tap.armed_calls if self._calls != "first" else 1
+            if info.get("state") in ("waiting", "never_ran", "eval_only"):
+                update.update(state="ok", message="")
+                self._unresolved.discard(name)
+                if info.get("state") != "waiting":
+                    self.history.note_event("info", self._step, f"{name} runs now (step {self._step})", name)
+            summarizer = self._summarizers.get(name)
+            if summarizer is not None and summarizer._axis_for:
+                update["units"] = next(iter(summarizer._axis_for.values()))[1]
+            self.history.set_info(name, **update)
         if self._observed != CHECK_AFTER:
             return
         for name, (trained, other) in self._totals.items():
@@ -328,6 +341,7 @@ class ActivationRecorder:
                 what = f"did not run in the first {CHECK_AFTER} training steps. " + likely_cause(
                     self.capture.model, name, self.capture.taps[name].module)
             message = f"layer {name!r} {what}"
+            self._unresolved.add(name)
             self.history.set_info(name, state=state, message=message)
             self.history.note_event(state, self._step, message, layer=name)
             self._say(state, name, message)

@@ -707,18 +707,23 @@ class Streamer:
 
     def _drain(self, budget: float | None = None) -> None:
         """Move queued observations into the history: those queued now, for at most ``budget`` seconds, so that
-        a loop that queues faster than this thread converts never keeps it from sending frames."""
+        a loop that queues faster than this thread converts never keeps it from sending frames.
+
+        Scalars that are tensors (a loss on the GPU) are read in one batch per drain: the tensors of a batch are
+        stacked and copied to the host once, not one ``.item()`` (one device wait) per step."""
         h = self.history
         t0 = time.monotonic()
+        taken: list[Observation] = []
         for i in range(len(self.inbox)):
             if budget is not None and i % 64 == 63 and time.monotonic() - t0 > budget:
                 break
-            obs = self.inbox.popleft()
+            taken.append(self.inbox.popleft())
+        values = _read_scalars(taken)
+        for obs, numbers in zip(taken, values, strict=True):
             h.step = max(h.step, obs.step)
             if obs.epoch is not None:
                 h.epoch = obs.epoch
-            for name, value in obs.scalars.items():
-                v = _number(value)
+            for name, v in numbers.items():
                 h.scalar(name).add(obs.step, v)
                 if not math.isfinite(v) and not any(e.get("scalar") == name for e in h.events):
                     h.note_event("nonfinite", obs.step, f"{name} = {v} at step {obs.step}")
@@ -747,6 +752,24 @@ class Streamer:
                          getattr(sample, "detail_kind", ""))
 
 
-def _number(value: Any) -> float:
-    # step() has checked that tensors hold one number; reading it here is where the host waits for the device
-    return float(value.reshape(()).cpu()) if hasattr(value, "reshape") else float(value)
+def _read_scalars(observations: list[Observation]) -> list[dict[str, float]]:
+    """Every observation's scalars as floats; tensors are read together, one host copy per device and dtype."""
+    groups: dict[tuple, list[tuple[int, str, Any]]] = {}
+    out: list[dict[str, float]] = []
+    for i, obs in enumerate(observations):
+        numbers: dict[str, float] = {}
+        for name, value in obs.scalars.items():
+            if hasattr(value, "reshape"):
+                groups.setdefault((value.device, value.dtype), []).append((i, name, value))
+                numbers[name] = math.nan  # placeholder, keeps the order of the scalars
+            else:
+                numbers[name] = float(value)
+        out.append(numbers)
+    for items in groups.values():
+        import torch  # only here: the transport itself needs no torch
+
+        # step() has checked that each tensor holds one number; this is where the host waits for the device
+        read = torch.stack([v.reshape(()) for _, _, v in items]).double().cpu().tolist()
+        for (i, name, _), v in zip(items, read, strict=True):
+            out[i][name] = v
+    return out
