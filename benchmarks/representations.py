@@ -9,6 +9,11 @@ Prints JSON lines:
 - ``projector_frame_ms``: the view's draw time (rasterise + putImageData, from performance.measure entries) while
   panning and zooming over 50,000 points in headless Chromium, median and 95th percentile, and the median
   interval between animation frames during the same interaction (goal: <= 16 ms).
+- ``probe_many_classes``: a linear probe with 10,000 or 20,000 classes on (20,000 or 40,000) x 64 features: the
+  wall time of the default call (run in a child process, stopped at ``--probe-cap`` seconds), and, where the
+  installed hiddenwidgets has ``max_classes``/``progress``, the opt-in run's time to its first progress report,
+  seconds per L-BFGS evaluation, the estimated full run, and how long a cancel takes.
+  ``--probe-only`` runs just this figure (e.g. against an older checkout with ``PYTHONPATH=...``).
 """
 
 from __future__ import annotations
@@ -96,7 +101,13 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--points", type=int, default=50_000)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--probe-only", action="store_true", help="only the probe_many_classes figure")
+    ap.add_argument("--probe-cap", type=float, default=120.0, help="seconds before a default probe call is stopped")
     a = ap.parse_args()
+    if a.probe_only:
+        for line in probe_many_classes(a.probe_cap):
+            print(json.dumps(line), flush=True)
+        return 0
 
     acts, labels = clustered(a.points, 512)
     med, times = median_time(lambda: project(acts), a.repeats)
@@ -126,6 +137,73 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(browser_frames(a.points, Path(tmp))), flush=True)
     return 0
+
+
+PROBE_CHILD = """
+import json, sys, time
+import numpy as np, torch
+from hiddenwidgets.analysis.probes import linear_probe
+n, classes = int(sys.argv[1]), int(sys.argv[2])
+x = torch.randn(n, 64, generator=torch.Generator().manual_seed(0))
+y = np.arange(n) % classes
+t0 = time.perf_counter()
+try:
+    r = linear_probe(x, y)
+    out = {"outcome": "finished", "accuracy": r.accuracy}
+except Exception as err:
+    out = {"outcome": "refused", "error": type(err).__name__, "message": str(err)[:160]}
+out["seconds"] = round(time.perf_counter() - t0, 3)
+print(json.dumps(out))
+"""
+
+
+def _probe_opt_in(probes, n: int, classes: int) -> dict:
+    """``max_classes=None`` with a progress callback that cancels at its third report."""
+    import contextlib
+
+    x = torch.randn(n, 64, generator=torch.Generator().manual_seed(0))
+    y = np.arange(n) % classes
+    stamps: list[tuple[float, int, int]] = []
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> bool:
+        stamps.append((time.perf_counter() - start, done, total))
+        return len(stamps) < 3
+
+    with contextlib.suppress(probes.ProbeCancelled):
+        probes.linear_probe(x, y, max_classes=None, progress=progress)
+    stopped = time.perf_counter() - start
+    per_eval = (stamps[-1][0] - stamps[0][0]) / (len(stamps) - 1)
+    return {"first_progress_seconds": round(stamps[0][0], 2), "seconds_per_evaluation": round(per_eval, 2),
+            "evaluations_at_most": stamps[0][2], "estimated_full_run_seconds_at_most": round(per_eval * stamps[0][2]),
+            "cancel_took_seconds": round(stopped - stamps[-1][0], 3)}
+
+
+def probe_many_classes(cap: float) -> list[dict]:
+    """Default call (child process, capped at ``cap`` s) and opt-in run (progress, cancel) of a many-class probe."""
+    import inspect
+    import subprocess
+
+    from hiddenwidgets.analysis import probes
+
+    opt_in = "progress" in inspect.signature(probes.linear_probe).parameters
+    out = []
+    for n, classes in ((20_000, 20_000), (20_000, 10_000), (40_000, 20_000)):
+        line = {"figure": "probe_many_classes", "examples": n, "features": 64, "classes": classes,
+                "examples_per_class": n // classes, "cap_seconds": cap}
+        t0 = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-c", PROBE_CHILD, str(n), str(classes)], capture_output=True,
+                                  text=True, timeout=cap)
+            line["default_call"] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {
+                "outcome": "crashed", "stderr": done.stderr[-300:]}
+        except subprocess.TimeoutExpired:
+            line["default_call"] = {"outcome": f"still running after {cap:.0f} s, no output; stopped",
+                                    "seconds": round(time.perf_counter() - t0, 1)}
+        if opt_in and n // classes >= 2:
+            line["opt_in"] = _probe_opt_in(probes, n, classes)
+        out.append(line)
+    return out
 
 
 if __name__ == "__main__":

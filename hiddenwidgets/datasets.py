@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from .pipeline.checks import check_int, keywords_checked
+
 DATA = Path(__file__).resolve().parent / "data"
 
 __all__ = ["Shapes", "labelled_sentences", "shapes", "twelve_bit_task"]
@@ -68,12 +70,17 @@ class Shapes:
         labels[:, -1] = visible[:, 0]
         self.labels = labels
 
+    def _bound(self, value: int | None, name: str) -> int | None:
+        """A slice bound: an int or None (as in Python slicing, bounds past the end are allowed)."""
+        return None if value is None else check_int(value, name, hint="an example index, as in a slice")
+
     def __len__(self) -> int:
         return len(self.images)
 
     def masks(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """(n, K, H, W) bool pixel masks of examples ``start:stop``, one channel per name in ``concepts``: a
         colour, shape or texture concept covers its object's visible pixels; "background" the rest."""
+        start, stop = self._bound(start, "start"), self._bound(stop, "stop")
         obj = self.objects[start:stop].long()
         n = len(obj)
         attr = torch.cat([torch.full((n, 1, 3), -1, dtype=torch.int64), self.attributes[start:stop]], dim=1)
@@ -84,10 +91,15 @@ class Shapes:
 
     def batches(self, batch_size: int = 64):
         """(images, masks) batches in order, masks built per batch (all masks at once would take N·K·H·W bytes)."""
+        batch_size = check_int(batch_size, "batch_size", minimum=1, hint="try 64 (images per batch)")
+        return self._batches(batch_size)
+
+    def _batches(self, batch_size: int):
         for s in range(0, len(self), batch_size):
             yield self.images[s:s + batch_size], self.masks(s, s + batch_size)
 
 
+@keywords_checked
 def shapes(n: int = 1000, size: int = 64, *, seed: int = 0, max_objects: int = 2) -> Shapes:
     """``n`` procedural ``size``×``size`` RGB images of shapes, with concept masks, for network dissection and
     feature-visualisation examples that need no download (made here for hiddenwidgets).
@@ -100,11 +112,10 @@ def shapes(n: int = 1000, size: int = 64, *, seed: int = 0, max_objects: int = 2
     busy 2-core machine (``benchmarks/feature_visualization.py``); masks are built per batch by
     :meth:`Shapes.masks`, so the set costs its images plus one byte per pixel.
     """
-    for name, value, low in (("n", n, 1), ("size", size, 8), ("max_objects", max_objects, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    n = check_int(n, "n", minimum=1, hint="try 1000 (the number of images)")
+    size = check_int(size, "size", minimum=8, hint="try 64 (the image side in pixels)")
+    max_objects = check_int(max_objects, "max_objects", minimum=1, hint="try 2 (objects per image at most)")
+    seed = check_int(seed, "seed", minimum=0)
     g = torch.Generator().manual_seed(seed)
     images = torch.empty((n, 3, size, size), dtype=torch.float32)
     objects = torch.zeros((n, size, size), dtype=torch.uint8)

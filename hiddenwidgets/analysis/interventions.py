@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..pipeline.capture import CaptureError, _unknown_layer_message, model_device, select_tensor
+from ..pipeline.checks import check_choice, check_int, check_number, keywords_checked
 from ..pipeline.model_state import evaluation_mode, model_for_work
 from ..pipeline.summaries import units_of
 from .matrices import RepresentationError
@@ -210,13 +211,14 @@ def check_inputs(inputs: Any, error: type[Exception], name: str = "inputs") -> t
     if inputs.ndim < 1 or len(inputs) == 0:
         raise error(f"{name} must hold at least one example along its first dimension; got shape "
                     f"{tuple(inputs.shape)}")
+    if inputs.is_complex():
+        raise error(f"{name} are complex ({inputs.dtype}); the model's layers are compared as real features, "
+                    "which would drop the imaginary part: pass real inputs")
     return inputs
 
 
 def check_batch_size(batch_size: Any, error: type[Exception]) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise error(f"batch_size must be a positive int; got {batch_size!r}: try 256")
-    return int(batch_size)
+    return check_int(batch_size, "batch_size", minimum=1, error=error, hint="try 256 (examples per forward pass)")
 
 
 def unit_direction(direction: Any, error: type[Exception], name: str = "direction") -> torch.Tensor:
@@ -225,10 +227,13 @@ def unit_direction(direction: Any, error: type[Exception], name: str = "directio
         direction = direction.vector
     try:
         v = (direction.detach().cpu() if isinstance(direction, torch.Tensor)
-             else torch.as_tensor(np.asarray(direction, dtype=np.float64)))
+             else torch.as_tensor(np.asarray(direction)))
     except (TypeError, ValueError) as err:
         raise error(f"{name} must be a vector of numbers (a tensor, array or list); got "
                     f"{type(direction).__name__} ({err})") from None
+    if v.is_complex():
+        raise error(f"{name} is complex ({v.dtype}); a direction in a layer's real feature space has real entries, "
+                    "and converting would drop the imaginary part: pass direction.real")
     v = v.to(torch.float64)
     if v.ndim == 2 and 1 in v.shape:
         v = v.reshape(-1)
@@ -314,13 +319,15 @@ def _targets(target: Any, n: int, classes: int, predicted: torch.Tensor) -> torc
     except (TypeError, ValueError) as err:
         raise InterventionError(f"target must be a class index or one per input; got {target!r} ({err})") from None
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
-        raise InterventionError(f"target must be integer class indices; got dtype {t.dtype}")
+        raise InterventionError(f"target must be integer class indices; got {t.dtype} values "
+                                f"{t[:4].tolist()}: convert with .long() if they are whole numbers")
     try:
         return resolve_targets(t, n, classes).clone()
     except AttributionError as err:
         raise InterventionError(str(err)) from None
 
 
+@keywords_checked
 def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any, *, mode: str = "project",
               value: float | None = None, reference: torch.Tensor | None = None, pool: str | None = None,
               selector: int | str | None = None, target: Any = None, batch_size: int = 256) -> InterventionResult:
@@ -348,16 +355,14 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, InterventionError)
     module = resolve_layer(model, layer, InterventionError)
-    if mode not in MODES:
-        raise InterventionError(f"mode must be one of {MODES}; got {mode!r}")
+    check_choice(mode, "mode", MODES, InterventionError)
     v = unit_direction(direction, InterventionError)
     is_cav = hasattr(direction, "vector") and hasattr(direction, "layer")
     if pool is None:
         pool = getattr(direction, "pool", "flatten") if is_cav else "flatten"
     if selector is None and is_cav:
         selector = getattr(direction, "selector", None)
-    if pool not in EDIT_POOLS:
-        raise InterventionError(f"pool must be one of {EDIT_POOLS}; got {pool!r}")
+    check_choice(pool, "pool", EDIT_POOLS, InterventionError)
     cav_layer = direction.layer if is_cav else None
     if cav_layer is not None and cav_layer != layer:
         raise InterventionError(f"the CAV was trained on layer {cav_layer!r} but the intervention is on {layer!r}; "
@@ -370,12 +375,10 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
         raise InterventionError("pass either value= (the clamp value) or reference= (inputs whose mean component is "
                                 "the clamp value), not both")
     if value is not None:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise InterventionError(f"value must be a number; got {value!r}") from None
-        if not np.isfinite(value):
-            raise InterventionError(f"value must be finite; got {value}")
+        value = check_number(value, "value", error=InterventionError, hint="the component along the direction "
+                             "after clamping")
+    if reference is not None:
+        check_inputs(reference, InterventionError, "reference")
     batch_size = check_batch_size(batch_size, InterventionError)
     device = model_device(model)
 

@@ -30,19 +30,50 @@ Details (all deterministic given ``seed``):
   strong-Wolfe line search, in float32. This is scikit-learn's ``LogisticRegression(C=1 / (l2 * n_train))``.
 - ``chance`` is the test accuracy of always predicting the most frequent training class (ties: the first class
   in sorted label order).
+
+Labels are class names or ids: ints, strings or bools; floats only when every value is a whole number (converted
+to int64 exactly). Continuous values are refused rather than treated as thousands of one-example classes.
+
+Cost and progress: each L-BFGS step evaluates ``n_train × classes`` logits, so the work grows with the number of
+classes. Above ``max_classes`` (default :data:`MAX_CLASSES`, 1,000) a probe is refused with the estimate; pass
+``max_classes=None`` to run it anyway. ``progress(done, total)`` is called after every L-BFGS function evaluation
+(``total`` is the most there can be: most fits converge sooner, and ``done`` then jumps to the end of that fit);
+returning False stops the probe with :class:`ProbeCancelled`. Without ``progress`` a probe is silent. Ctrl+C also
+stops it between two evaluations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .matrices import RepresentationError, as_labels, as_matrix
+from ..pipeline.checks import (
+    check_bool,
+    check_callable,
+    check_epoch,
+    check_int,
+    check_keywords,
+    check_number,
+    keywords_checked,
+    show,
+    what,
+)
+from .matrices import RepresentationError, as_class_labels, as_matrix
 
-__all__ = ["ProbeResult", "linear_probe", "probe_layers"]
+__all__ = ["MAX_CLASSES", "ProbeCancelled", "ProbeResult", "linear_probe", "probe_layers"]
+
+MAX_CLASSES = 1000  # above this, a probe is refused unless max_classes says otherwise
+PROBE_OPTIONS = ("groups", "control", "test_fraction", "l2", "max_iter", "seed", "epoch", "device", "max_classes",
+                 "progress")
+Progress = Callable[[int, int], Any]
+
+
+class ProbeCancelled(Exception):
+    """Raised when ``progress`` returned False: a probe stopped half-way has no accuracy to report."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +123,7 @@ class _Task:
 
 
 def _encode(values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values and the id of each entry."""
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise RepresentationError(f"{name} contains NaN or inf; give every example a finite or string {name[:-1]}")
+    """Sorted distinct values and the id of each entry (``values`` checked by ``as_class_labels``)."""
     try:
         names, ids = np.unique(values, return_inverse=True)
     except TypeError as err:  # e.g. a mix of strings and ints
@@ -149,6 +178,49 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
     return np.flatnonzero(train_mask), test_idx
 
 
+def _check_class_count(classes: int, n: int, test_fraction: float, features: int, max_classes: int | None,
+                       max_iter: int, control: bool) -> None:
+    """Refuse more than ``max_classes`` classes, with the cost of one L-BFGS evaluation (before any work)."""
+    if max_classes is None or classes <= max_classes:
+        return
+    n_train = n - int(min(max(1, round(test_fraction * n)), n - classes))  # as _stratified_split splits
+    logits = n_train * classes * 4
+    flops = 6 * n_train * classes * features  # the logits, and the gradient's two products
+    raise RepresentationError(
+        f"labels has {classes} classes, more than max_classes={max_classes}: each of up to {max_iter * 5 // 4} "
+        f"L-BFGS evaluations{' per fit (two fits with the control task)' if control else ''} computes "
+        f"{n_train} x {classes} logits ({logits / 2**20:.0f} MiB, about {flops / 1e9:.2g} GFLOP), which can take "
+        f"minutes. Merge rare classes or probe a coarser label; or pass max_classes=None (with progress=... to "
+        f"follow it) to run it anyway")
+
+
+class _Ticker:
+    """Counts L-BFGS function evaluations for ``progress(done, total)``; False from ``progress`` cancels.
+
+    Each fit has a share of ``max_iter * 5 // 4`` evaluations (torch's default ``max_eval``); ``done`` moves
+    within the share (never past it, even if a last line search overruns it) and to its end when the fit ends,
+    so it only grows and ends at ``total``."""
+
+    def __init__(self, progress: Progress | None, fits: int, max_iter: int):
+        self.progress, self.per_fit = progress, max_iter * 5 // 4
+        self.total, self.fit, self.evals = fits * self.per_fit, 0, 0
+
+    def _report(self, done: int) -> None:
+        if self.progress(done, self.total) is False:
+            raise ProbeCancelled(f"the probe was cancelled by progress() after {done} of at most {self.total} "
+                                 "L-BFGS evaluations")
+
+    def tick(self) -> None:
+        if self.progress is not None:
+            self.evals += 1
+            self._report(self.fit * self.per_fit + min(self.evals, self.per_fit - 1))
+
+    def end_fit(self) -> None:
+        if self.progress is not None:
+            self.fit, self.evals = self.fit + 1, 0
+            self._report(self.fit * self.per_fit)
+
+
 def _control_labels(y: np.ndarray, groups: np.ndarray | None, classes: int, seed: int) -> np.ndarray:
     """Control class id per example: one random label per type, drawn from the empirical label distribution."""
     if groups is None:
@@ -161,16 +233,16 @@ def _control_labels(y: np.ndarray, groups: np.ndarray | None, classes: int, seed
     return rng.choice(classes, size=n_types, p=p)[types].astype(np.int64)
 
 
-def _make_task(labels: Any, n: int, groups: Any, control: bool, test_fraction: float, seed: int) -> _Task:
-    if not 0.0 < test_fraction < 1.0:
-        raise RepresentationError(f"test_fraction must be between 0 and 1 (exclusive); got {test_fraction}: "
-                                  "try 0.25")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise RepresentationError(f"seed must be a non-negative int; got {seed!r}")
-    names, y = _encode(as_labels(labels, n, "labels"), "labels")
+def _make_task(labels: Any, n: int, groups: Any, control: bool, test_fraction: float, seed: int,
+               check: dict[str, Any] | None = None) -> _Task:
+    """Class ids, split and control labels; ``check``: the arguments of :func:`_check_class_count` but the
+    class count and example count, checked before the split (which costs time per class)."""
+    names, y = _encode(as_class_labels(labels, n, "labels"), "labels")
     _check_classes(y, names)
+    if check is not None:
+        _check_class_count(len(names), n, test_fraction, control=control, **check)
     train, test = _stratified_split(y, test_fraction, int(seed))
-    group_arr = None if groups is None else as_labels(groups, n, "groups")
+    group_arr = None if groups is None else as_class_labels(groups, n, "groups")
     ctrl = _control_labels(y, group_arr, len(names), int(seed)) if control else None
     return _Task(y=y, names=names, train=train, test=test, control=ctrl)
 
@@ -187,7 +259,7 @@ def _standardise(x: torch.Tensor, train: np.ndarray) -> torch.Tensor | None:
 
 
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float,
-                  max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+                  max_iter: int, ticker: _Ticker | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (classes, features) and bias minimising mean cross-entropy + l2/2 ||W||^2 by full-batch L-BFGS.
 
     The gradient is written out (softmax minus one-hot) rather than taken by autograd: two matrix products per
@@ -209,6 +281,8 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float,
         g /= n
         w.grad = torch.addmm(w, g.T, x, alpha=1.0, beta=l2)
         b.grad = g.sum(dim=0)
+        if ticker is not None:
+            ticker.tick()
         return loss
 
     with torch.no_grad():
@@ -217,7 +291,7 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float,
 
 
 def _train_and_score(x: torch.Tensor | None, y: np.ndarray, train: np.ndarray, test: np.ndarray, l2: float,
-                     max_iter: int) -> tuple[float, float]:
+                     max_iter: int, ticker: _Ticker) -> tuple[float, float]:
     """(train accuracy, test accuracy) of a probe trained on ``x[train]`` against ``y``.
 
     Only the classes present in training get an output (control labels may miss some); with one such class or no
@@ -226,22 +300,24 @@ def _train_and_score(x: torch.Tensor | None, y: np.ndarray, train: np.ndarray, t
     present, ytr = np.unique(y[train], return_inverse=True)
     if x is None or len(present) == 1:
         pred = present[int(np.bincount(ytr).argmax())]
+        ticker.end_fit()
         return float(np.mean(y[train] == pred)), float(np.mean(y[test] == pred))
     w, b = _fit_logistic(x[torch.as_tensor(train, device=x.device)],
-                         torch.as_tensor(ytr.reshape(-1), device=x.device), len(present), l2, max_iter)
+                         torch.as_tensor(ytr.reshape(-1), device=x.device), len(present), l2, max_iter, ticker)
     pred = present[torch.addmm(b, x, w.T).argmax(dim=1).cpu().numpy()]
+    ticker.end_fit()
     return float(np.mean(pred[train] == y[train])), float(np.mean(pred[test] == y[test]))
 
 
 def _probe(x: torch.Tensor, task: _Task, l2: float, max_iter: int, device: torch.device, layer: str,
-           epoch: int | None) -> ProbeResult:
+           epoch: int | None, ticker: _Ticker) -> ProbeResult:
     z = _standardise(x, task.train)
     if z is not None:
         z = z.to(device=device, dtype=torch.float32)
-    train_acc, acc = _train_and_score(z, task.y, task.train, task.test, l2, max_iter)
+    train_acc, acc = _train_and_score(z, task.y, task.train, task.test, l2, max_iter, ticker)
     control_acc = selectivity = None
     if task.control is not None:
-        _, control_acc = _train_and_score(z, task.control, task.train, task.test, l2, max_iter)
+        _, control_acc = _train_and_score(z, task.control, task.train, task.test, l2, max_iter, ticker)
         selectivity = acc - control_acc
     return ProbeResult(layer=layer, accuracy=acc, train_accuracy=train_acc, control_accuracy=control_acc,
                        selectivity=selectivity, chance=task.chance, n_train=len(task.train), n_test=len(task.test),
@@ -254,24 +330,41 @@ def _device(device: str | torch.device | None) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise RepresentationError(f"device must be a torch device such as 'cpu' or 'cuda:0'; got {device!r}") from err
+        raise RepresentationError(f"device must be a torch device such as 'cpu' or 'cuda:0'; got {show(device)}"
+                                  ) from err
 
 
-def _check_fit_args(l2: float, max_iter: int) -> None:
-    if not l2 >= 0.0:  # also catches NaN
-        raise RepresentationError(f"l2 must be >= 0; got {l2}: try 1e-3")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise RepresentationError(f"max_iter must be a positive int; got {max_iter!r}: try 200")
+def _check_options(kw: dict[str, Any]) -> dict[str, Any]:
+    """The probe options with their defaults, each checked; see :func:`linear_probe`."""
+    o = {"groups": None, "control": True, "test_fraction": 0.25, "l2": 1e-3, "max_iter": 200, "seed": 0,
+         "epoch": None, "device": None, "max_classes": MAX_CLASSES, "progress": None, **kw}
+    err = RepresentationError
+    o["control"] = check_bool(o["control"], "control", err)
+    o["test_fraction"] = check_number(o["test_fraction"], "test_fraction", above=0.0, below=1.0, error=err,
+                                      hint="try 0.25 (the share of examples held out)")
+    o["l2"] = check_number(o["l2"], "l2", minimum=0.0, error=err, hint="try 1e-3 (the L2 penalty)")
+    o["max_iter"] = check_int(o["max_iter"], "max_iter", minimum=1, error=err, hint="try 200 (L-BFGS iterations)")
+    o["seed"] = check_int(o["seed"], "seed", minimum=0, error=err)
+    o["epoch"] = check_epoch(o["epoch"], "epoch", err)
+    if o["max_classes"] is not None:
+        o["max_classes"] = check_int(o["max_classes"], "max_classes", minimum=2, error=err,
+                                     hint=f"the most classes a probe may have (default {MAX_CLASSES}), or None")
+    check_callable(o["progress"], "progress", err)
+    o["device"] = _device(o["device"])
+    return o
 
 
+@keywords_checked
 def linear_probe(features: Any, labels: Any, *, groups: Any = None, control: bool = True,
                  test_fraction: float = 0.25, l2: float = 1e-3, max_iter: int = 200, seed: int = 0, layer: str = "",
-                 epoch: int | None = None, device: str | torch.device | None = None) -> ProbeResult:
+                 epoch: int | None = None, device: str | torch.device | None = None,
+                 max_classes: int | None = MAX_CLASSES, progress: Progress | None = None) -> ProbeResult:
     """Held-out accuracy of a linear probe predicting ``labels`` from ``features``, and of its control task.
 
     Args:
         features: (examples, features) tensor or array; pool conv or sequence layers first.
         labels: one label per example, ints or strings (any sortable values); each class needs >= 2 examples.
+            Floats are accepted only when all are whole numbers (2.0 is class 2); continuous values are refused.
         groups: the type of each example for the control task (e.g. token ids); None: every example is its own
             type, which puts held-out control accuracy at chance by construction (see the module docstring).
         control: also train the probe on control labels and report ``control_accuracy`` and ``selectivity``.
@@ -281,14 +374,27 @@ def linear_probe(features: Any, labels: Any, *, groups: Any = None, control: boo
         seed: fixes the split and the control labels.
         layer, epoch: carried into the result.
         device: where to train (default CPU).
+        max_classes: refuse labels with more classes than this (default 1,000), since the cost grows with the
+            class count; None: no limit.
+        progress: ``progress(done, total)`` after each L-BFGS evaluation; returning False raises
+            :class:`ProbeCancelled`. None (default): silent.
 
     Raises:
-        RepresentationError: bad shapes, non-finite features, fewer than 2 classes, a class with 1 example.
+        RepresentationError: bad shapes, non-finite or complex features, fewer than 2 classes, a class with 1
+            example, more than ``max_classes`` classes, an option of the wrong type or out of range.
+        TypeError: an unknown keyword argument.
     """
-    _check_fit_args(l2, max_iter)
+    if not isinstance(layer, str):
+        raise RepresentationError(f"layer must be a string (the name carried into the result); got "
+                                  f"{what(layer)}")
+    o = _check_options({"groups": groups, "control": control, "test_fraction": test_fraction, "l2": l2,
+                        "max_iter": max_iter, "seed": seed, "epoch": epoch, "device": device,
+                        "max_classes": max_classes, "progress": progress})
     x = as_matrix(features, f"features of layer {layer!r}" if layer else "features")
-    task = _make_task(labels, x.shape[0], groups, control, test_fraction, seed)
-    return _probe(x, task, l2, max_iter, _device(device), layer, epoch)
+    task = _make_task(labels, x.shape[0], o["groups"], o["control"], o["test_fraction"], o["seed"],
+                      {"features": x.shape[1], "max_classes": o["max_classes"], "max_iter": o["max_iter"]})
+    ticker = _Ticker(o["progress"], 2 if o["control"] else 1, o["max_iter"])
+    return _probe(x, task, o["l2"], o["max_iter"], o["device"], layer, o["epoch"], ticker)
 
 
 def probe_layers(features: dict[str, Any], labels: Any, **kw: Any) -> list[ProbeResult]:
@@ -299,22 +405,21 @@ def probe_layers(features: dict[str, Any], labels: Any, **kw: Any) -> list[Probe
     result is named after its key.
     """
     if "layer" in kw:
-        raise RepresentationError("probe_layers names each result after its key in features; drop layer=")
-    unknown = set(kw) - {"groups", "control", "test_fraction", "l2", "max_iter", "seed", "epoch", "device"}
-    if unknown:
-        raise RepresentationError(f"unknown argument(s) {sorted(unknown)}; see linear_probe for the accepted ones")
+        raise TypeError("probe_layers names each result after its key in features; drop layer=")
+    check_keywords("probe_layers()", kw, PROBE_OPTIONS)
     if not isinstance(features, dict) or not features:
         raise RepresentationError("features must be a non-empty dict of layer name -> (examples, features); got "
                                   f"{type(features).__name__ if not isinstance(features, dict) else 'an empty dict'}")
-    l2, max_iter = kw.get("l2", 1e-3), kw.get("max_iter", 200)
-    _check_fit_args(l2, max_iter)
+    o = _check_options(kw)
     mats = {name: as_matrix(x, f"features of layer {name!r}") for name, x in features.items()}
     sizes = {name: m.shape[0] for name, m in mats.items()}
     if len(set(sizes.values())) > 1:
         raise RepresentationError(f"every layer needs the same examples; got example counts {sizes}: capture all "
                                   "layers on the same batch")
     n = next(iter(sizes.values()))
-    task = _make_task(labels, n, kw.get("groups"), kw.get("control", True), kw.get("test_fraction", 0.25),
-                      kw.get("seed", 0))
-    dev = _device(kw.get("device"))
-    return [_probe(m, task, l2, max_iter, dev, str(name), kw.get("epoch")) for name, m in mats.items()]
+    widest = max(m.shape[1] for m in mats.values())
+    task = _make_task(labels, n, o["groups"], o["control"], o["test_fraction"], o["seed"],
+                      {"features": widest, "max_classes": o["max_classes"], "max_iter": o["max_iter"]})
+    ticker = _Ticker(o["progress"], len(mats) * (2 if o["control"] else 1), o["max_iter"])
+    return [_probe(m, task, o["l2"], o["max_iter"], o["device"], str(name), o["epoch"], ticker)
+            for name, m in mats.items()]

@@ -27,9 +27,21 @@ import torch
 from torch import nn
 
 from ..pipeline.capture import Capture, Selector, model_device
+from ..pipeline.checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_epoch,
+    check_epochs,
+    check_int,
+    check_keywords,
+    check_mapping,
+    closest,
+    keywords_checked,
+)
 from ..pipeline.listeners import Listeners
 from ..pipeline.model_state import evaluation_mode, model_for_work
-from ..pipeline.summaries import units_of
+from ..pipeline.summaries import UNIT_LAYOUTS, units_of
 from .matrices import RepresentationError, as_matrix
 
 __all__ = [
@@ -45,8 +57,21 @@ __all__ = [
 ]
 
 POOLS = ("mean", "max", "flatten", "first", "tokens")
+RECORDER_POOLS = ("mean", "max", "flatten", "first")  # one row per example
+PROJECTIONS = ("pca", "umap", "tsne")
+METRICS = ("euclidean", "cosine")
 
 
+def _check_pool(how: Any, choices: tuple[str, ...] = POOLS) -> str:
+    return check_choice(how, "pool", choices, RepresentationError)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    return check_int(batch_size, "batch_size", minimum=1, error=RepresentationError,
+                     hint="try 256 (examples per forward pass)")
+
+
+@keywords_checked
 def pool(tensor: torch.Tensor, how: str = "mean", mask: torch.Tensor | None = None,
          axis: int | None = None) -> torch.Tensor:
     """One row per example (per token for ``how="tokens"``) from a layer's output; see the module docstring.
@@ -55,8 +80,16 @@ def pool(tensor: torch.Tensor, how: str = "mean", mask: torch.Tensor | None = No
     and "max" reduce over every other axis but the batch. By default, axis 1 for 4-D and 5-D outputs (N, C, ...)
     and the last axis for 3-D ones (N, T, D); a channels-last (N, H, W, C) output needs ``axis=3``.
     """
-    if how not in POOLS:
-        raise RepresentationError(f"pool must be one of {POOLS}; got {how!r}")
+    _check_pool(how)
+    if not isinstance(tensor, torch.Tensor):
+        raise RepresentationError(f"pool takes a layer's output tensor; got {type(tensor).__name__}")
+    if tensor.is_complex():
+        raise RepresentationError(f"the layer's output is complex ({tensor.dtype}, shape {tuple(tensor.shape)}); "
+                                  "pooling it to real features would drop the imaginary part: select a real tensor, "
+                                  "or pool x.real / x.abs() yourself")
+    if axis is not None:
+        axis = check_int(axis, "axis", minimum=-max(tensor.ndim, 1), maximum=max(tensor.ndim, 1) - 1,
+                         error=RepresentationError, hint=f"an axis of the {tuple(tensor.shape)} output")
     t = tensor.detach()
     if t.ndim == 2:
         return t
@@ -110,17 +143,47 @@ def _batches(inputs: Any, batch_size: int) -> Iterable[tuple[Any, torch.Tensor |
 
 
 def _count(inputs: Any) -> int:
+    """The number of examples in ``inputs`` (a tensor or a mapping of tensors); refuses empty and complex ones."""
     if isinstance(inputs, Mapping):
-        sizes = {k: len(v) for k, v in inputs.items()}
+        if not inputs:
+            raise RepresentationError("inputs is an empty dict; pass a tensor (N, ...) or a mapping of tensors such "
+                                      "as a tokenizer's output")
+        sizes = {k: len(v) if hasattr(v, "__len__") else None for k, v in inputs.items()}
         if len(set(sizes.values())) != 1:
-            raise RepresentationError(f"the input tensors have different numbers of examples: {sizes}")
-        return next(iter(sizes.values()))
-    if not isinstance(inputs, torch.Tensor):
+            raise RepresentationError(f"the input tensors have different numbers of examples: {sizes}; every "
+                                      "entry of inputs needs one row per example")
+        n = next(iter(sizes.values()))
+        if n is None:
+            raise RepresentationError(f"the entries of inputs must be tensors with one row per example; got "
+                                      f"{ {k: type(v).__name__ for k, v in inputs.items()} }")
+        tensors = [v for v in inputs.values() if isinstance(v, torch.Tensor)]
+    elif isinstance(inputs, torch.Tensor):
+        n = len(inputs) if inputs.ndim else 0
+        tensors = [inputs]
+    else:
         raise RepresentationError(f"inputs must be a tensor (N, ...) or a mapping of tensors such as a tokenizer's "
-                                  f"output; got {type(inputs).__name__}")
-    return len(inputs)
+                                  f"output; got {type(inputs).__name__}: pass torch.as_tensor(inputs)")
+    if any(t.is_complex() for t in tensors):
+        raise RepresentationError("inputs are complex; the layers' features would lose the imaginary part: pass "
+                                  "real inputs (e.g. torch.view_as_real(x))")
+    if not n:
+        raise RepresentationError("inputs holds 0 examples; pass at least one example (N >= 1) along the first "
+                                  "dimension")
+    return n
 
 
+def _check_units(units: Any) -> None:
+    values = units.values() if isinstance(units, Mapping) else [units]
+    for value in values:
+        if value is None or value in UNIT_LAYOUTS:
+            continue
+        if isinstance(value, str):
+            raise RepresentationError(f"units must be 'channels_first', 'channels_last' or an axis index; got "
+                                      f"{value!r}{closest(value, UNIT_LAYOUTS)}")
+        check_int(value, "units", error=RepresentationError, hint="'channels_first', 'channels_last' or an axis")
+
+
+@keywords_checked
 def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mapping[str, Selector], *,
                    pool: str = "mean", batch_size: int = 256,
                    forward: Callable[[nn.Module, Any], Any] | None = None,
@@ -142,20 +205,36 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
     layers or a mapping per layer; ``"channels_first"``, ``"channels_last"`` or an index). By default it is
     decided from the layer as the monitor does (a ``Linear`` or ``LayerNorm`` on a channels-last ConvNeXt or
     Swin map has its units last), so channel means are means over positions whatever the layout.
+
+    A layer whose output is complex is refused (real features would drop the imaginary part), as are empty
+    inputs; see :mod:`hiddenwidgets.pipeline.checks` for the rules on argument types.
     """
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
-    if batch_size is None or isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise RepresentationError(f"batch_size must be a positive integer; got {batch_size!r}")
-    if calls is not None and calls not in ("first", "last") and (isinstance(calls, bool) or not isinstance(calls, int)):
-        raise RepresentationError(f"calls must be 'first', 'last', a call index (int) or None; got {calls!r}")
+    _check_batch_size(batch_size)
+    _check_pool(pool)
+    if calls is not None and not (isinstance(calls, str) and calls in ("first", "last")):
+        if isinstance(calls, str):
+            raise RepresentationError(f"calls must be 'first', 'last', a call index (int) or None; got "
+                                      f"{calls!r}{closest(calls, ('first', 'last'))}")
+        check_int(calls, "calls", error=RepresentationError, hint="'first', 'last', a call index or None")
+    check_bool(eval_mode, "eval_mode", RepresentationError)
+    check_callable(forward, "forward", RepresentationError)
+    _check_units(units)
     n = _count(inputs)
     capture = Capture(model, layers, grad_only=False, unpack=True)
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in capture.taps}
     batch_calls: dict[str, list[torch.Tensor]] = {name: [] for name in capture.taps}
     current: dict[str, torch.Tensor | None] = {"mask": None}
+    refused: list[RepresentationError] = []
     how = pool
 
     def sink(name: str, tensor: torch.Tensor, call: Any) -> None:
+        if tensor.is_complex():  # raised after the forward pass (an exception here would become a CaptureError)
+            refused.append(RepresentationError(
+                f"layer {name!r} gives a complex output ({tensor.dtype}, shape {tuple(tensor.shape)}); real features "
+                "would drop its imaginary part: choose a layer with a real output, or a selector that returns "
+                "x.real or x.abs()"))
+            return
         mask = current["mask"]
         if call.lengths is not None:  # a PackedSequence, padded: pool each sequence over its own steps
             mask = torch.arange(tensor.shape[1])[None, :] < call.lengths[:, None]
@@ -180,6 +259,8 @@ def layer_features(model: nn.Module, inputs: Any, layers: Iterable[str] | Mappin
                     batch = batch.to(device)
                     _ = forward(model, batch) if forward else model(batch)
                 capture.disarm()
+                if refused:
+                    raise refused[0]
                 errors = capture.take_errors()
                 if errors:
                     raise errors[0]
@@ -258,10 +339,15 @@ def _pca(x: torch.Tensor, dims: int, seed: int = 0) -> torch.Tensor:
 
 
 def project(features: Any, method: str = "pca", *, dims: int = 2, seed: int = 0, **options: Any) -> np.ndarray:
-    """(N, features) -> (N, dims) float32 coordinates by PCA, UMAP or t-SNE (``options`` go to UMAP / t-SNE)."""
+    """(N, features) -> (N, dims) float32 coordinates by PCA, UMAP or t-SNE (``options`` go to UMAP / t-SNE; PCA
+    takes none, so options given with "pca" are refused rather than ignored)."""
+    check_choice(method, "method (the projection)", PROJECTIONS, RepresentationError)
+    dims = check_int(dims, "dims", minimum=1, error=RepresentationError, hint="try 2 (the number of coordinates)")
+    seed = check_int(seed, "seed", minimum=0, error=RepresentationError)
+    if method == "pca" and options:
+        raise TypeError(f"project(method='pca') takes no options; got {', '.join(map(repr, options))}. Options "
+                        "are for method='umap' (umap.UMAP's) or method='tsne' (sklearn's TSNE)")
     x = as_matrix(features, "features", dtype=torch.float32)
-    if method not in ("pca", "umap", "tsne"):
-        raise RepresentationError(f"unknown projection {method!r}; choose 'pca', 'umap' or 'tsne'")
     if x.shape[1] < dims:
         raise RepresentationError(f"a layer with {x.shape[1]} feature(s) cannot be projected to {dims}-D; choose a "
                                   "wider layer or pool='flatten'")
@@ -290,25 +376,29 @@ def align(reference: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return (b @ (u @ vt) + reference.mean(axis=0)).astype(np.float32)
 
 
+@keywords_checked
 def nearest(features: Any, index: int, k: int = 8, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` examples nearest to example ``index`` in a layer's space (itself excluded): (indices, distances).
 
-    ``metric``: "euclidean" or "cosine" (1 - cosine similarity).
+    ``metric``: "euclidean" or "cosine" (1 - cosine similarity). ``k`` is at most the number of other examples
+    (N - 1); a larger ``k`` is refused rather than shortened.
     """
-    x = features if isinstance(features, torch.Tensor) and features.ndim == 2 else as_matrix(features, "features")
-    x = x.float()
+    index = check_int(index, "index", error=RepresentationError)
+    k = check_int(k, "k (the number of neighbours)", minimum=1, error=RepresentationError)
+    check_choice(metric, "metric", METRICS, RepresentationError)
+    x = as_matrix(features, "features", dtype=torch.float32)
     n = len(x)
     if not 0 <= index < n:
-        raise RepresentationError(f"example {index} is out of range: there are {n} examples (0..{n - 1})")
+        raise RepresentationError(f"index {index} is out of range: there are {n} examples (0..{n - 1})")
+    if k > n - 1:
+        raise RepresentationError(f"k={k} neighbours asked for, but example {index} has only {n - 1} others; pass "
+                                  f"k <= {n - 1}")
     if metric == "euclidean":
         d = (x - x[index]).pow(2).sum(dim=1).sqrt()
-    elif metric == "cosine":
+    else:
         unit = torch.nn.functional.normalize(x, dim=1)
         d = 1 - unit @ unit[index]
-    else:
-        raise RepresentationError(f"metric must be 'euclidean' or 'cosine'; got {metric!r}")
     d[index] = math.inf
-    k = min(k, n - 1)
     dist, idx = torch.topk(d, k, largest=False)
     return idx.numpy().astype(np.int64), dist.numpy().astype(np.float32)
 
@@ -323,8 +413,10 @@ class Representations:
     the thread that added it). Thread-safe.
     """
 
+    @keywords_checked
     def __init__(self, n: int | None = None):
-        self.n = n
+        self.n = None if n is None else check_int(n, "n (the number of examples)", minimum=2,
+                                                  error=RepresentationError)
         self._features: dict[tuple[int | None, str], torch.Tensor] = {}
         self._lock = threading.Lock()
         self._listeners = Listeners()
@@ -338,15 +430,24 @@ class Representations:
         return reps
 
     @classmethod
+    @keywords_checked
     def from_features(cls, features: Mapping[str, Any], epoch: int | None = None) -> Representations:
         """Wrap features you computed yourself: ``{layer: (N, features)}``."""
         reps = cls()
         reps.add(features, epoch)
         return reps
 
+    @keywords_checked
     def add(self, features: Mapping[str, Any], epoch: int | None = None) -> None:
+        """Add ``{layer: (N, features)}`` at ``epoch`` (a non-negative int, or None for representations taken once);
+        a layer and epoch added again replaces the earlier features."""
+        check_mapping(features, "features", "layer name -> (examples, features)", RepresentationError)
+        epoch = check_epoch(epoch, "epoch", RepresentationError)
         checked = {}
         for name, value in features.items():
+            if not isinstance(name, str):
+                raise RepresentationError(f"each layer name must be a string; got {type(name).__name__} {name!r}: "
+                                          f"use {str(name)!r}")
             x = as_matrix(value, f"layer {name!r}", dtype=torch.float32)
             if self.n is None:
                 self.n = len(x)
@@ -378,6 +479,7 @@ class Representations:
 
     def get(self, layer: str, epoch: int | None = None) -> torch.Tensor:
         """The (N, features) float32 tensor of ``layer`` at ``epoch`` (default: the latest)."""
+        epoch = check_epoch(epoch, "epoch", RepresentationError)
         with self._lock:
             if epoch is None and (None, layer) not in self._features:
                 epochs = [e for e, name in self._features if name == layer and e is not None]
@@ -386,8 +488,9 @@ class Representations:
             known = sorted({name for _, name in self._features})
         if found is None:
             where = f" at epoch {epoch}" if epoch is not None else ""
-            raise RepresentationError(f"no features for layer {layer!r}{where}; recorded layers: {known}, epochs: "
-                                      f"{self.epochs or 'none'}")
+            hint = closest(layer, known) if layer not in known else ""
+            raise RepresentationError(f"no features for layer {layer!r}{where}{hint}; recorded layers: {known}, "
+                                      f"epochs: {self.epochs or 'none'}")
         return found
 
     def __len__(self) -> int:
@@ -402,22 +505,28 @@ class RepresentationRecorder:
     :func:`hiddenwidgets.similarity.cka_matrix`; a projector showing them updates while training runs.
     """
 
+    @keywords_checked
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any, *,
                  epochs: Iterable[int] | None = None, pool: str = "mean", batch_size: int = 256):
         Capture(model, layers)  # checks the names now, with the usual error
-        if pool not in POOLS or pool == "tokens":
-            raise RepresentationError(f"a recorder keeps one row per example: pool must be one of "
-                                      f"{[p for p in POOLS if p != 'tokens']}; got {pool!r}")
+        check_choice(pool, "pool", RECORDER_POOLS, RepresentationError,
+                     hint="a recorder keeps one row per example" + (" ('tokens' gives one per token)"
+                                                                     if pool == "tokens" else ""))
+        batch_size = _check_batch_size(batch_size)
         self.model, self.layers, self.inputs = model, layers, inputs
         self.n = _count(inputs)
-        self.schedule = None if epochs is None else {int(e) for e in epochs}
+        if self.n < 2:
+            raise RepresentationError("inputs holds 1 example; a representation needs at least 2 (examples are "
+                                      "compared with each other)")
+        self.schedule = None if epochs is None else set(check_epochs(epochs, "epochs", RepresentationError))
         self.pool, self.batch_size = pool, batch_size
         self.representations = Representations(self.n)
         self._epoch = -1
 
     def end_epoch(self, epoch: int | None = None) -> bool:
         """Record now if ``epoch`` (default: one more than the last) is scheduled; returns whether it recorded."""
-        self._epoch = self._epoch + 1 if epoch is None else int(epoch)
+        epoch = check_epoch(epoch, "epoch", RepresentationError)
+        self._epoch = self._epoch + 1 if epoch is None else epoch
         if self.schedule is not None and self._epoch not in self.schedule:
             return False
         feats = layer_features(self.model, self.inputs, self.layers, pool=self.pool, batch_size=self.batch_size)
@@ -433,19 +542,30 @@ def probe(source: Any, data: Any = None, labels: Any = None, *, layers: Iterable
     - ``probe(representations, labels)``: every layer at every recorded epoch (results carry ``epoch``), or a
       dict ``{layer: (N, features)}``.
 
-    ``options`` go to the probe (``groups``, ``control``, ``test_fraction``, ``l2``, ``seed``...). Returns a list of
-    :class:`~hiddenwidgets.probes.ProbeResult`, one per layer (and epoch); show them with
-    :class:`~hiddenwidgets.ProbeChart`.
+    ``options`` go to the probe (``groups``, ``control``, ``test_fraction``, ``l2``, ``seed``, ``max_classes``,
+    ``progress``...). Returns a list of :class:`~hiddenwidgets.probes.ProbeResult`, one per layer (and epoch); show
+    them with :class:`~hiddenwidgets.ProbeChart`. ``layers`` may be one name (a string), as in
+    :class:`~hiddenwidgets.Capture`.
     """
-    from .probes import probe_layers
+    from .probes import PROBE_OPTIONS, probe_layers
 
+    check_keywords("probe()", options, ["layers", "pool", "batch_size", *PROBE_OPTIONS])
+    if isinstance(layers, str):
+        layers = [layers]
     if isinstance(source, (Representations, Mapping)):
+        if "epoch" in options:
+            raise TypeError("probe(representations, labels) takes each result's epoch from the representations; "
+                            "drop epoch= (it is for probe(model, inputs, labels, layers=...))")
         labels = data if labels is None else labels
         reps = source if isinstance(source, Representations) else Representations.from_features(source)
         names = list(layers) if layers is not None else reps.layers
+        epochs = reps.epochs or [None]
+        progress = check_callable(options.pop("progress", None), "progress", RepresentationError)
         out = []
-        for epoch in reps.epochs or [None]:
+        for k, epoch in enumerate(epochs):
             feats = {name: reps.get(name, epoch) for name in names}
+            if progress is not None:  # one count over every epoch: each epoch's probes cost the same at most
+                options["progress"] = lambda done, total, k=k: progress(k * total + done, len(epochs) * total)
             out.extend(probe_layers(feats, labels, epoch=epoch, **options))
         return out
     if not isinstance(source, nn.Module):

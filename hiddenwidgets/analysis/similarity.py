@@ -31,7 +31,6 @@ n × n Gram matrix is smaller than the p × p product it replaces. The RBF kerne
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..pipeline.checks import check_bool, check_choice, check_number, keywords_checked
 from .matrices import RepresentationError, as_matrix
 
 __all__ = ["RBF_MAX_EXAMPLES", "MinibatchCKA", "cka", "cka_matrix"]
@@ -48,12 +48,11 @@ RBF_MAX_EXAMPLES = 20_000  # an RBF Gram matrix of this size already takes 3.2 G
 MIN_DEBIASED_EXAMPLES = 4  # HSIC₁ divides by n(n-3)
 
 
-def _check_options(kernel: str, sigma: float) -> None:
-    if kernel not in KERNELS:
-        raise RepresentationError(f"kernel must be one of {', '.join(map(repr, KERNELS))}; got {kernel!r}")
-    if kernel == "rbf" and not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
-        raise RepresentationError(f"sigma (the RBF bandwidth as a multiple of the median distance) must be a "
-                                  f"positive number; got {sigma!r}; Kornblith et al. use 0.8")
+def _check_options(kernel: str, sigma: float, debiased: Any = False) -> None:
+    check_choice(kernel, "kernel", KERNELS, RepresentationError)
+    check_bool(debiased, "debiased", RepresentationError)
+    check_number(sigma, "sigma (the RBF bandwidth as a multiple of the median distance)", above=0.0,
+                 error=RepresentationError, hint="try 0.8 (Kornblith et al.'s)")
 
 
 def _check_examples(n: int, kernel: str, debiased: bool, what: str) -> None:
@@ -165,6 +164,7 @@ def _self_hsic(a: _Prepared, debiased: bool, name: str) -> float:
     return value
 
 
+@keywords_checked
 def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, sigma: float = 0.8) -> float:
     """Centred kernel alignment between representations ``X`` (n, p) and ``Y`` (n, q) of the same n examples.
 
@@ -173,7 +173,7 @@ def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, sigma: f
     al. (2012), which needs n >= 4. Raises :class:`RepresentationError` for mismatched example counts, a constant
     representation, unknown kernels and the checks of :func:`hiddenwidgets.features.as_matrix`.
     """
-    _check_options(kernel, sigma)
+    _check_options(kernel, sigma, debiased)
     x, y = as_matrix(X, "X"), as_matrix(Y, "Y")
     if x.shape[0] != y.shape[0]:
         raise RepresentationError(f"X and Y must hold the same examples in the same order; X has {x.shape[0]} "
@@ -193,6 +193,7 @@ def _layer_dict(layers: Any, arg: str) -> dict[str, torch.Tensor]:
     return {str(k): as_matrix(v, f"layer {str(k)!r}") for k, v in layers.items()}
 
 
+@keywords_checked
 def cka_matrix(a: Mapping[str, Any], b: Mapping[str, Any] | None = None, kernel: str = "linear",
                debiased: bool = False, sigma: float = 0.8) -> tuple[list[str], list[str], torch.Tensor]:
     """CKA between every layer of ``a`` and every layer of ``b`` (``a`` against itself when ``b`` is None).
@@ -202,7 +203,7 @@ def cka_matrix(a: Mapping[str, Any], b: Mapping[str, Any] | None = None, kernel:
     its Gram matrix built where one is needed) once, so k layers cost one cross product per pair. All layers must
     hold the same examples in the same order.
     """
-    _check_options(kernel, sigma)
+    _check_options(kernel, sigma, debiased)
     left = _layer_dict(a, "a")
     right = left if b is None else _layer_dict(b, "b")
     first = next(iter(left))
@@ -267,6 +268,7 @@ class MinibatchCKA:
     ``kernel="rbf"`` the bandwidth is ``sigma`` × the median distance within each batch.
     """
 
+    @keywords_checked
     def __init__(self, kernel: str = "linear", sigma: float = 0.8) -> None:
         _check_options(kernel, sigma)
         self.kernel = kernel
@@ -296,6 +298,7 @@ class MinibatchCKA:
                                       f"call reset() to start over with other layers")
         return names, values, single
 
+    @keywords_checked
     def update(self, xs: Any, ys: Any = None) -> None:
         """Add one minibatch: features of the same examples for layers ``xs`` and ``ys`` (``None``: ``xs``)."""
         same = ys is None

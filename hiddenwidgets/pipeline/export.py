@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ipywidgets.widgets.widget import _remove_buffers
+
+from .checks import keywords_checked, what
 
 __all__ = ["STATIC", "bundle", "page", "save_html"]
 
@@ -73,9 +76,27 @@ def page(widget: Any, *, title: str | None = None) -> str:
     )
 
 
+@keywords_checked
 def save_html(widget: Any, path: str | Path, *, title: str | None = None) -> Path:
-    """Write :func:`page` to ``path`` (parent folders must exist). Returns the path."""
+    """Write :func:`page` to ``path`` (parent folders must exist; an existing file is replaced). Returns the path.
+
+    Raises ``TypeError`` for a widget that is not a hiddenwidgets view, a path that is not a string or
+    ``os.PathLike`` or a title that is not a string; ``ValueError`` for an empty path; ``IsADirectoryError`` for
+    a path that is a folder; ``FileNotFoundError`` for a missing parent folder."""
+    if not getattr(widget, "_view_file", "") or not hasattr(widget, "get_state"):
+        raise TypeError(f"widget must be a hiddenwidgets view (e.g. hw.Projector, hw.ActivationMonitor); got "
+                        f"{what(widget)}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or pathlib.Path); got {what(path)}: "
+                        "e.g. 'monitor.html'")
+    if not os.fspath(path):
+        raise ValueError("path is '' (empty); pass a file name such as 'monitor.html'")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a string or None; got {what(title)}")
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path {str(path)!r} is a folder; pass a file name inside it, e.g. "
+                                f"{str(path / 'view.html')!r}")
     if not path.parent.exists():
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
     path.write_text(page(widget, title=title), encoding="utf-8")

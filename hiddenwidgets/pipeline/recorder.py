@@ -18,14 +18,15 @@ from torch import nn
 
 from ..analysis.representations import layer_features
 from .capture import Capture, Selector
+from .checks import check_bool, check_epoch, check_epochs, check_int, check_whole_labels, keywords_checked, show
 
 __all__ = ["EpochRecord", "InformationRecorder", "log_spaced_epochs"]
 
 
 def log_spaced_epochs(n_epochs: int, points: int = 100) -> list[int]:
     """About ``points`` distinct epochs in [0, n_epochs), spaced evenly in log(1 + epoch), as in the paper."""
-    if n_epochs < 1:
-        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
+    n_epochs = check_int(n_epochs, "n_epochs", minimum=1, hint="pass the number of epochs training will run")
+    points = check_int(points, "points", minimum=1, hint="try 100 (about how many epochs to record)")
     raw = np.unique(np.round(np.logspace(0, math.log10(n_epochs), points)).astype(int) - 1)
     return [int(e) for e in raw if 0 <= e < n_epochs]
 
@@ -51,24 +52,32 @@ class InformationRecorder:
         of its weights (Shwartz-Ziv & Tishby's drift and diffusion phases). Costs two tensor ops per parameter
         per :meth:`step`.
     batch_size : evaluation batch size.
+
+    Everything is checked here, not at the first :meth:`end_epoch`: labels must be integer class ids, one per input
+    (floats only when all are whole numbers, as in :mod:`hiddenwidgets.information`; a (N, 1) column is read as
+    one label per row); epochs non-negative ints; ``points`` goes with ``n_epochs`` only.
     """
 
+    @keywords_checked
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any, labels: Any, *,
-                 epochs: Iterable[int] | None = None, n_epochs: int | None = None, points: int = 100,
+                 epochs: Iterable[int] | None = None, n_epochs: int | None = None, points: int | None = None,
                  gradients: bool = True, batch_size: int = 4096):
         self.capture = Capture(model, layers, grad_only=False)
         self.model = model
         self.layers = list(self.capture.taps)
-        self.inputs = torch.as_tensor(inputs)
-        self.labels = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
-        if len(self.labels) != len(self.inputs):
-            raise ValueError(f"labels has {len(self.labels)} entries for {len(self.inputs)} inputs")
+        self.inputs = _evaluation_inputs(inputs)
+        self.labels = _class_ids(labels, len(self.inputs))
         if epochs is None:
             if n_epochs is None:
                 raise TypeError("pass epochs=[...] to record, or n_epochs=N for about `points` log-spaced epochs")
-            epochs = log_spaced_epochs(n_epochs, points)
-        self.schedule = sorted({int(e) for e in epochs})
-        self.batch_size = batch_size
+            epochs = log_spaced_epochs(n_epochs, 100 if points is None else points)
+        elif n_epochs is not None or points is not None:
+            given = f"n_epochs={show(n_epochs)}" if n_epochs is not None else f"points={show(points)}"
+            raise TypeError(f"pass epochs=[...] or n_epochs=N (with points=), not both: {given} would be ignored "
+                            "next to epochs")
+        self.schedule = check_epochs(epochs, "epochs", allow_empty=True)  # [] records gradient statistics only
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1, hint="try 4096 (examples per forward pass)")
+        gradients = check_bool(gradients, "gradients")
         self.records: list[EpochRecord] = []
         self.gradients = gradients
         self._params = {name: [p for p in tap.module.parameters() if p.requires_grad]
@@ -108,7 +117,8 @@ class InformationRecorder:
 
         Returns the new record, or None when the epoch is not in the schedule.
         """
-        epoch = self._epoch if epoch is None else int(epoch)
+        epoch = check_epoch(epoch, "epoch")
+        epoch = self._epoch if epoch is None else epoch
         self._epoch = epoch + 1
         if self._batches:
             self.grad_epochs.append(epoch)
@@ -136,3 +146,30 @@ class InformationRecorder:
         feats = layer_features(self.model, self.inputs, layers, pool="flatten", batch_size=self.batch_size,
                                eval_mode=False)
         return {name: t.numpy() for name, t in feats.items()}
+
+
+def _evaluation_inputs(inputs: Any) -> torch.Tensor:
+    try:
+        x = torch.as_tensor(inputs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"inputs must be a tensor of examples (N, ...); got {type(inputs).__name__} ({err})") from None
+    if x.is_complex():
+        raise ValueError(f"inputs are complex ({x.dtype}); the layers' activations would lose the imaginary part: "
+                         "pass real inputs")
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"inputs holds 0 examples (shape {tuple(x.shape)}); pass the evaluation set, one example "
+                         "per row")
+    return x
+
+
+def _class_ids(labels: Any, n: int) -> np.ndarray:
+    """One integer class id per input: the labels the mutual-information estimators take, checked now."""
+    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"labels must be one class id per input (shape (N,)); got shape {y.shape}: for one-hot "
+                         "rows pass labels.argmax(1)")
+    if len(y) != n:
+        raise ValueError(f"labels has {len(y)} entries for {n} inputs; pass one label per input")
+    return check_whole_labels(y, "labels", ValueError, strings=False)

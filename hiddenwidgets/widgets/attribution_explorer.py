@@ -14,6 +14,8 @@ import traitlets
 
 from ..methods import METHODS, AttributionError, attribute, conv_layers, probe
 from ..methods.metrics import _spearman, deletion_insertion, infidelity, sensitivity
+from ..pipeline.capture import _unknown_layer_message
+from ..pipeline.checks import check_names, check_whole_labels, closest, keywords_checked, show
 from ..pipeline.model_state import ModelSnapshot, evaluation_mode
 from ..pipeline.transport import encode
 from ._base import HiddenWidget
@@ -80,6 +82,7 @@ class AttributionExplorer(HiddenWidget):
     _gallery = traitlets.Dict(help="Images, labels and predictions, {header, data}.").tag(sync=True)
     _results = traitlets.Dict(help="Computed cells, {header, data}.").tag(sync=True)
 
+    @keywords_checked
     def __init__(self, model: torch.nn.Module, inputs: torch.Tensor, labels: Any = None, *,
                  class_names: list[str] | None = None, methods: list[str] | None = None,
                  selected: list[str] | None = None, layer: str | None = None, metrics: Any = True,
@@ -87,6 +90,29 @@ class AttributionExplorer(HiddenWidget):
         if not isinstance(inputs, torch.Tensor) or inputs.ndim not in (2, 4):
             raise AttributionError(f"inputs must be images (N, C, H, W) or table rows (N, features); got "
                                    f"{tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs)}")
+        if len(inputs) == 0:
+            raise AttributionError(f"inputs holds 0 examples (shape {tuple(inputs.shape)}); pass 1 to 16 inputs")
+        if inputs.is_complex():
+            raise AttributionError(f"inputs are complex ({inputs.dtype}); attributions and the gallery are real "
+                                   "images or rows, and converting would drop the imaginary part: pass real inputs")
+        class_names = check_names(class_names, "class_names", AttributionError)
+        feature_names = check_names(feature_names, "feature_names", AttributionError)
+        for arg, value in (("methods", methods), ("selected", selected)):
+            check_names(value, arg, AttributionError)
+            unknown = [m for m in value or [] if m not in METHODS]
+            if unknown:
+                raise AttributionError(f"{arg}: unknown method(s) {unknown}{closest(unknown[0], METHODS)}; see "
+                                       "hw.available_methods()")
+        if isinstance(metrics, str):
+            raise AttributionError(f"metrics must be True, False or a list of metric names; got the string "
+                                   f"{metrics!r}: pass [{metrics!r}]")
+        if layer is not None:
+            if not isinstance(layer, str):
+                raise AttributionError(f"layer must be a module name (a string); got {type(layer).__name__} "
+                                       f"{show(layer)}")
+            modules = dict(model.named_modules()) if isinstance(model, torch.nn.Module) else {}
+            if modules and layer not in modules:
+                raise AttributionError(f"layer: {_unknown_layer_message(layer, modules)}")
         self.tabular = inputs.ndim == 2
         if feature_names is not None and (not self.tabular or len(feature_names) != inputs.shape[1]):
             raise AttributionError(f"feature_names needs one name per column of (N, features) inputs; got "
@@ -95,12 +121,10 @@ class AttributionExplorer(HiddenWidget):
         if len(inputs) > 16:
             raise AttributionError(f"the explorer shows at most 16 inputs; got {len(inputs)} (pass inputs[:16])")
         offered = list(methods or METHODS)
-        unknown = [m for m in offered + list(selected or []) if m not in METHODS]
-        if unknown:
-            raise AttributionError(f"unknown method(s) {unknown}; see hw.available_methods()")
+        labels = None if labels is None else _labels(labels, len(inputs))
         self.model, self.inputs = model, inputs.detach()
         self._snapshot = ModelSnapshot(model).refresh()  # the worker's own copy: training is never disturbed
-        self.labels = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
+        self.labels = labels
         self.class_names = class_names
         chosen = DEFAULT_METRICS if metrics is True else () if metrics is False else tuple(metrics)
         bad = [m for m in chosen if m not in METRICS]
@@ -118,6 +142,11 @@ class AttributionExplorer(HiddenWidget):
         work = self._snapshot.model
         with evaluation_mode(work):
             self.probs = torch.softmax(probe(work, self.inputs), dim=1)  # a clear error for inputs it cannot take
+        classes = self.probs.shape[1]
+        if labels is not None and len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+            bad = int(labels[(labels < 0) | (labels >= classes)][0])
+            raise AttributionError(f"labels has class {bad}, but the model outputs {classes} classes (0.."
+                                   f"{classes - 1}): pass the true class index of each input")
         super().__init__(
             methods=offered, layers=layers, layer=layer or (layers[-1] if layers else ""),
             method_labels={n: {"label": METHODS[n].label, "needs_layer": METHODS[n].needs_layer,
@@ -354,3 +383,13 @@ class AttributionExplorer(HiddenWidget):
         if hasattr(self, "_cancel"):
             self._cancel.set()
             self._jobs.put(None)
+
+
+def _labels(labels: Any, n: int) -> torch.Tensor:
+    """One true class index per input (whole-number floats accepted exactly; see hiddenwidgets.pipeline.checks)."""
+    arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+    if arr.ndim != 1 or len(arr) != n:
+        raise AttributionError(f"labels has {arr.size if arr.ndim else 1} entries (shape {arr.shape}) for {n} inputs; "
+                               "pass one true class index per input")
+    return torch.as_tensor(check_whole_labels(arr, "labels", AttributionError, strings=False).astype(np.int64))

@@ -8,8 +8,11 @@ from typing import Any
 
 import traitlets
 
+from ..pipeline.checks import check_names, keywords_checked, show
 from ..pipeline.concepts import ConceptError
 from ._base import HiddenWidget
+
+REQUIRED = ("concept", "layer", "target")  # what identifies a row; the view shows the rest
 
 __all__ = ["ConceptScores"]
 
@@ -36,8 +39,10 @@ class ConceptScores(HiddenWidget):
     records = traitlets.List(traitlets.Dict(), help="One dict per concept, layer, target, epoch (read-only)."
                              ).tag(sync=True)
 
+    @keywords_checked
     def __init__(self, results: Any = (), *, class_names: list[str] | None = None, title: str = "TCAV",
                  description: str = ""):
+        class_names = check_names(class_names, "class_names", ConceptError)
         super().__init__(title=title, description=description, class_names=list(class_names or []))
         self.add(results)
 
@@ -50,6 +55,11 @@ class ConceptScores(HiddenWidget):
             if hasattr(item, "records"):
                 rows.extend(item.records())
             elif isinstance(item, dict):
+                missing = [k for k in REQUIRED if k not in item]
+                if missing:
+                    raise ConceptError(f"a TCAV record needs the keys {', '.join(REQUIRED)}; this one lacks "
+                                       f"{', '.join(missing)} ({show(item)}): pass the result of "
+                                       "hiddenwidgets.tcav.tcav or its records()")
                 rows.append(item)
             else:
                 raise ConceptError(f"ConceptScores takes TCAV results (hiddenwidgets.tcav.tcav) or their records; "

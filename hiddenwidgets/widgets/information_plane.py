@@ -15,6 +15,7 @@ import traitlets
 
 from ..analysis import information
 from ..pipeline.capture import Selector
+from ..pipeline.checks import check_choice, check_int, check_keywords, check_number, closest, show
 from ..pipeline.recorder import InformationRecorder
 from ..pipeline.transport import encode
 from ._base import HiddenWidget, after_each_cell
@@ -73,19 +74,21 @@ class InformationPlane(HiddenWidget):
 
     def __init__(self, model: torch.nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any,
                  labels: Any, **options: Any):
-        unknown = sorted(set(options) - set(self._OPTIONS))
-        if unknown:
-            raise TypeError(f"InformationPlane got unexpected keyword argument(s) {unknown}; "
-                            f"valid ones: {', '.join(self._OPTIONS)}")
+        check_keywords("InformationPlane()", options, self._OPTIONS)
         estimator = options.get("estimator", "binned")
         _check_estimator(estimator)
+        n_bins = _check_bins(options.get("n_bins", 30))
+        noise_variance = _check_noise(options.get("noise_variance", 1e-3))
+        value_range = _check_value_range(options.get("value_range", (-1.0, 1.0)))
+        samples = check_int(options.get("estimator_samples", 1024), "estimator_samples", minimum=1,
+                            error=traitlets.TraitError, hint="try 1024 (samples for the KDE estimators)")
         self.recorder = InformationRecorder(model, layers, inputs, labels, epochs=options.get("epochs"),
-                                            n_epochs=options.get("n_epochs"), points=options.get("points", 100),
+                                            n_epochs=options.get("n_epochs"), points=options.get("points"),
                                             gradients=options.get("gradients", True),
                                             batch_size=options.get("batch_size", 4096))
-        self.value_range = options.get("value_range", (-1.0, 1.0))
+        self._value_range = value_range
         n = len(self.recorder.labels)
-        k = min(n, int(options.get("estimator_samples", 1024)))
+        k = min(n, samples)
         self._subset = np.sort(np.random.default_rng(0).choice(n, size=k, replace=False)) if k < n else None
         self._cache: dict[tuple, dict[int, np.ndarray]] = {}
         self._notes: dict[tuple, dict[str, str]] = {}
@@ -95,8 +98,8 @@ class InformationPlane(HiddenWidget):
         self._state_lock = self._lock = threading.RLock()
         self._last_sent = 0.0
         self._dirty = False
-        super().__init__(layers=self.recorder.layers, estimator=estimator, n_bins=options.get("n_bins", 30),
-                         noise_variance=options.get("noise_variance", 1e-3),
+        super().__init__(layers=self.recorder.layers, estimator=estimator, n_bins=n_bins,
+                         noise_variance=noise_variance,
                          title=options.get("title", "Information plane"),
                          **({"layout": options["layout"]} if options.get("layout") is not None else {}))
         self._publish_state()
@@ -224,9 +227,24 @@ class InformationPlane(HiddenWidget):
 
     @traitlets.validate("n_bins")
     def _valid_bins(self, proposal: dict) -> int:
-        if proposal["value"] < 2:
-            raise traitlets.TraitError(f"n_bins must be >= 2, got {proposal['value']}")
-        return proposal["value"]
+        return _check_bins(proposal["value"])
+
+    @traitlets.validate("noise_variance")
+    def _valid_noise(self, proposal: dict) -> float:
+        return _check_noise(proposal["value"])
+
+    @property
+    def value_range(self) -> tuple[float, float] | str:
+        """Range of the bin edges for the binned estimator: ``(lo, hi)``, ``"observed"`` or ``"adaptive"``."""
+        return self._value_range
+
+    @value_range.setter
+    def value_range(self, value: Any) -> None:
+        self._value_range = _check_value_range(value)
+        if hasattr(self, "recorder"):
+            with self._lock:
+                self._dirty = True
+            self.flush()
 
     @traitlets.observe("estimator", "n_bins", "noise_variance")
     def _setting_changed(self, change: dict) -> None:
@@ -279,8 +297,37 @@ class InformationPlane(HiddenWidget):
 
 
 def _check_estimator(name: str) -> None:
-    if name not in ESTIMATORS:
-        raise traitlets.TraitError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
+    if not isinstance(name, str) or name not in ESTIMATORS:
+        raise traitlets.TraitError(f"unknown estimator {show(name)}; choose one of {', '.join(ESTIMATORS)}"
+                                   f"{closest(name, ESTIMATORS)}")
+
+
+def _check_bins(value: Any) -> int:
+    return check_int(value, "n_bins", minimum=2, error=traitlets.TraitError,
+                     hint="try 30 (bin edges; the paper's)")
+
+
+def _check_noise(value: Any) -> float:
+    return check_number(value, "noise_variance", above=0.0, error=traitlets.TraitError,
+                        hint="try 1e-3 (Saxe et al.'s)")
+
+
+VALUE_RANGES = ("observed", "adaptive")
+
+
+def _check_value_range(value: Any) -> tuple[float, float] | str:
+    """``(lo, hi)`` with finite lo < hi, or "observed" or "adaptive" (see :func:`information.binned_mi`)."""
+    if isinstance(value, str):
+        return check_choice(value, "value_range", VALUE_RANGES, traitlets.TraitError,
+                            hint="or (lo, hi) for fixed edges, e.g. (-1, 1) for tanh")
+    if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2:
+        raise traitlets.TraitError(f"value_range must be (lo, hi), 'observed' or 'adaptive'; got {show(value)}")
+    lo = check_number(value[0], "value_range's lo", error=traitlets.TraitError)
+    hi = check_number(value[1], "value_range's hi", error=traitlets.TraitError)
+    if not lo < hi:
+        raise traitlets.TraitError(f"value_range must have lo < hi; got {show(tuple(value))}: swap them, or use "
+                                   "'observed' for the data's own range")
+    return (lo, hi)
 
 
 def _label_entropy(labels: np.ndarray) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 import traitlets
 
 from ..analysis.interventions import InterventionError, InterventionResult
+from ..pipeline.checks import check_names, keywords_checked
 from ..pipeline.transport import encode
 from ._base import HiddenWidget
 from .projector import Examples
@@ -37,8 +38,10 @@ class InterventionView(HiddenWidget):
     _data = traitlets.Dict(help="Per edit, predictions and probabilities before/after, {header, data}.").tag(
         sync=True)
 
+    @keywords_checked
     def __init__(self, results: InterventionResult | Mapping[str, InterventionResult], examples: Any = None, *,
                  class_names: list[str] | None = None, title: str = "Intervention"):
+        class_names = check_names(class_names, "class_names", InterventionError)
         named = dict(results) if isinstance(results, Mapping) else {"edit": results}
         if not named or not all(isinstance(r, InterventionResult) for r in named.values()):
             raise InterventionError("InterventionView takes the result of hiddenwidgets.interventions.intervene, or "

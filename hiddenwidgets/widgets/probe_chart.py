@@ -9,6 +9,7 @@ import traitlets
 
 from ..analysis.matrices import RepresentationError
 from ..analysis.probes import ProbeResult
+from ..pipeline.checks import keywords_checked, show
 from ._base import HiddenWidget
 
 __all__ = ["ProbeChart"]
@@ -18,7 +19,8 @@ class ProbeChart(HiddenWidget):
     """Plot :class:`~hiddenwidgets.probes.ProbeResult` s: accuracy, control accuracy and chance per layer at one
     epoch (a slider picks it), and accuracy per layer and epoch as a heatmap when several epochs were probed.
 
-    ``chart.add(results)`` appends results (e.g. after each epoch of training); the view follows.
+    ``chart.add(results)`` appends results (e.g. after each epoch of training); the view follows. ``results``:
+    a list of :class:`~hiddenwidgets.probes.ProbeResult` (what ``hw.probe`` returns) or a single one.
     """
 
     _view_file = "probe_chart"
@@ -27,12 +29,19 @@ class ProbeChart(HiddenWidget):
     description = traitlets.Unicode("").tag(sync=True)
     records = traitlets.List(traitlets.Dict(), help="One dict per (layer, epoch) result (read-only).").tag(sync=True)
 
+    @keywords_checked
     def __init__(self, results: Iterable[ProbeResult] = (), *, title: str = "Linear probes", description: str = ""):
         super().__init__(title=title, description=description)
         self.add(results)
 
     def add(self, results: Iterable[ProbeResult]) -> None:
         """Append results; a result for a (layer, epoch) already shown replaces it."""
+        if isinstance(results, ProbeResult):
+            results = [results]
+        if isinstance(results, (str, bytes, dict)) or not isinstance(results, Iterable):
+            raise RepresentationError(f"results must be a list of ProbeResult (from hw.probe or "
+                                      f"hiddenwidgets.probes.linear_probe); got {type(results).__name__} "
+                                      f"{show(results)}")
         new = []
         for r in results:
             if not isinstance(r, ProbeResult):

@@ -22,8 +22,17 @@ import torch
 import traitlets
 
 from ..analysis.matrices import RepresentationError, as_labels
-from ..analysis.representations import Representations, align, available_projections, layer_features, nearest, project
+from ..analysis.representations import (
+    METRICS,
+    Representations,
+    align,
+    available_projections,
+    layer_features,
+    nearest,
+    project,
+)
 from ..pipeline.capture import model_device, select_tensor
+from ..pipeline.checks import check_choice, check_int, check_names, closest, keywords_checked, show, what
 from ..pipeline.model_state import model_for_work
 from ..pipeline.transport import encode
 from ._base import HiddenWidget
@@ -59,6 +68,7 @@ class Examples:
     """What hovering a point shows: image thumbnails, texts or table rows, served in pages."""
 
     def __init__(self, examples: Any, n: int, feature_names: list[str] | None = None):
+        feature_names = check_names(feature_names, "feature_names", RepresentationError)
         self.kind, self.meta = "none", {}
         self.images: np.ndarray | None = None
         self.texts: list[str] | None = None
@@ -99,7 +109,17 @@ class Examples:
 
 
 def _color_field(values: Any, n: int, name: str, class_names: list[str] | None) -> tuple[dict, np.ndarray]:
-    arr = as_labels(values, n, {"label": "labels", "prediction": "predictions"}.get(name, f"colors[{name!r}]"))
+    """A colour field: categories (ints, strings, bools) or, for ``colors`` fields only, a colour scale (floats
+    that are not all whole). ``labels`` and ``predictions`` are classes: continuous values are refused there."""
+    arg = {"label": "labels", "prediction": "predictions"}.get(name)
+    arr = as_labels(values, n, arg or f"colors[{name!r}]")
+    if arg is not None and arr.dtype.kind == "f":  # NaN marks a missing label (drawn grey); others must be whole
+        finite = arr[np.isfinite(arr)]
+        if not np.all(finite == np.round(finite)):
+            bad = finite[finite != np.round(finite)][0]
+            raise RepresentationError(f"{arg} are classes, but {bad.item()!r} is not a whole number: pass integer or "
+                                      f"string labels (NaN for a missing one), or colour by a continuous value with "
+                                      f"colors={{'{name}': values}}")
     if arr.dtype.kind == "f" and not np.all(np.mod(arr[np.isfinite(arr)], 1) == 0):
         return {"kind": "value", "names": None}, arr.astype(np.float32)
     if arr.dtype.kind in "iub" or arr.dtype.kind == "f":
@@ -156,11 +176,31 @@ class Projector(HiddenWidget):
     _colors = traitlets.Dict(help="Colour arrays, {header, data}.").tag(sync=True)
     _selection = traitlets.Dict(help="The selection, {header, data} (int32).").tag(sync=True)
 
+    @keywords_checked
     def __init__(self, representations: Representations | Mapping[str, Any], labels: Any = None, *,
                  predictions: Any = None, colors: Mapping[str, Any] | None = None,
                  class_names: list[str] | None = None, examples: Any = None, feature_names: list[str] | None = None,
                  layer: str | None = None, method: str = "pca", k: int = 8, metric: str = "euclidean",
                  static_budget: int = 8 << 20, title: str = "Projector"):
+        if not isinstance(representations, (Representations, Mapping)):
+            raise RepresentationError(f"representations must be a Representations or a dict {{layer: (N, "
+                                      f"features)}}; got {what(representations)}: "
+                                      "pass {'layer name': features}")
+        check_choice(metric, "metric", METRICS, RepresentationError)
+        methods = available_projections()
+        check_choice(method, "method", methods, RepresentationError,
+                     hint="UMAP needs umap-learn, t-SNE scikit-learn" if method in ("umap", "tsne") else None)
+        k = check_int(k, "k (neighbours shown on click)", minimum=1, error=RepresentationError)
+        static_budget = check_int(static_budget, "static_budget", minimum=0, error=RepresentationError,
+                                  hint="try 8 << 20 (bytes of thumbnails a static page may carry)")
+        class_names = check_names(class_names, "class_names", RepresentationError)
+        if colors is not None and not isinstance(colors, Mapping):
+            raise RepresentationError(f"colors must be a dict {{name: one value per example}}; got "
+                                      f"{what(colors)}")
+        bad = [key for key in (colors or {}) if not isinstance(key, str) or key in ("label", "prediction")]
+        if bad:
+            raise RepresentationError(f"colors has the field name {bad[0]!r}; names must be strings other than "
+                                      "'label' and 'prediction' (pass those as labels= and predictions=)")
         reps = representations if isinstance(representations, Representations) else \
             Representations.from_features(representations)
         if not reps.layers:
@@ -168,12 +208,6 @@ class Projector(HiddenWidget):
                                       "{layer: (N, features)}")
         n = len(reps)
         self.reps, self.n, self.metric, self.static_budget = reps, n, metric, static_budget
-        if metric not in ("euclidean", "cosine"):
-            raise RepresentationError(f"metric must be 'euclidean' or 'cosine'; got {metric!r}")
-        methods = available_projections()
-        if method not in methods:
-            raise RepresentationError(f"projection {method!r} is not available here; available: {methods} (UMAP "
-                                      "needs umap-learn, t-SNE scikit-learn)")
         fields, arrays = {}, {}
         for name, values in (("label", labels), ("prediction", predictions), *(colors or {}).items()):
             if values is not None:
@@ -186,7 +220,8 @@ class Projector(HiddenWidget):
         self._jobs: queue.Queue = queue.Queue()
         self._selected = np.zeros(0, dtype=np.int64)
         if layer is not None and layer not in reps.layers:
-            raise RepresentationError(f"no layer {layer!r}; layers: {reps.layers}")
+            raise RepresentationError(f"layer: no layer {show(layer)}{closest(layer, reps.layers)}; layers: "
+                                      f"{reps.layers}")
         index, data = encode(arrays)
         super().__init__(title=title, layers=reps.layers, layer=layer or reps.layers[-1], epochs=reps.epochs,
                          methods=methods, method=method, color_fields=fields, color_by=next(iter(fields), ""), k=k,
@@ -313,15 +348,39 @@ class Projector(HiddenWidget):
 
     @traitlets.validate("method")
     def _valid_method(self, proposal: dict) -> str:
-        if proposal["value"] not in available_projections():
-            raise traitlets.TraitError(f"method must be one of {available_projections()}; got {proposal['value']!r}")
-        return proposal["value"]
+        value = proposal["value"]
+        return check_choice(value, "method", available_projections(), traitlets.TraitError,
+                            hint="UMAP needs umap-learn, t-SNE scikit-learn" if value not in ("pca",) else None)
 
     @traitlets.validate("layer")
     def _valid_layer(self, proposal: dict) -> str:
-        if hasattr(self, "reps") and proposal["value"] not in self.reps.layers:
-            raise traitlets.TraitError(f"no layer {proposal['value']!r}; layers: {self.reps.layers}")
-        return proposal["value"]
+        value = proposal["value"]
+        if hasattr(self, "reps") and value not in self.reps.layers:
+            raise traitlets.TraitError(f"layer: no layer {value!r}{closest(value, self.reps.layers)}; layers: "
+                                       f"{self.reps.layers}")
+        return value
+
+    @traitlets.validate("k")
+    def _valid_k(self, proposal: dict) -> int:
+        return check_int(proposal["value"], "k (neighbours shown on click)", minimum=1, error=traitlets.TraitError)
+
+    @traitlets.validate("epoch")
+    def _valid_epoch(self, proposal: dict) -> int:
+        value = proposal["value"]
+        if value != -1 and hasattr(self, "reps") and value not in self.reps.epochs:
+            recorded = self.reps.epochs
+            raise traitlets.TraitError(f"epoch {value} was not recorded; " + (
+                f"recorded epochs: {recorded}: choose one of them, or -1 to follow the latest" if recorded else
+                "these representations have no epochs (taken once): leave epoch at -1"))
+        return value
+
+    @traitlets.validate("color_by")
+    def _valid_color_by(self, proposal: dict) -> str:
+        value, fields = proposal["value"], proposal["owner"].color_fields
+        if value not in fields and (fields or value != ""):
+            raise traitlets.TraitError(f"color_by must be one of the colour fields {list(fields)}; got {value!r}"
+                                       f"{closest(value, fields)}")
+        return value
 
     def wait(self, timeout: float = 120.0) -> None:
         """Block until the view's current projection is computed and sent."""
@@ -346,8 +405,17 @@ class Projector(HiddenWidget):
 
     # -- selection and neighbours --------------------------------------------------------------------------------
     def select(self, indices: Any) -> None:
-        """Set the selection from Python (shown in every view of this projector)."""
-        idx = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+        """Set the selection from Python (shown in every view of this projector). ``indices`` are integer point
+        indices (floats and booleans are refused: for a mask pass ``np.flatnonzero(mask)``)."""
+        raw = indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices)
+        if raw.dtype.kind == "b":
+            raise RepresentationError("indices is a boolean mask; pass the indices of the True entries, "
+                                      "np.flatnonzero(mask)")
+        if raw.size and raw.dtype.kind not in "iu":
+            raise RepresentationError(f"indices must be integer point indices; got {raw.dtype} values "
+                                      f"{show(raw.reshape(-1)[:4].tolist())}: convert with .astype(int) if they are "
+                                      "whole numbers")
+        idx = np.unique(raw.astype(np.int64).reshape(-1))
         if len(idx) and (idx[0] < 0 or idx[-1] >= self.n):
             bad = idx[0] if idx[0] < 0 else idx[-1]
             raise RepresentationError(f"index {bad} is out of range: there are {self.n} points (0..{self.n - 1})")
@@ -370,9 +438,15 @@ class Projector(HiddenWidget):
 
     def neighbours(self, index: int, k: int | None = None, layer: str | None = None,
                    epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest examples to ``index`` in the layer's full feature space (not the 2-D picture)."""
+        """The ``k`` nearest examples to ``index`` in the layer's full feature space (not the 2-D picture).
+
+        ``k`` defaults to the widget's ``k``, capped at the number of other points (a ``k`` passed here that is
+        larger is refused)."""
+        index = check_int(index, "index", error=RepresentationError)
+        if k is None:
+            k = min(self.k, self.n - 1)
         feats = self.reps.get(layer or self.layer, self._epoch_for(self.epoch if epoch is None else epoch))
-        return nearest(feats, int(index), k or self.k, self.metric)
+        return nearest(feats, index, k, self.metric)
 
     def _on_custom(self, _widget: Any, content: Any, buffers: Any) -> None:
         if not isinstance(content, dict):

@@ -10,15 +10,20 @@ import traitlets
 from ..analysis.matrices import RepresentationError
 from ..analysis.representations import Representations
 from ..analysis.similarity import cka_matrix
+from ..pipeline.checks import check_epoch, keywords_checked, show
 from ._base import HiddenWidget
 
 __all__ = ["SimilarityMatrix"]
 
 
 def _features(source: Any, epoch: int | None, side: str) -> dict[str, Any]:
+    epoch = check_epoch(epoch, f"epoch_{side}", RepresentationError)
     if isinstance(source, Representations):
         return {layer: source.get(layer, epoch) for layer in source.layers}
     if isinstance(source, Mapping):
+        if epoch is not None:
+            raise RepresentationError(f"epoch_{side}={epoch} picks a recorded epoch of a Representations, but {side} "
+                                      "is a dict of features, which has no epochs: drop epoch_" + side)
         return dict(source)
     raise RepresentationError(f"{side} must be {{layer: (N, features)}} or a Representations; got "
                               f"{type(source).__name__}")
@@ -43,9 +48,16 @@ class SimilarityMatrix(HiddenWidget):
     col_title = traitlets.Unicode("").tag(sync=True)
     values = traitlets.List(traitlets.List(), help="values[i][j] = CKA(row i, column j) (read-only).").tag(sync=True)
 
+    @keywords_checked
     def __init__(self, a: Any, b: Any = None, *, kernel: str = "linear", debiased: bool = False,
                  epoch_a: int | None = None, epoch_b: int | None = None, names: tuple[str, str] = ("", ""),
                  title: str | None = None):
+        if isinstance(names, str) or not isinstance(names, (tuple, list)) or len(names) != 2 or \
+                not all(isinstance(x, str) for x in names):
+            raise RepresentationError(f"names must be two strings (a's name, b's name); got {show(names)}: e.g. "
+                                      "names=('before', 'after')")
+        if b is None and epoch_b is not None:
+            raise RepresentationError("epoch_b is for b, which is not given: drop epoch_b, or pass b")
         left = _features(a, epoch_a, "a")
         right = None if b is None else _features(b, epoch_b, "b")
         rows, cols, matrix = cka_matrix(left, right, kernel=kernel, debiased=debiased)

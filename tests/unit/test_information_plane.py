@@ -107,7 +107,7 @@ def test_plane_rejects_unknown_estimators_and_options():
     x, y = hw.datasets.twelve_bit_task()
     with pytest.raises(traitlets.TraitError, match="unknown estimator 'ksg'; choose one of binned, kde_upper"):
         hw.InformationPlane(net(), ["l1"], x, y, n_epochs=5, estimator="ksg")
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['bins'\]"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'bins' \('bins': did you mean 'n_bins'\?\)"):
         hw.InformationPlane(net(), ["l1"], x, y, n_epochs=5, bins=10)
     plane = hw.InformationPlane(net(), ["l1"], x, y, n_epochs=5)
     with pytest.raises(traitlets.TraitError, match="n_bins must be >= 2"):

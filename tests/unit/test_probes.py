@@ -289,9 +289,9 @@ def test_probe_layers_refuses_mismatched_or_missing_layers():
         probe_layers({"a": x, "b": x[:-2]}, y)
     with pytest.raises(RepresentationError, match="empty dict"):
         probe_layers({}, y)
-    with pytest.raises(RepresentationError, match="layer="):
+    with pytest.raises(TypeError, match="layer="):
         probe_layers({"a": x}, y, layer="b")
-    with pytest.raises(RepresentationError, match="unknown"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'test_size'"):
         probe_layers({"a": x}, y, test_size=0.3)
     with pytest.raises(RepresentationError, match="layer 'a'"):
         probe_layers({"a": x[:, :, None]}, y)

@@ -90,7 +90,7 @@ def test_pca_matches_the_top_principal_axes_with_a_fixed_sign():
 def test_projection_errors_say_what_to_do():
     with pytest.raises(RepresentationError, match="1 feature"):
         project(torch.randn(10, 1))
-    with pytest.raises(RepresentationError, match="unknown projection"):
+    with pytest.raises(RepresentationError, match=r"method \(the projection\) must be one of 'pca', 'umap', 'tsne'"):
         project(torch.randn(10, 3), "isomap")
     x = torch.randn(10, 3)
     x[4, 1] = float("nan")
