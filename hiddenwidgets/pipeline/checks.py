@@ -288,6 +288,8 @@ def keywords_checked(fn: FnT) -> FnT:
     valid ones and the closest, rather than Python's message, which names only the unknown one. Functions that
     take ``**kwargs`` check those themselves."""
     params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return fn  # it takes **kwargs: it checks those itself
     valid = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
              and p.name not in ("self", "cls")]
     valid_set = set(valid)

@@ -475,7 +475,7 @@ def test_non_image_models_say_which_objectives_apply():
 
 
 def test_unknown_keywords_and_layers():
-    with pytest.raises(TypeError, match=r"argument\(s\) \['step'\]; valid keyword arguments: .*steps"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'step' .*did you mean 'steps'.*Valid keyword"):
         fv.visualize(small_cnn(), obj.channel("conv2", 0), shape=(3, S, S), step=3)
     with pytest.raises(fv.FeatureVisualizationError, match=r"no layer named 'conv3'.*Closest names: 'conv2', 'conv1'"):
         fv.visualize(small_cnn(), obj.channel("conv3", 0), shape=(3, S, S))

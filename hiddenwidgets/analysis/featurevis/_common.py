@@ -7,8 +7,6 @@ Nothing here changes the user's model: hooks are registered for one call and rem
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from ...pipeline.capture import CaptureError, select_tensor
+from ...pipeline.checks import keywords_checked
 from ...pipeline.summaries import units_of
 from ..interventions import _locate, resolve_layer
 
@@ -51,24 +50,7 @@ class _StopForward(Exception):
     """Raised from a hook once every layer the objective reads has run: the rest of the forward pass is skipped."""
 
 
-def keyword_checked(fn: F) -> F:
-    """Unknown keyword arguments raise ``TypeError`` naming the valid ones (Python's own message names only the
-    bad one)."""
-    params = inspect.signature(fn).parameters
-    valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    valid_set = frozenset(valid)
-    takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not takes_var_kw:
-            unknown = [k for k in kwargs if k not in valid_set]
-            if unknown:
-                raise TypeError(f"{fn.__name__}() got unexpected keyword argument(s) {unknown}; valid keyword "
-                                f"arguments: {', '.join(valid)}")
-        return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+keyword_checked = keywords_checked  # unknown keywords name the valid ones and the closest (one rule, shared)
 
 
 # ------------------------------------------------------------------------------------------------------------------
