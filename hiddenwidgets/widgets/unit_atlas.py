@@ -85,6 +85,8 @@ class _Data:
             self.images = data[0]
             if self.labels is None and len(data) > 1 and data[1].ndim == 1:
                 self.labels = data[1].tolist()
+        elif isinstance(data, torch.utils.data.DataLoader):
+            self.loader = _in_order(data)  # (iter() on the user's loader would draw from the global stream)
         else:
             try:
                 if iter(data) is data:
@@ -171,6 +173,19 @@ class _Data:
         return torch.cat(out)
 
 
+def _in_order(loader: Any) -> Any:
+    """A DataLoader of the same dataset, read in order by a loader of the atlas's own: example numbers are then
+    positions in the dataset, the same in every pass (a shuffling loader would renumber them each time), and the
+    worker thread never draws from the global random stream (a DataLoader without a generator takes its seed
+    from it), which would change a training loop's shuffling or dropout depending on timing. Other iterables of
+    batches are read as they are."""
+    if not isinstance(loader, torch.utils.data.DataLoader):
+        return loader
+    return torch.utils.data.DataLoader(loader.dataset, batch_size=loader.batch_size or 64, shuffle=False,
+                                       collate_fn=loader.collate_fn, num_workers=0,
+                                       generator=torch.Generator().manual_seed(0))
+
+
 @dataclass
 class _Layer:
     name: str
@@ -234,7 +249,8 @@ class UnitAtlas(HiddenWidget):
     ----------
     model : an image model; never changed (mode, hooks, ``requires_grad``, ``.grad`` as found).
     data : images (N, C, H, W) in [0, 1] (before ``normalize``), ``(images, labels)``,
-        ``hw.datasets.shapes(...)`` (its concept masks label units by dissection), or a DataLoader.
+        ``hw.datasets.shapes(...)`` (its concept masks label units by dissection), or a DataLoader (its dataset is
+        read in order, unshuffled, by a loader of the atlas's own: example numbers are dataset positions).
     layers : layer names (``model.named_modules()``), one or several.
     objective : what a unit's image maximises: "channel" (mean over positions; the default), "neuron" (the centre
         position), or a name from ``objectives``. Vector layers (N, D) use the unit's value either way.
@@ -1081,7 +1097,9 @@ class UnitAtlas(HiddenWidget):
         cached, a cancelled page shows how far it got."""
         with self._idle:
             self._generation += 1
-        self._set(status="cancelled" if self.busy else self.status)
+            working = self._pending > 0
+        if working:
+            self._set(status="cancelled")
 
     def refresh(self, wait: bool = True) -> None:
         """Copy the model's current weights (between two training steps, if a monitor steps it) and compute what
