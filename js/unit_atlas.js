@@ -42,7 +42,7 @@ const LOCAL_CSS = `
 .hw-ua-img { width: ${IMG}px; height: ${IMG}px; background: #eef1f4; border-radius: 3px; image-rendering: pixelated; }
 .hw-ua-crops { display: flex; gap: 2px; width: ${IMG}px; justify-content: space-between; min-height: ${CROP}px; }
 .hw-ua-crops canvas { image-rendering: pixelated; border-radius: 2px; }
-.hw-ua-label { font-size: 11px; width: ${IMG}px; min-height: 15px; white-space: nowrap; overflow: hidden;
+.hw-ua-label { font-size: 11px; width: 100%; min-height: 15px; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; text-align: center; }
 .hw-ua-chip { background: #e7f0ff; color: #1c3d7a; border-radius: 8px; padding: 0 6px; }
 .hw-ua-chip[data-weak="true"] { background: #f1f3f5; color: var(--jp-ui-font-color2, #656d76); }
@@ -60,7 +60,7 @@ const LOCAL_CSS = `
   color: var(--jp-ui-font-color2, #656d76); width: ${EXAMPLE_IMG + 6}px; overflow: hidden; font-variant-numeric: tabular-nums; }
 .hw-ua-ex canvas + span { margin-top: 2px; }
 .hw-ua-ex canvas { image-rendering: pixelated; }
-.hw-ua-facet { display: flex; flex-direction: column; gap: 3px; font-size: 11px; width: ${EXAMPLE_IMG + 40}px; }
+.hw-ua-facet { display: flex; flex-direction: column; gap: 3px; font-size: 11px; width: ${EXAMPLE_IMG + 64}px; }
 .hw-ua-section { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); margin-top: 6px; }
 .hw-ua-concepts { font-size: 12px; display: flex; gap: 6px; flex-wrap: wrap; }
 `;
@@ -287,7 +287,7 @@ function render({ model, el }) {
     }
     if (t && t.concepts) {
       const iou = a.iou[i];
-      const chip = h("span", "hw-ua-chip", `${t.concepts[i]} · ${iou.toFixed(2)}`);
+      const chip = h("span", "hw-ua-chip", `${t.concepts[i]} ${iou.toFixed(2)}`);
       chip.dataset.weak = String(!(iou > 0.04));
       chip.title = `dissection: the concept whose masks overlap this unit's top activations most (IoU ${fmt(iou)}; `
         + "Bau et al. call a unit a detector above 0.04)";
@@ -369,12 +369,13 @@ function render({ model, el }) {
     return strip;
   }
 
+  /** A canvas with a caption (one line per entry of `caption`). */
   function figure(caption, size, pixels, shape, cls) {
     const fig = h("div", `hw-ua-fig ${cls || ""}`);
     const c = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-ua-liveimg"));
     if (pixels) drawImage(c, pixels, shape, size);
     else { c.width = c.height = 0; c.style.width = c.style.height = `${size}px`; c.style.background = "#eef1f4"; }
-    fig.append(c, h("span", "hw-ua-cap", caption));
+    fig.append(c, ...(Array.isArray(caption) ? caption : [caption]).map((line) => h("span", "hw-ua-cap", line)));
     return fig;
   }
 
@@ -437,7 +438,7 @@ function render({ model, el }) {
         const col = h("div", "hw-ua-facet");
         col.dataset.facet = String(f);
         const [px, sh] = nth(a.facets, fs, f);
-        col.append(figure(`facet ${f + 1} · ${a.facet_sizes[f]} examples · ${fmt(a.facet_values[f])}`, EXAMPLE_IMG + 32, px, sh, ""));
+        col.append(figure([`facet ${f + 1}: ${a.facet_sizes[f]} examples`, `objective ${fmt(a.facet_values[f])}`], EXAMPLE_IMG + 32, px, sh, ""));
         const strip = h("div", "hw-ua-strip");
         const ms = d.index.facet_members[2];
         for (let m = 0; m < Math.min(ms[1], a.facet_sizes[f]); m++) {
@@ -491,7 +492,7 @@ function render({ model, el }) {
     invExample.value = String(inv.example);
     const figs = [figure(`example ${inv.example}${inv.label ? ` · ${inv.label}` : ""}`, EXAMPLE_IMG + 32, ...nth(a.example, inv.index.example[2], 0), "")];
     inv.layers.forEach((name, i) => {
-      const fig = figure(`${name}: pixel error ${fmt(a.pixel_error[i])} · code error ${fmt(a.code_error[i])}`, EXAMPLE_IMG + 32,
+      const fig = figure([name, `pixel error ${fmt(a.pixel_error[i])}`, `code error ${fmt(a.code_error[i])}`], EXAMPLE_IMG + 32,
         ...nth(a.images, inv.index.images[2], i), "");
       fig.dataset.layer = name;
       figs.push(fig);
@@ -541,7 +542,14 @@ function render({ model, el }) {
   };
 
   function update() { drawControls(); drawGrid(); drawDetail(); drawInversion(); }
-  const onPage = () => { drawControls(); drawGrid(); if (!tiles.has(pageKey())) fetch("page"); };
+  const onPage = () => {
+    const unit = model.get("unit");
+    if (isStatic && unit >= 0 && !pageUnits(info().units, model.get("page"), model.get("page_size") || 1).includes(unit)) {
+      model.set("unit", -1); // as Python does: paging away from a unit closes its detail
+    }
+    drawControls(); drawGrid(); drawDetail();
+    if (!tiles.has(pageKey())) fetch("page");
+  };
   const onUnit = () => { drawGrid(); drawDetail(); if (model.get("unit") >= 0 && !details.has(detailKey())) fetch("detail"); };
   const onExample = () => { drawInversion(); if (model.get("inversion_example") >= 0 && !inversions.has(String(model.get("inversion_example")))) fetch("inversion"); };
   const onState = () => { drawControls(); if (!model.get("busy")) drawLive(); };

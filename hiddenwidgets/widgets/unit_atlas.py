@@ -546,10 +546,15 @@ class UnitAtlas(HiddenWidget):
             self._request_page()
             if self.unit >= 0 and change["name"] != "page":
                 self._enqueue(_Job("detail", self._detail_key()))
+            elif self.unit >= 0 and self.unit not in self._page_units(self.layer, self.page):
+                self.unit = -1  # the view pages away from the unit: its detail closes
 
     @traitlets.observe("unit")
     def _unit_changed(self, change: dict) -> None:
         if hasattr(self, "_worker") and self.unit >= 0:
+            page = self._layers[self.layer].units.index(self.unit) // self.page_size
+            if page != self.page:
+                self.page = page  # its tile is shown (and its page optimised first)
             self._enqueue(_Job("detail", self._detail_key()))
 
     @traitlets.observe("inversion_example")
@@ -1178,9 +1183,10 @@ class UnitAtlas(HiddenWidget):
         return self._call(lambda: self._dissection(layer, None))
 
     def detail(self, unit: int, layer: str | None = None, timeout: float = 600.0) -> dict[str, Any]:
-        """Open a unit's detail (as a click does), wait for it, and return it: ``facets`` (:class:`Facets`),
-        ``negative`` (image and value), ``scores`` (every example's score), ``examples``
-        (:class:`DatasetExamples`) and ``label`` ((concept, IoU) or None)."""
+        """Open a unit's detail (as a click does), wait for it, and return it: ``facets`` (:class:`Facets`; its
+        ``members`` index ``facet_examples``, the data set positions of the top examples it clustered),
+        ``negative`` (image and value), ``scores`` (every example's score, highest first), ``examples``
+        (the layer's :class:`DatasetExamples`) and ``label`` ((concept, IoU) or None)."""
         if layer is not None:
             self.layer = layer  # (closes the detail of the previous layer)
         self.unit = unit
@@ -1189,7 +1195,12 @@ class UnitAtlas(HiddenWidget):
         if d is None or d.negative is None or (d.facets is None and not d.error):
             raise FVError(f"the detail of {self.layer} unit {unit} was not completed ({self.status or 'cancelled'})")
         dis = self._dissections.get((self.layer, self.version))
-        return {"facets": d.facets, "negative": {"image": d.negative.image, "value": -d.negative.value},
+        clustered = None
+        if d.facet_examples is not None:
+            clustered = d.facet_examples.top_indices[0]
+            clustered = clustered[clustered >= 0]
+        return {"facets": d.facets, "facet_examples": clustered,
+                "negative": {"image": d.negative.image, "value": -d.negative.value},
                 "scores": d.scores, "examples": self._examples.get((self.layer, self.version)),
                 "label": dis.label(unit) if isinstance(dis, fv.Dissection) else None}
 

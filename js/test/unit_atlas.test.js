@@ -112,7 +112,7 @@ test("a live view asks for its page, draws the tiles Python sends, labels as tex
   assert.deepEqual([...tiles].map((t) => t.dataset.state), ["done", "done", "waiting"]);
   assert.equal(tiles[0].querySelector(".hw-ua-value").textContent, "1.5");
   assert.equal(tiles[2].querySelector(".hw-ua-value").textContent, "…");
-  assert.equal(tiles[0].querySelector(".hw-ua-label").textContent, "<b>red</b> · 0.31");
+  assert.equal(tiles[0].querySelector(".hw-ua-label").textContent, "<b>red</b> 0.31");
   assert.equal(el.querySelectorAll("b").length, 0);
   assert.equal(tiles[1].querySelector(".hw-ua-chip").dataset.weak, "true"); // IoU 0.01 is no detector
   // unit 1 has one valid top example (index -1 is padding): one crop drawn
@@ -190,7 +190,7 @@ test("clicking a unit opens its detail: negative, histogram, facets, top and bot
   const panel = el.querySelector(".hw-ua-detail");
   assert.equal(panel.dataset.ready, "true");
   assert.equal(panel.querySelectorAll(".hw-ua-facet").length, 2);
-  assert.match(panel.querySelector(".hw-ua-facet").textContent, /facet 1 · 6 examples · 2\.5/);
+  assert.match(panel.querySelector(".hw-ua-facet").textContent, /facet 1: 6 examplesobjective 2\.5/);
   assert.equal(panel.querySelectorAll('.hw-ua-strip[data-which="top"] .hw-ua-ex').length, 2);
   assert.equal(panel.querySelectorAll('.hw-ua-strip[data-which="bottom"] .hw-ua-ex').length, 1);
   assert.match(panel.textContent, /<i>cat<\/i>/); // a class name stays text
@@ -235,7 +235,7 @@ test("inversion: the panel asks for an example and shows each layer's reconstruc
   msg(model, { type: "inversion", header: { key: "3", example: 3, layers: ["conv1", "conv2"], steps: 32, cancelled: false, version: 0, index } }, [data]);
   const figs = el.querySelectorAll(".hw-ua-invbody [data-layer]");
   assert.deepEqual([...figs].map((f) => f.dataset.layer), ["conv1", "conv2"]);
-  assert.match(figs[1].textContent, /pixel error 0\.4 · code error 0\.02/);
+  assert.match(figs[1].textContent, /conv2pixel error 0\.4code error 0\.02/);
   cleanup();
 });
 
