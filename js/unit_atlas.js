@@ -28,9 +28,9 @@ const LOCAL_CSS = `
 .hw-ua-live { display: flex; gap: 8px; align-items: center; font-size: 12px; min-height: 20px;
   font-variant-numeric: tabular-nums; color: var(--jp-ui-font-color2, #656d76); }
 .hw-ua-live progress { width: 140px; }
-.hw-ua-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(${IMG + 14}px, 1fr)); gap: 8px;
+.hw-ua-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(${IMG + 10}px, 1fr)); gap: 8px;
   margin: 6px 0; }
-.hw-ua-tile { border: 1px solid var(--jp-border-color2, #e3e6ea); border-radius: 6px; padding: 5px; cursor: pointer;
+.hw-ua-tile { border: 1px solid var(--jp-border-color2, #e3e6ea); border-radius: 6px; padding: 4px; cursor: pointer;
   display: flex; flex-direction: column; align-items: center; gap: 3px; background: var(--jp-layout-color1, #fff);
   min-width: 0; }
 .hw-ua-tile:hover, .hw-ua-tile:focus { border-color: #3b6fd8; outline: none; }
@@ -63,6 +63,7 @@ const LOCAL_CSS = `
 .hw-ua-facet { display: flex; flex-direction: column; gap: 3px; font-size: 11px; width: ${EXAMPLE_IMG + 64}px; }
 .hw-ua-section { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); margin-top: 6px; }
 .hw-ua-concepts { font-size: 12px; display: flex; gap: 6px; flex-wrap: wrap; }
+.hw-ua .hw-btn:disabled { opacity: 0.5; cursor: default; }
 `;
 
 /** @param {any} state */
@@ -198,7 +199,7 @@ function render({ model, el }) {
     options(objSel, model.get("objectives") || []);
     objSel.value = model.get("objective");
     seedBox.value = String(model.get("seed"));
-    weightsText.textContent = model.get("weights") || "";
+    weightsText.textContent = (model.get("weights") || "") + (isStatic ? ` · a saved page: it shows what was computed; computing more ${NEEDS_KERNEL.split(":")[0]}` : "");
     refresh.disabled = isStatic;
     if (isStatic) refresh.title = `use current weights ${NEEDS_KERNEL}`;
     const text = model.get("status") || "";

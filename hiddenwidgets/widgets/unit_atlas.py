@@ -555,6 +555,8 @@ class UnitAtlas(HiddenWidget):
             page = self._layers[self.layer].units.index(self.unit) // self.page_size
             if page != self.page:
                 self.page = page  # its tile is shown (and its page optimised first)
+            else:
+                self._request_page()  # (a page cancelled part-way is completed first)
             self._enqueue(_Job("detail", self._detail_key()))
 
     @traitlets.observe("inversion_example")
@@ -1139,6 +1141,7 @@ class UnitAtlas(HiddenWidget):
             self.seed = seed
         if page is not None:
             self.page = page
+        self._request_page()  # (also when nothing changed: a page cancelled part-way is computed in full)
         if wait:
             self.wait()
         return self

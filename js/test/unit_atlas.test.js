@@ -249,6 +249,7 @@ test("a static page shows what was computed, and says what needs a kernel instea
   assert.deepEqual([...tiles].map((t) => t.dataset.state), ["done", "stopped", "done"]);
   assert.match(tiles[1].querySelector(".hw-ua-value").textContent, /stopped 32\/32/);
   assert.equal(el.querySelector(".hw-ua-refresh").disabled, true);
+  assert.match(el.querySelector(".hw-ua-weights").textContent, /a saved page: .* needs a running kernel/);
   assert.equal(el.querySelector(".hw-ua-cancel").hidden, true);
   tiles[0].click();
   assert.equal(el.querySelector(".hw-ua-detail").dataset.ready, "true");
