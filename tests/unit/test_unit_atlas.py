@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import hiddenwidgets as hw
 from hiddenwidgets.analysis import featurevis as fv
 from hiddenwidgets.analysis.featurevis import objectives as obj
+from hiddenwidgets.pipeline.concepts import ConceptStore
 from hiddenwidgets.pipeline.transport import decode
 from hiddenwidgets.widgets import UnitAtlas
 from hiddenwidgets.widgets import unit_atlas as ua
@@ -278,6 +279,35 @@ def test_vector_layers_use_the_units_value_and_whole_examples():
     atlas.wait()
     header = atlas._detail_state("fc", "channel", 0, 0)["header"]
     assert set(header["top_labels"]) <= {"cat", "dog", "<b>bird</b>"}  # names as text (the view uses textContent)
+    atlas.close()
+
+
+class Tokens(nn.Module):
+    """(N, C, H, W) -> (N, H*W, C): patches as tokens, as a vision transformer's embedding gives them."""
+
+    def forward(self, x):
+        return x.flatten(2).transpose(1, 2)
+
+
+def test_sequence_layers_use_the_feature_mean_over_tokens_and_a_concept_store_labels_units(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(patch=nn.Conv2d(3, 8, 4, stride=4), tokens=Tokens(), mlp=nn.Linear(8, 6),
+                                      pool=nn.Flatten(), head=nn.Linear(6 * 9, 2)))
+    x = images()
+    store = ConceptStore(tmp_path / "concepts.json", examples=40)
+    store.create("bright", torch.nonzero(x.mean(dim=(1, 2, 3)) > 0.5).flatten().tolist())
+    atlas = UnitAtlas(model, x, ["mlp", "patch"], steps=4, decorrelate=False, k=2, concepts=store)
+    atlas.wait()
+    assert atlas.layer_info["mlp"] == {"units": list(range(6)), "kind": "sequence", "count": 6}
+    ref = fv.visualize(model, obj.channels("mlp", list(range(6))), shape=(3, 12, 12), steps=4, seed=0,
+                       decorrelate=False)
+    torch.testing.assert_close(atlas.images()[5], ref.images[5], atol=0, rtol=0)
+    state = atlas._tiles_state("mlp", "channel", 0, 0)
+    assert state["header"]["dissection_note"] == "dissection needs a conv layer (N, C, H, W)"
+    assert decode(state["header"]["index"], state["data"])["crops"].shape == (6, 2, 12, 12, 3)
+    atlas.show("patch")  # a conv layer: image-level concepts from the store label its units
+    assert {r["concept"] for r in atlas.results("patch")} == {"bright"}
+    assert atlas.settings["concepts"] == ["bright"]
     atlas.close()
 
 
