@@ -549,10 +549,11 @@ function render({ model, el }) {
       model.set("unit", -1); // as Python does: paging away from a unit closes its detail
     }
     drawControls(); drawGrid(); drawDetail();
-    if (!tiles.has(pageKey())) fetch("page");
   };
-  const onUnit = () => { drawGrid(); drawDetail(); if (model.get("unit") >= 0 && !details.has(detailKey())) fetch("detail"); };
-  const onExample = () => { drawInversion(); if (model.get("inversion_example") >= 0 && !inversions.has(String(model.get("inversion_example")))) fetch("inversion"); };
+  // (a trait change reaches Python, which computes or resends what it asks for: no fetch needed here; a view asks
+  // at render for what it shows, since results computed before it existed were sent to the views of then)
+  const onUnit = () => { drawGrid(); drawDetail(); };
+  const onExample = () => { drawInversion(); };
   const onState = () => { drawControls(); if (!model.get("busy")) drawLive(); };
   const events = [
     ["change:layer change:objective change:seed change:page", onPage], ["change:unit", onUnit],

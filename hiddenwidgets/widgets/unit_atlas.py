@@ -259,7 +259,8 @@ class UnitAtlas(HiddenWidget):
     units : units shown, all by default; a list (every layer) or ``{layer: [units]}``.
     page_size : units per page, computed together (one batch). steps, lr, seed, param, transforms : as in
         ``featurevis.visualize`` (``seed`` can be changed in the view). decorrelate : "data" (the colour
-        covariance of the first 2,000 examples; the default), "imagenet", False, or a ``ColorDecorrelation``.
+        covariance of the first 2,000 examples; the default, also for None), "imagenet", False, or a
+        ``ColorDecorrelation``.
     normalize, forward, inputs : how the model is called (see ``featurevis.visualize``); ``inputs(batch)`` finds
         the images in a loader's batches.
     k : top and bottom examples per unit. pool : a unit's score on an example, "mean" (the channel objective's
@@ -341,6 +342,10 @@ class UnitAtlas(HiddenWidget):
             raise FVError(f"fps must be a number in (0, 30]; got {fps!r}")
         if not isinstance(title, str):
             raise TypeError(f"title must be a string; got {type(title).__name__}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+            raise FVError(f"lr must be a positive number; got {lr!r}")
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile < 1:
+            raise FVError(f"quantile must be in (0, 1), e.g. 0.995 (Bau et al.'s); got {quantile!r}")
         self._lr, self._param, self._transforms = lr, param, transforms
         self._normalize, self._forward, self._pool, self._quantile = normalize, forward, pool, quantile
         self._fps = float(fps)
@@ -395,7 +400,9 @@ class UnitAtlas(HiddenWidget):
     def _colour(self, decorrelate: Any) -> fv.ColorDecorrelation | None:
         if isinstance(decorrelate, fv.ColorDecorrelation):
             return decorrelate
-        if decorrelate is False or decorrelate is None:
+        if decorrelate is None:
+            decorrelate = "data"
+        if decorrelate is False:
             return None
         if decorrelate == "imagenet":
             return fv.ColorDecorrelation.imagenet() if self._shape[0] == 3 else None

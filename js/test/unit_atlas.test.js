@@ -155,7 +155,7 @@ test("controls write the traits: pager, layer, objective, seed, use current weig
   assert.equal(el.querySelector(".hw-ua-prev").disabled, true);
   el.querySelector(".hw-ua-next").click();
   assert.equal(model.get("page"), 1);
-  assert.deepEqual(model.sent.at(-1), { type: "fetch", what: "page" }); // nothing cached for page 1
+  assert.deepEqual(model.sent, [{ type: "fetch", what: "page" }]); // only at render: Python acts on the trait
   assert.equal(el.querySelector(".hw-ua-next").disabled, true);
   const layer = el.querySelector(".hw-ua-layer");
   assert.deepEqual([...layer.options].map((o) => o.value), ["conv1", "conv2"]);
@@ -182,7 +182,7 @@ test("clicking a unit opens its detail: negative, histogram, facets, top and bot
   msg(model, { type: "tiles", header: m.header }, [m.data]);
   el.querySelectorAll(".hw-ua-tile")[1].click();
   assert.equal(model.get("unit"), 1);
-  assert.deepEqual(model.sent.at(-1), { type: "fetch", what: "detail" });
+  assert.ok(model.saves >= 1);
   assert.equal(el.querySelector(".hw-ua-detail").hidden, false);
   assert.match(el.querySelector(".hw-ua-detail").textContent, /computing…/);
   const d = detailMessage(1);
