@@ -22,6 +22,8 @@ Prints JSON lines:
 - ``forward_after_100_visualizations``: the model's forward time before and after 100 visualisations (median of
   200 calls each) and the hook dictionaries' sizes.
 - ``shapes_10k_64``: seconds to generate ``hiddenwidgets.datasets.shapes(10_000, 64)``.
+- ``atlas_frames_fps12`` / ``atlas_frames_fps30``: the UnitAtlas view's live frames per second of optimisation
+  (see :func:`atlas_frames_row`).
 """
 
 from __future__ import annotations
@@ -319,6 +321,58 @@ def main() -> None:
     if want("optimize_resnet18_224") and not args.skip_resnet:
         emit(optimisation_row("optimize_resnet18_224", resnet18(), "resnet.encoder.stages.2", 224, args.steps,
                               args.resnet_repeats))
+    if want("atlas_frames"):
+        for fps in (12, 30):
+            emit(atlas_frames_row(fps, args.steps // 2, args.repeats))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the UnitAtlas view (appended with the view)
+def atlas_frames_row(fps: int, steps: int, repeats: int) -> dict:
+    """``atlas_frames_fps{fps}``: live frames the UnitAtlas produces per second of optimisation (small CNN, 64×64,
+    a page of 12 units of ``relu3`` optimised together, ``steps`` steps), each page computed anew (``repeats``
+    pages, median), beside ``featurevis.visualize`` of the same objective without a progress callback: ``ratio``
+    = atlas seconds / plain seconds (the cost of copying, encoding and throttling frames). The atlas is not
+    displayed, so this is what Python produces and would send; what Chromium receives is measured by
+    tests/e2e/test_unit_atlas.py (``artifacts/e2e_unit_atlas.json``, included as ``browser`` when present)."""
+    from hiddenwidgets.pipeline.transport import encode
+    from hiddenwidgets.widgets import UnitAtlas
+    from hiddenwidgets.widgets.unit_atlas import to_uint8
+
+    model = small_cnn()
+    images = hw_shapes_images(240, 64)
+    atlas = UnitAtlas(model, images, "relu3", steps=steps, page_size=12, fps=fps)
+    atlas.wait()  # page 0: warm-up (lazy imports, the examples' pass)
+    rates, atlas_s, plain_s = [], [], []
+    for page in range(1, 1 + repeats):
+        sent, seconds = atlas.frames_sent, atlas.optimising_seconds
+        atlas.show(page=page)
+        rates.append((atlas.frames_sent - sent) / (atlas.optimising_seconds - seconds))
+        atlas_s.append(atlas.optimising_seconds - seconds)
+        units = list(range(12 * page, 12 * page + 12))
+        t0 = time.perf_counter()
+        fv.visualize(model, obj.channels("relu3", units), shape=(3, 64, 64), steps=steps, seed=0,
+                     decorrelate=atlas._decorrelation)
+        plain_s.append(time.perf_counter() - t0)
+    _, frame = encode({"images": to_uint8(torch.rand(12, 3, 64, 64))})
+    atlas.close()
+    row = {"name": f"atlas_frames_fps{fps}", "fps_setting": fps, "steps": steps, "units_per_page": 12,
+           "frames_per_s_median": round(statistics.median(rates), 2), "frames_per_s": [round(r, 2) for r in rates],
+           "steps_per_s_atlas": round(steps / statistics.median(atlas_s), 2),
+           "steps_per_s_plain": round(steps / statistics.median(plain_s), 2),
+           "ratio": round(statistics.median(atlas_s) / statistics.median(plain_s), 3),
+           "frame_bytes": len(frame), "frames_skipped_by_budget": atlas.frames_skipped,
+           "threads": torch.get_num_threads()}
+    browser = ROOT / "artifacts" / "e2e_unit_atlas.json"
+    if browser.exists():
+        row["browser"] = json.loads(browser.read_text())
+    return row
+
+
+def hw_shapes_images(n: int, size: int) -> torch.Tensor:
+    from hiddenwidgets.datasets import shapes
+
+    return shapes(n, size, seed=0).images
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from .intervention_view import InterventionView
 from .probe_chart import ProbeChart
 from .projector import Projector
 from .similarity_matrix import SimilarityMatrix
+from .unit_atlas import UnitAtlas
 
 __all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "ConceptAnnotator", "ConceptScores",
            "InformationPlane", "InterventionView", "ProbeChart", "Projector", "SimilarityMatrix", "TrainingJob",
-           "TrainingStopped"]
+           "TrainingStopped", "UnitAtlas"]

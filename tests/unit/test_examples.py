@@ -1,5 +1,5 @@
-"""Examples 05 and 06 run top to bottom headless (01-04 run in the browser tests) and still show what their text
-says they show."""
+"""Examples 05, 06 and 07 run top to bottom headless (01-04 run in the browser tests; 07 also does) and still show
+what their text says they show."""
 
 from __future__ import annotations
 
@@ -49,3 +49,27 @@ def test_example_05_pretrained_transformer(tmp_path):
     selectivity = [float(x) for x in re.findall(r"selectivity ([+-][\d.]+)", text)]
     assert len(topic) == 7 and min(topic) > 0.7
     assert len(selectivity) == 7 and max(selectivity[1:]) > selectivity[0]  # context helps beyond the embeddings
+
+
+def test_example_07_feature_visualization(tmp_path, monkeypatch):
+    from run_example import run
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread on a shared 2-core machine
+    report = run(ROOT / "examples" / "07_feature_visualization.ipynb", tmp_path)
+    text = outputs(tmp_path / "07_feature_visualization.executed.ipynb")
+    assert "unit_atlas.html" in report["written"]
+    assert float(re.search(r"held-out shape accuracy ([\d.]+)", text).group(1)) > 0.9
+    # optimisation and dissection agree: the reddest optimised image of conv1 belongs to a unit dissected as red
+    concept, iou = re.search(r"the reddest optimised image is conv1 unit \d+; dissection labels it (\w+) "
+                             r"\(IoU ([\d.]+)\)", text).groups()
+    assert concept == "red" and float(iou) > 0.04, text
+    # the polysemantic unit's top examples hold two shapes, and its two facets separate them
+    counts = [int(n) for n in re.search(r"its top 32 examples are (\d+) circles, (\d+) squares, (\d+) triangles",
+                                        text).groups()]
+    assert sorted(counts)[-2] >= 8, counts
+    facets = re.findall(r"facet \d: (\d+) examples, (\d+) of them (\w+)s", text)
+    assert len(facets) == 2 and facets[0][2] != facets[1][2], facets
+    assert all(int(k) >= 0.75 * int(n) for n, k, _ in facets), facets
+    # inversion: the deeper layer keeps less of the example
+    errors = dict(re.findall(r"(conv\d): pixel error ([\d.]+)", text))
+    assert float(errors["conv3"]) > float(errors["conv1"]), errors
