@@ -13,28 +13,79 @@ A **concept** is a set of examples (indices into ``inputs``), e.g. the digits dr
 3. **TCAV score.** The fraction of class ``k``'s inputs with ``S > 0`` (a derivative of exactly 0 does not count).
 4. **Significance.** A score from one CAV can be large by chance. :func:`tcav` trains ``m = random_sets`` CAVs
    of the concept, each against a different random set ``R_1 .. R_m`` (disjoint draws, without replacement, from
-   ``random_pool``), and compares their scores with a random baseline, by one of two tests:
+   ``random_pool``), and compares them with a random baseline, by one of three tests (two-sided p-values):
 
-   - ``test="paper"`` (Kim et al.'s, as in their code): ``m`` CAVs of one more random set, the random
-     "concept" ``R_0``, against the same ``R_1 .. R_m``; the two lists of ``m`` scores are compared by a
-     two-sided two-sample t-test (``scipy.stats.ttest_ind``, equal variances). **Caveat:** the t-test treats
-     the ``m`` scores of each list as independent draws, but every concept CAV shares the one concept set and
-     every baseline CAV shares the one ``R_0``, so the variation a different concept set (or ``R_0``) would
-     bring is missing from both lists, and a concept that is just another random set is declared significant far
-     more often than ``alpha``. Measured (30 seeds; 8-D Gaussian inputs, a random 8-16-3 ReLU MLP, two random
-     60-example "concepts", 2 layers, 3 classes, m = 10): raw p < 0.05 in 31% of the null tests,
-     Bonferroni-significant in 12%, at least one false positive in 67% of runs. Read its p-values as a
-     screening statistic, not as error rates.
-   - ``test="random-concepts"`` (the default, for the false-positive rates measured here): every random set
-     ``R_j`` is itself scored as a concept, against the other ``m - 1``; under the null the concept set is one
-     more such draw, so its mean score ``T_C`` is compared with the ``m`` random concepts' mean scores ``T_j`` by
-     the t-test for one new observation,
-     ``t = (T_C - mean T) / (sd T · sqrt(1 + 1/m))`` with ``m - 1`` degrees of freedom. Same measurement: raw
-     p < 0.05 in 0.6% of the null tests, no false positive in any run. It costs ``m (m - 1) / 2`` random CAVs per
-     layer instead of ``m`` (the CAV of ``R_i`` against ``R_j`` is minus that of ``R_j`` against ``R_i``: the
-     same classifier with the labels swapped), and it is honest about a common finding: random directions often
-     get TCAV scores near 0 or 1 too, when a class's gradients point the same way, and then a concept's score of
-     0.95 is not unusual.
+   - ``test="derivative"`` (the default): every random set ``R_j`` is itself a "random concept", with CAVs
+     against the other ``m - 1`` (``m (m - 1) / 2`` classifiers per layer: the CAV of ``R_i`` against ``R_j`` is
+     minus that of ``R_j`` against ``R_i``, the same classifier with the labels swapped). The statistic is a CAV's
+     **mean directional derivative** over the class's inputs, ``mean_x S_{C,k,l}(x)`` (the class's mean gradient
+     dotted with the CAV), averaged over a concept's CAVs: ``D_C`` for the concept, ``D_j`` for each random
+     concept (over its ``m - 1`` CAVs). Under the null the concept set is one more draw like the random sets, and
+     ``t = (D_C - mean D) / ((m - 1)/m · sd D · sqrt(1 + 1/m))`` has ``m - 1`` degrees of freedom. Exact when a
+     CAV's derivative is ``(z_a - z_b) / r`` with normal ``z`` (a set's mean activation projected on the mean
+     gradient, a mean over the set's examples); the ``(m - 1)/m`` undoes the spread a random concept gains from
+     being compared with the others but not with itself (derivation in ``_derivative_ttest``).
+   - ``test="random-concepts"`` (the default before): the same random concepts, statistic the mean TCAV score,
+     ``t = (T_C - mean T) / (sd T · sqrt(1 + 1/m))``, ``m - 1`` degrees of freedom.
+   - ``test="paper"`` (Kim et al.'s, as in their code): ``m`` CAVs of one more random set, the random "concept"
+     ``R_0``, against the same ``R_1 .. R_m``; the two lists of ``m`` scores are compared by a two-sample t-test
+     (``scipy.stats.ttest_ind``, equal variances). It treats the ``m`` scores of each list as independent draws,
+     but every concept CAV shares the one concept set and every baseline CAV the one ``R_0``: the variation a
+     different concept set (or ``R_0``) would bring is missing from both lists, so a concept that is just another
+     random set is declared significant far more often than ``alpha``, the more so the larger ``m``. Read its
+     p-values as a screening statistic, not as error rates.
+
+   **Why the derivative.** The TCAV score keeps only the sign of ``S``. When a class's gradients all point the
+   same way (a classifier sure of its class), every CAV, random ones too, scores about 0 or 1, and a set's scores
+   only say on which side of the other sets it lies along the gradient: a concept scoring 1.000 ± 0.000 ties with
+   the random set that lies furthest along it. No test of those scores can then give a p-value below about
+   ``1 / (m + 1)`` (0.09 for ``m = 10``) however strong the concept; "random-concepts" gave median p-values of
+   0.06-0.14 there, never significant after Bonferroni. The derivative keeps *how far*: a CAV along the gradient
+   has a derivative of about ``|mean gradient|``, a random CAV about that over the square root of the layer's
+   effective dimension. What a significant result then says: moving along the concept's direction changes the
+   class logit more (or less) than moving along random concepts' directions, on average over the class's inputs;
+   the sign of ``derivative`` says which way, the TCAV score for how many of the inputs. The t-test assumes each
+   set's mean activation along the gradient is roughly normal (it is a mean over the set's examples): with sets
+   of a handful of examples of a heavy-tailed layer, its p-values may be too small.
+
+   **Measured** (``python benchmarks/tcav_power.py``, its docstring has the scenarios; seeds 0-39, digits 0-19;
+   ``alpha = 0.05``, Bonferroni over every (concept, layer, class) of a run: 21-36 tests; ``m = 10``, in brackets
+   ``m = 20`` with ``--m 20``). Size, over 480-960 null tests (concepts drawn like the random sets) per scenario:
+
+   ================== ====================== ===================== ============================
+   test               raw p < 0.05           Bonferroni-signif.    runs with a false positive
+   ================== ====================== ===================== ============================
+   derivative         4.0-5.6% (3.3-3.7%)    0-0.2% (0-0.2%)       0-5% (0-5%)
+   random-concepts    0.2-1.5% (0.2-1.0%)    0 (0)                 0 (0)
+   paper              20-30% (38-49%)        4.6-11% (19-27%)      53-80% (93-100%)
+   ================== ====================== ===================== ============================
+
+   Power (Bonferroni-significant, for the planted class): derivative / random-concepts / paper
+
+   - digits CNN (100% training accuracy), 40 images of 0 as the concept, class 0, score 1.000 ± 0.000, 3 layers:
+     100% / 0% / 45-65% (m = 20: 100% / 0% / 60-95%); the derivative's median p 5e-8 to 3e-6;
+   - linear model (every input the same gradient, every CAV scoring 0 or 1), concept shifted 3 sd along the
+     class's weights, score 1.000 ± 0.000: 85% / 0% / 35% (100% / 0% / 68%); shifted 1 sd: 42% / 0% / 35%
+     (90% / 0% / 65%);
+   - gradients varying by input (scores 0.99-1.00), shifts of 1 and 3 sd: 35%, 88% / 0%, 0% / 78%, 85%
+     (85%, 100% / 0%, 0% / 97%, 100%); a random ReLU MLP, shift of 3 sd along the inputs' mean gradient: 30-35%
+     / 0% / 28-78% (50-72% / 0-3% / 50-95%).
+
+   "paper" finds some of these more often, but it also finds null concepts (above). Considered and not taken:
+   exact permutation tests (the concept's score or derivative ranked among the ``m + 1`` sets; valid at any
+   ``m``, but ``p >= 1 / (m + 1)``, so Bonferroni over ``K`` tests needs ``m + 1 > K / alpha``: 120 random sets
+   for 6 tests, 1,800 for 3 concepts x 3 layers x 10 classes; measured: no Bonferroni-significant result at
+   ``m = 10`` or 20); a "tie-aware" decision for scores of 1.0 (the permutation test is its exact form, with the
+   same floor); Kim et al.'s test with a correction for the shared concept set (the missing variance is between
+   concept sets, which one concept set and one ``R_0`` cannot estimate; estimating it takes random concepts, and
+   comparing with one ``R_0`` instead of their mean then only adds variance); the derivative t without the
+   ``(m - 1)/m`` (valid, but 3.1% raw size and less power).
+
+   **m.** ``random_sets=20`` gives the t-test 19 degrees of freedom instead of 9 and roughly doubles the power
+   for moderate effects (above, in brackets), at about 3 times the time (``m (m - 1) / 2`` random CAVs per layer:
+   ``python benchmarks/concepts.py --no-browser``, figures ``tcav_3x3x10`` and ``tcav_3x3x20``) and twice the
+   random pool. The default stays 10: it finds the strong effects (the issue's case) at a third of the
+   cost; pass 20 for moderate effects or many tests.
 
 Details:
 
@@ -53,8 +104,8 @@ Details:
   concept and random set needs at least ``MIN_EXAMPLES`` = 5 examples. ``accuracy`` is the *balanced* held-out
   accuracy (mean of the two sides' accuracies): 0.5 is chance whatever the set sizes.
 - Multiple comparisons: every (concept, layer, class) is one test. With ``correction="bonferroni"`` (default)
-  a result is significant when ``p · m < alpha``, ``m`` the number of tests; ``p_value`` is the raw p-value and
-  ``p_corrected`` is ``min(1, p · m)``. ``correction=None`` compares the raw p-value with ``alpha``. When the
+  a result is significant when ``p · K < alpha``, ``K`` the number of tests; ``p_value`` is the raw p-value and
+  ``p_corrected`` is ``min(1, p · K)``. ``correction=None`` compares the raw p-value with ``alpha``. When the
   t statistic is undefined (no variance in either list) ``p_value`` is 1 if the means are equal and 0 otherwise.
 - Gradients are per example only if examples do not interact in the forward pass: the model runs in eval mode
   (batch norm uses its running statistics). Every module's mode and every parameter's ``requires_grad`` are
@@ -63,7 +114,8 @@ Details:
 
 Cost: one forward pass (no gradients) over the concept and random examples for all layers together, one
 forward and one backward pass per tested class (all layers at once) over that class's examples; after that every
-CAV is a small logistic regression and every TCAV score is a matrix product and a sign count. Memory: the
+CAV is a small logistic regression and every TCAV score and mean derivative is a matrix product and a sign count
+or a mean. Memory: the
 activations of the concept and random examples and the gradients of the tested examples, float32, in the pooled
 feature space (``pool="flatten"`` on a wide conv layer is large: examples x C x H x W x 4 bytes).
 
@@ -442,15 +494,40 @@ def _new_observation_ttest(value: float, sample: Any) -> float:
     return float(2 * stats.t.sf(abs(t), m - 1))
 
 
+def _derivative_ttest(value: float, sample: Any) -> float:
+    """Two-sided p-value of the concept's mean directional derivative ``value`` against the ``m`` random concepts'
+    ``sample`` (each random set's mean derivative against the other ``m - 1``), ``m - 1`` degrees of freedom:
+    ``t = (value - mean) / ((m - 1) / m · sd · sqrt(1 + 1/m))`` (sd with ddof=1).
+
+    Why ``(m - 1) / m``: if the derivative of the CAV of set ``a`` against set ``b`` is ``(z_a - z_b) / r`` (``z_a``
+    the projection of set ``a``'s mean activation on the class's mean gradient, ``r`` the distance the unit CAV
+    normalises away), a random concept's mean derivative is ``m / (m - 1) · (z_j - mean z) / r`` (its own ``z_j``
+    is missing from the mean it is compared with) while the concept's is ``(z_C - mean z) / r``. Scaled back, the
+    statistic is the t of one new normal draw ``z_C`` against ``z_1 .. z_m``: exactly Student's t with ``m - 1``
+    degrees of freedom under the null when the ``z`` are normal (means of a set's examples).
+    """
+    from scipy import stats
+
+    sample = np.asarray(sample, dtype=np.float64)
+    m = len(sample)
+    sd = float(sample.std(ddof=1))
+    if sd == 0:
+        return 1.0 if value == sample[0] else 0.0
+    t = (value - sample.mean()) / ((m - 1) / m * sd * math.sqrt(1 + 1 / m))
+    return float(2 * stats.t.sf(abs(t), m - 1))
+
+
 @dataclass
 class TCAVResult:
     """TCAV scores per (concept, layer, target class) with the random baseline and its test.
 
     ``cavs[(concept, layer)]``: the concept's CAVs, one per random set ``R_1 .. R_m``. ``random_cavs[layer]``: the
     baseline's: ``R_0`` against each ``R_i`` (``test="paper"``), or each ``R_j`` against every other ``R_i``, in
-    the order (j, i) (``test="random-concepts"``). ``scores[(concept, layer, target)]``: the TCAV score of each of
-    the concept's CAVs; ``random_scores[(layer, target)]``: the score of each baseline CAV ("paper") or each random
-    concept's mean score ("random-concepts"). ``random_sets_drawn``: the random sets' example indices.
+    the order (j, i) (``"derivative"``, ``"random-concepts"``). ``scores[(concept, layer, target)]``: the TCAV
+    score of each of the concept's CAVs; ``random_scores[(layer, target)]``: the score of each baseline CAV
+    ("paper") or each random concept's mean score (``"derivative"``, ``"random-concepts"``). ``derivatives`` and
+    ``random_derivatives``: the same for the mean directional derivative over the class's inputs,
+    ``mean_x S_{C,k,l}(x)``, stored whatever the test. ``random_sets_drawn``: the random sets' example indices.
     """
 
     rows: list[dict[str, Any]]
@@ -466,13 +543,16 @@ class TCAVResult:
     pool: str
     epoch: int | None = None
     random_sets_drawn: list[np.ndarray] = field(default_factory=list, repr=False)
+    derivatives: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict, repr=False)
+    random_derivatives: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per (concept, layer, target): concept, layer, target, score (mean over the concept's CAVs),
         score_std, random_score and random_std (mean and standard deviation of ``random_scores``; standard
-        deviations with ddof=1), p_value, p_corrected, significant, cav_accuracy (mean held-out accuracy of the
-        concept's CAVs), random_accuracy (the same for the baseline's CAVs), examples (inputs of the target class),
-        epoch.
+        deviations with ddof=1), derivative, derivative_std, random_derivative and random_derivative_std (the same
+        for the mean directional derivatives), test, p_value, p_corrected, significant, cav_accuracy (mean held-out
+        accuracy of the concept's CAVs), random_accuracy (the same for the baseline's CAVs), examples (inputs of the
+        target class), epoch.
         """
         return [dict(row) for row in self.rows]
 
@@ -527,12 +607,12 @@ def _random_sets(pool_idx: np.ndarray, draws: int, random_sets: int, set_size: A
     return [np.sort(order[i * size:(i + 1) * size]) for i in range(draws)]
 
 
-TESTS = ("paper", "random-concepts")
+TESTS = ("derivative", "random-concepts", "paper")
 
 
 def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], layers: Any, *, labels: Any = None,
          targets: Any = None, class_examples: Any = None, random_sets: int = 10, random_pool: Any = None,
-         set_size: int | None = None, pool: str = "flatten", test: str = "random-concepts", alpha: float = 0.05,
+         set_size: int | None = None, pool: str = "flatten", test: str = "derivative", alpha: float = 0.05,
          correction: str | None = "bonferroni", l2: float = 1e-2, seed: int = 0, batch_size: int = 256,
          epoch: int | None = None) -> TCAVResult:
     """TCAV of each concept in each layer for each target class, tested against random CAVs.
@@ -550,11 +630,12 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
         random_sets: number ``m`` of random sets ``R_1 .. R_m`` (CAVs per concept), at least 2.
         random_pool: indices the random sets are drawn from (default: every input in no concept). The sets are
             disjoint: the pool must hold ``(m + 1) · set_size`` examples for ``test="paper"`` (one more set, the
-            random "concept" ``R_0``), ``m · set_size`` for ``"random-concepts"``.
+            random "concept" ``R_0``), ``m · set_size`` otherwise.
         set_size: examples per random set (default: the largest concept's size, reduced to what the pool holds).
         pool: "flatten" (default, the paper) or "mean" (channel / token means); see the module docstring.
-        test: "random-concepts" (default) or "paper" (Kim et al.'s two-sample t-test); see the module docstring
-            before trusting "paper"'s p-values.
+        test: "derivative" (default: the concept's mean directional derivative against random concepts'),
+            "random-concepts" (its TCAV score against random concepts') or "paper" (Kim et al.'s two-sample
+            t-test of TCAV scores); see the module docstring for what each controls and misses.
         alpha: significance level; correction: "bonferroni" (default) or None.
         l2: L2 penalty of the CAV classifiers. seed: fixes the random sets and the train / held-out splits.
         batch_size: examples per forward pass. epoch: carried into the result and its records.
@@ -656,18 +737,23 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
         for c, (concept, idx) in enumerate(members.items()):
             cavs[(concept, name)] = [fit(idx, negatives[i], (c + 1, i), concept) for i in range(m)]
 
-    # scores: one matrix product per (layer, class)
+    # scores and mean directional derivatives: one matrix product per (layer, class)
     scores: dict[tuple[str, str, int], np.ndarray] = {}
     random_scores: dict[tuple[str, int], np.ndarray] = {}
+    derivatives: dict[tuple[str, str, int], np.ndarray] = {}
+    random_derivatives: dict[tuple[str, int], np.ndarray] = {}
     for name in acts:
         base = len(random_cavs[name])
         blocks = [random_cavs[name]] + [cavs[(concept, name)] for concept in members]
         vectors = torch.stack([c.vector.double() for block in blocks for c in block])
         for k in classes:
-            frac = (grads[k][name].double() @ vectors.T > 0).double().mean(dim=0).numpy()
-            random_scores[(name, k)] = frac[:base] if paper else frac[:base].reshape(m, m - 1).mean(axis=1)
-            for c, concept in enumerate(members):
-                scores[(concept, name, k)] = frac[base + c * m:base + (c + 1) * m]
+            along = grads[k][name].double() @ vectors.T  # (examples, CAVs): S(x) for every CAV
+            frac = (along > 0).double().mean(dim=0).numpy()
+            mean = along.mean(dim=0).numpy()
+            for per, random_per, values in ((scores, random_scores, frac), (derivatives, random_derivatives, mean)):
+                random_per[(name, k)] = values[:base] if paper else values[:base].reshape(m, m - 1).mean(axis=1)
+                for c, concept in enumerate(members):
+                    per[(concept, name, k)] = values[base + c * m:base + (c + 1) * m]
 
     tests = len(members) * len(acts) * len(classes)
     rows = []
@@ -677,13 +763,22 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
             random_accuracy = float(np.mean([c.accuracy for c in random_cavs[name]]))
             for k in classes:
                 s, r = scores[(concept, name, k)], random_scores[(name, k)]
-                p = _ttest(s, r) if paper else _new_observation_ttest(float(s.mean()), r)
+                d, rd = derivatives[(concept, name, k)], random_derivatives[(name, k)]
+                if test == "paper":
+                    p = _ttest(s, r)
+                elif test == "random-concepts":
+                    p = _new_observation_ttest(float(s.mean()), r)
+                else:
+                    p = _derivative_ttest(float(d.mean()), rd)
                 p_corr = min(1.0, p * tests) if correction == "bonferroni" else p
                 rows.append({"concept": concept, "layer": name, "target": k, "score": float(s.mean()),
                              "score_std": float(s.std(ddof=1)), "random_score": float(r.mean()),
-                             "random_std": float(r.std(ddof=1)), "p_value": p, "p_corrected": p_corr,
-                             "significant": bool(p_corr < alpha), "cav_accuracy": accuracy,
+                             "random_std": float(r.std(ddof=1)), "derivative": float(d.mean()),
+                             "derivative_std": float(d.std(ddof=1)), "random_derivative": float(rd.mean()),
+                             "random_derivative_std": float(rd.std(ddof=1)), "test": test, "p_value": p,
+                             "p_corrected": p_corr, "significant": bool(p_corr < alpha), "cav_accuracy": accuracy,
                              "random_accuracy": random_accuracy, "examples": len(grads[k][name]), "epoch": epoch})
     return TCAVResult(rows=rows, cavs=cavs, random_cavs=random_cavs, scores=scores, random_scores=random_scores,
                       test=test, alpha=float(alpha), correction=correction, set_size=size, random_sets=m, pool=pool,
-                      epoch=epoch, random_sets_drawn=randoms)
+                      epoch=epoch, random_sets_drawn=randoms, derivatives=derivatives,
+                      random_derivatives=random_derivatives)

@@ -15,6 +15,7 @@ from hiddenwidgets.analysis.tcav import (
     CAV,
     MIN_EXAMPLES,
     ConceptError,
+    _derivative_ttest,
     _fit_binary_logistic,
     _new_observation_ttest,
     _ttest,
@@ -249,7 +250,7 @@ class Quadratic(nn.Module):
         return torch.stack([q + h @ self.a, q - h @ self.a], dim=1)
 
 
-@pytest.mark.parametrize("test", ["paper", "random-concepts"])
+@pytest.mark.parametrize("test", ["paper", "random-concepts", "derivative"])
 def test_a_concept_along_the_gradient_is_significant_and_a_random_one_is_not(test):
     a = torch.zeros(50)
     a[0] = 2.0
@@ -266,10 +267,10 @@ def test_a_concept_along_the_gradient_is_significant_and_a_random_one_is_not(tes
         expected = np.mean([0.5 * (1 + math.erf(sign * 2.0 * c.vector[0].item() / math.sqrt(2)))
                             for c in result.cavs[("along a", "h")]])
         assert abs(along["score"] - expected) < 0.05
-        if test == "random-concepts":  # "paper" flags this random set too (p 0.003, 0.01): see the module docstring
+        if test != "paper":  # "paper" flags this random set too (p 0.003, 0.01): see the module docstring
             assert not rows[("noise", k)]["significant"] and rows[("noise", k)]["p_value"] > 0.1
     assert rows[("along a", 0)]["cav_accuracy"] > 0.75 and rows[("noise", 0)]["cav_accuracy"] < 0.65
-    if test == "random-concepts":
+    if test != "paper":
         # the CAV of R_i against R_j is minus that of R_j against R_i, so the two scores of each pair add up to 1
         # (no derivative is exactly 0) and the random concepts' mean scores average exactly 0.5
         assert len(result.random_cavs["h"]) == 90
@@ -277,7 +278,9 @@ def test_a_concept_along_the_gradient_is_significant_and_a_random_one_is_not(tes
         assert rows[("noise", 0)]["random_score"] == pytest.approx(0.5, abs=1e-12)
         r = result.random_scores[("h", 0)]
         along = rows[("along a", 0)]
-        assert along["p_value"] == pytest.approx(_new_observation_ttest(along["score"], r))
+        p = (_new_observation_ttest(along["score"], r) if test == "random-concepts" else
+             _derivative_ttest(along["derivative"], result.random_derivatives[("h", 0)]))
+        assert along["p_value"] == pytest.approx(p) and along["test"] == test
 
 
 def test_batched_scores_equal_the_one_cav_path_on_a_conv_layer_with_mean_pooling():
@@ -317,6 +320,110 @@ def test_new_observation_ttest_matches_the_hand_value():
     assert _new_observation_ttest(0.9, [0.4, 0.5, 0.6]) == pytest.approx(1 - math.sqrt(6 / 7), rel=1e-9)
     assert _new_observation_ttest(0.1, [0.4, 0.5, 0.6]) == pytest.approx(1 - math.sqrt(6 / 7), rel=1e-9)
     assert _new_observation_ttest(0.5, [0.5, 0.5]) == 1.0 and _new_observation_ttest(0.7, [0.5, 0.5]) == 0.0
+
+
+def test_derivative_ttest_matches_the_hand_value():
+    # random concepts' mean derivatives -0.1, 0, 0.1 (m = 3): mean 0, sd 0.1; the concept's 0.4 gives
+    # t = 0.4 / ((2/3) · 0.1 · sqrt(4/3)) = 3 sqrt(3) with 2 degrees of freedom, and (Student's t CDF for 2 df,
+    # as above) p = 1 - t / sqrt(2 + t^2) = 1 - sqrt(27/29) = 0.0350873.
+    assert _derivative_ttest(0.4, [-0.1, 0.0, 0.1]) == pytest.approx(1 - math.sqrt(27 / 29), rel=1e-9)
+    assert _derivative_ttest(-0.4, [-0.1, 0.0, 0.1]) == pytest.approx(1 - math.sqrt(27 / 29), rel=1e-9)
+    # without the (m - 1) / m factor the same numbers give t = 2 sqrt(3): the "random-concepts" formula
+    assert _new_observation_ttest(0.4, [-0.1, 0.0, 0.1]) == pytest.approx(1 - math.sqrt(6 / 7), rel=1e-9)
+    # a class whose logit does not move along any direction of the layer: every derivative is 0
+    assert _derivative_ttest(0.0, [0.0, 0.0, 0.0]) == 1.0 and _derivative_ttest(0.3, [0.0, 0.0]) == 0.0
+
+
+def test_derivatives_are_the_class_gradient_along_each_cav():
+    # logit_k = w_k · h: every input's S_k is w_k · v, so a CAV's mean derivative is w_k · v, a random concept's is
+    # the mean of w_k · v over its m - 1 CAVs, and those sum to 0 (the CAV of R_i against R_j is minus R_j's
+    # against R_i)
+    w = torch.randn(2, D, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    x = shifted_data(400, 40)
+    m = 4
+    result = tcav(linear_model(w), x, {"d": np.arange(40)}, "h", class_examples=np.arange(300, 400), random_sets=m,
+                  random_pool=np.arange(40, 300))
+    assert result.test == "derivative"
+    for k, row in enumerate(result.records()):
+        expected = [float(w[k] @ c.vector.double()) for c in result.cavs[("d", "h")]]
+        np.testing.assert_allclose(result.derivatives[("d", "h", k)], expected, rtol=0, atol=1e-6)
+        pairs = np.array([float(w[k] @ c.vector.double()) for c in result.random_cavs["h"]]).reshape(m, m - 1)
+        np.testing.assert_allclose(result.random_derivatives[("h", k)], pairs.mean(axis=1), rtol=0, atol=1e-6)
+        assert abs(result.random_derivatives[("h", k)].sum()) < 1e-9
+        assert (row["target"], row["test"]) == (k, "derivative")
+        assert row["derivative"] == pytest.approx(np.mean(expected), abs=1e-6)
+        assert row["random_derivative_std"] == pytest.approx(np.std(pairs.mean(axis=1), ddof=1), abs=1e-6)
+        assert row["p_value"] == _derivative_ttest(row["derivative"], result.random_derivatives[("h", k)])
+
+
+def test_when_every_gradient_is_alike_a_planted_concept_is_significant_and_a_null_one_is_not():
+    # logits = W h: every input has the same gradient w_k, so every CAV, random ones too, scores exactly 0 or 1, and
+    # a random concept's mean score is the fraction of the other random sets it lies beyond along w_k. A concept
+    # shifted 3 standard deviations along w_0 scores 1.000 ± 0.000 for class 0, and so does the random set that lies
+    # furthest along w_0: the TCAV scores cannot tell them apart (the "random-concepts" p-value is ~0.1 however
+    # strong the concept), the derivatives can.
+    w = torch.randn(3, D, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    x = torch.randn(680, D, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    x[:40] += 3 * w[0] / w[0].norm()
+    m = 10
+    result = tcav(linear_model(w), x, {"planted": np.arange(40), "null": np.arange(40, 80)}, "h",
+                  class_examples=np.arange(480, 680), random_pool=np.arange(80, 480), random_sets=m)
+    rows = {(r["concept"], r["target"]): r for r in result.records()}
+    planted = rows[("planted", 0)]
+    assert planted["score"] == 1.0 and planted["score_std"] == 0.0
+    for k in range(3):  # each random CAV scores 0 or 1: its random concept's mean is a multiple of 1 / (m - 1)
+        np.testing.assert_allclose(result.random_scores[("h", k)] * (m - 1),
+                                   np.round(result.random_scores[("h", k)] * (m - 1)), rtol=0, atol=1e-12)
+    old = _new_observation_ttest(1.0, result.random_scores[("h", 0)])
+    assert old > 0.05  # the previous default: not significant even before the correction for 6 tests
+    assert planted["significant"] and planted["p_corrected"] < 0.01
+    assert not any(rows[("null", k)]["significant"] for k in range(3))
+
+
+def test_reconstruction_of_the_issue_a_perfect_cnn_s_concept_scoring_one_is_significant():
+    # Issue 10: on a CNN with 100% accuracy, a concept scoring 1.000 ± 0.000 for its class was not significant under
+    # the previous default. Here: 8x8 images of three kinds (a horizontal bar, a vertical bar, a 2x2 blob) plus noise,
+    # a small CNN trained until it classifies every image right; the concept is 40 bar images (not tested).
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    y = torch.arange(n) % 3
+    x = 0.2 * torch.randn(n, 1, 8, 8, generator=g)
+    where = torch.randint(1, 7, (n,), generator=g).tolist()
+    for i, (kind, r) in enumerate(zip(y.tolist(), where, strict=True)):
+        if kind == 0:
+            x[i, 0, r, 1:7] += 1.0
+        elif kind == 1:
+            x[i, 0, 1:7, r] += 1.0
+        else:
+            x[i, 0, r - 1:r + 1, r - 1:r + 1] += 1.0
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 4, 3, padding=1)), ("act", nn.ReLU()),
+                                       ("pool", nn.MaxPool2d(2)), ("flat", nn.Flatten()), ("hidden", nn.Linear(64, 16)),
+                                       ("hidden_act", nn.ReLU()), ("out", nn.Linear(16, 3))]))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        for idx in torch.randperm(n, generator=g).split(50):
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            if (model(x).argmax(1) == y).all():
+                break
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).all()
+    labels = y.numpy().copy()
+    bars = np.flatnonzero(labels == 0)[:40]
+    labels[bars] = -1  # the concept's images are not tested
+    null = np.flatnonzero(labels >= 0)[1::7][:40]
+    result = tcav(model, x, {"bars": bars, "null": null}, "hidden", labels=labels, targets=[0, 1, 2], random_sets=10)
+    rows = {(r["concept"], r["target"]): r for r in result.records()}
+    bar = rows[("bars", 0)]
+    old = _new_observation_ttest(1.0, result.random_scores[("hidden", 0)])
+    assert bar["score"] == 1.0 and bar["score_std"] == 0.0
+    assert old * 6 > 0.05  # the previous default: not significant after the correction for 6 tests
+    assert bar["significant"] and bar["p_corrected"] < 0.01
+    assert not any(rows[("null", k)]["significant"] for k in range(3))
 
 
 def test_one_forward_for_the_activations_and_one_per_class_for_the_gradients():
