@@ -36,6 +36,7 @@ from .widgets import (
     SimilarityMatrix,
     TrainingJob,
     TrainingStopped,
+    UnitAtlas,
 )
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "SnapshotError",
     "TrainingJob",
     "TrainingStopped",
+    "UnitAtlas",
     "attribute",
     "available_methods",
     "concepts",

@@ -62,9 +62,9 @@ cells = [
          "      f\"saved in {Path(annotator.path).name}, revision {annotator.store.revision}\")"),
     md("## Concepts over training\n\n"
        "TCAV at epochs 0 (untrained), 1, 3, 6 and 10, for classes 0, 1, 7 and 8, with 10 random sets per layer. "
-       "The default test (`test=\"random-concepts\"`) compares a concept's score with those of random sets scored "
-       "as concepts, which keeps false positives near `alpha`; Kim et al.'s own test (`test=\"paper\"`) flagged "
-       "random concepts in 31% of null tests here (see `hiddenwidgets.analysis.tcav`). Bonferroni-corrected. "
+       "The default test (`test=\"derivative\"`) compares the concept's mean directional derivative with those of "
+       "random sets scored as concepts, which keeps false positives near `alpha` and finds concepts that score 1.0 "
+       "for their class (see `hiddenwidgets.analysis.tcav`). Bonferroni-corrected. "
        "Hover a bar for its numbers; faded bars are not significant."),
     code("scores = hw.ConceptScores(class_names=CLASSES, title=\"TCAV: concepts per layer and class\")\n"
          "display(scores)\n"

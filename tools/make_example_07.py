@@ -24,8 +24,7 @@ cells = [
          "import torch.nn.functional as F\n"
          "from torch import nn\n\n"
          "import hiddenwidgets as hw\n"
-         "from hiddenwidgets.analysis import featurevis as fv\n"
-         "from hiddenwidgets.widgets import UnitAtlas\n\n"
+         "from hiddenwidgets.analysis import featurevis as fv\n\n"
          "data = hw.datasets.shapes(1200, 32, seed=0, max_objects=1)   # one object per image, with concept masks\n"
          "colour, shape = data.attributes[:, 0, 0], data.attributes[:, 0, 1]\n"
          "COLOURS = [\"red\", \"green\", \"blue\", \"yellow\"]\n"
@@ -58,7 +57,7 @@ cells = [
        "the receptive field, and its dissection label with the IoU (grey below the paper's 0.04). Click a tile "
        "for the unit's detail. Results are cached per layer, objective, unit, seed and weights; *use current "
        "weights* copies the model's weights again (e.g. after more training)."),
-    code("atlas = UnitAtlas(model, data, [\"conv1\", \"conv3\"], labels=shape, class_names=SHAPES, steps=64,\n"
+    code("atlas = hw.UnitAtlas(model, data, [\"conv1\", \"conv3\"], labels=shape, class_names=SHAPES, steps=64,\n"
          "                  facets=2, title=\"Shapes CNN: units of conv1 and conv3\")\n"
          "atlas"),
     md("The view computes what it shows; from Python, `atlas.wait()` waits for it (the view keeps updating "

@@ -140,6 +140,7 @@ from torch import nn
 from ..pipeline.capture import CaptureError
 from ..pipeline.concepts import ConceptError
 from ..pipeline.model_state import evaluation_mode, model_for_work
+from ..pipeline.summaries import units_of
 from .interventions import (
     check_batch_size,
     check_inputs,
@@ -279,10 +280,14 @@ def _gradients(model: nn.Module, inputs: torch.Tensor, idx: np.ndarray, targets:
     """
     names = list(specs)
     leaves: dict[str, torch.Tensor] = {}
+    axes: dict[str, int | None] = {}  # each layer's unit axis, decided as layer_features decides it
+    modules = dict(model.named_modules())
 
     def tap(name: str, h: torch.Tensor) -> torch.Tensor:
         if name in leaves:
             raise ConceptError(f"layer {name!r} ran twice in one forward pass; TCAV needs a layer the model calls once")
+        if pool == "mean" and h.ndim >= 3 and name not in axes:
+            axes[name] = units_of(h, modules.get(name), model=model)[0]
         # A tensor no parameter or input upstream requires grad for becomes a leaf; either way the model receives a
         # copy, so an in-place op after the layer (ReLU(inplace=True)) cannot change the tensor we differentiate by.
         src = h if h.requires_grad else h.detach().requires_grad_(True)
@@ -315,7 +320,7 @@ def _gradients(model: nn.Module, inputs: torch.Tensor, idx: np.ndarray, targets:
                     if g is None:
                         raise ConceptError(f"logit {k} does not depend on layer {name!r}; choose a layer on the path "
                                            "from the input to the output")
-                    row = pooled_gradient(g, pool, ConceptError, name).to("cpu", torch.float32)
+                    row = pooled_gradient(g, pool, ConceptError, name, axes.get(name)).to("cpu", torch.float32)
                     out.setdefault(k, {}).setdefault(name, []).append(row)
     return {k: {name: torch.cat(parts) for name, parts in per.items()} for k, per in out.items()}
 

@@ -479,7 +479,8 @@ def test_unknown_keywords_and_layers():
         fv.visualize(small_cnn(), obj.channel("conv2", 0), shape=(3, S, S), step=3)
     with pytest.raises(fv.FeatureVisualizationError, match=r"no layer named 'conv3'.*Closest names: 'conv2', 'conv1'"):
         fv.visualize(small_cnn(), obj.channel("conv3", 0), shape=(3, S, S))
-    with pytest.raises(TypeError, match=r"unexpected keyword argument 'position'\. Valid keyword arguments: layer, unit, selector, batch"):
+    with pytest.raises(TypeError,
+                       match=r"unexpected keyword argument 'position'\. Valid keyword arguments: layer, unit"):
         obj.channel("conv1", 0, position=(1, 1))
     with pytest.raises(fv.FeatureVisualizationError, match="terms for image 1 of the batch; pass batch=2"):
         fv.visualize(small_cnn(), obj.channel("conv1", 0, batch=1), shape=(3, S, S), batch=1)
