@@ -66,6 +66,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -543,9 +544,11 @@ def _member_rows(conn: sqlite3.Connection, kind: str, cid: str, members: list[in
         conn.executemany(sql, ((cid, m) for m in members))
 
 
-def _connect(path: Path) -> _Connection:
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
-                           factory=_Connection)
+def _connect(path: Path, immutable: bool = False) -> _Connection:
+    """A connection to ``path`` (``immutable``: read-only, no locks, no log: for a folder nobody can write)."""
+    target, uri = (f"file:{urllib.parse.quote(str(path))}?immutable=1", True) if immutable else (str(path), False)
+    conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False,
+                           factory=_Connection, uri=uri)
     try:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=OFF")
@@ -572,8 +575,11 @@ def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
             raise _sqlite_error(err, db, "read") from err
         if kind == "sqlite":
             _check_version(db, int.from_bytes(head[68:72], "big"), int.from_bytes(head[60:64], "big"))
+            # in a folder this process cannot write, SQLite cannot make the log it reads through; with no log
+            # there, no process can be writing the database either, so it is read as an immutable file
+            immutable = not os.access(db.parent, os.W_OK) and not Path(f"{db}-wal").exists()
             try:
-                conn = _connect(db)
+                conn = _connect(db, immutable)
             except sqlite3.Error as err:
                 raise _sqlite_error(err, db, "open") from err
             try:
@@ -751,7 +757,7 @@ class ConceptStore:
                 conn.execute("PRAGMA journal_mode=WAL")
             finally:
                 conn.close()
-            fd = os.open(tmp, os.O_RDONLY)
+            fd = os.open(tmp, os.O_RDWR)
             try:
                 if hasattr(os, "fchmod"):
                     os.fchmod(fd, mode)
@@ -910,7 +916,7 @@ class ConceptStore:
                     copy.execute("PRAGMA journal_mode=WAL")
                 finally:
                     copy.close()
-                fd = os.open(tmp, os.O_RDONLY)
+                fd = os.open(tmp, os.O_RDWR)
                 try:
                     os.fsync(fd)
                 finally:

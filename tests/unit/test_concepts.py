@@ -223,10 +223,7 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing_acknowledged(tiny_disk):
     assert str(tiny_disk) in str(info.value)
     assert store["a"] == acknowledged  # memory holds exactly what was acknowledged
     store.close()
-    blob = tiny_disk / "blob"  # free space: move the database out and reopen it there
-    with contextlib.suppress(FileNotFoundError):
-        blob.unlink()
-    moved = Path(tempfile.mkdtemp(prefix="hw-moved-"))
+    moved = Path(tempfile.mkdtemp(prefix="hw-moved-"))  # to a disk with room: the database and its log
     try:
         for name in ("c.db", "c.db-wal"):
             if (tiny_disk / name).exists():
@@ -372,6 +369,8 @@ def test_an_unwritable_place_is_refused_before_any_label(tmp_path):
     try:
         shared.chmod(0o755)
         (shared / "readonly").mkdir(mode=0o755)  # owned by root: nobody cannot write in it
+        (shared / "open").mkdir()
+        (shared / "open").chmod(0o777)
         error = _run_as_nobody(ConceptStore, shared / "readonly" / "c.db", 10)
         assert error and error[0] == "ConceptFileError" and "not writable" in error[1], error
         assert list((shared / "readonly").iterdir()) == []
@@ -380,9 +379,10 @@ def test_an_unwritable_place_is_refused_before_any_label(tmp_path):
         (shared / "readonly" / "d.db").chmod(0o666)
         error = _run_as_nobody(ConceptStore, shared / "readonly" / "d.db", 20)
         assert error and error[0] == "ConceptFileError" and "writable" in error[1], error
+        # ... but it can be read (merged from): no process can be writing it there
+        assert _run_as_nobody(lambda: ConceptStore(shared / "open" / "g.db").merge(shared / "readonly" / "d.db")) \
+            is None
         # a database nobody may not write, in a folder nobody may write
-        (shared / "open").mkdir(mode=0o777)
-        (shared / "open").chmod(0o777)
         _valid_database(shared / "open" / "e.db")
         (shared / "open" / "e.db").chmod(0o644)
         error = _run_as_nobody(ConceptStore, shared / "open" / "e.db", 20)
