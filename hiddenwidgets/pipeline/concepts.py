@@ -26,7 +26,8 @@ changes made elsewhere too; the listeners are called when they do. Within one pr
 replace the database while it is open: a deleted database is written back complete (undo history included) at
 the next change if this process was its only user; a replaced one is refused.
 
-**Cost.** Members are rows (concept, example): adding or removing k members writes O(k) rows. Undo and redo
+**Cost.** Members are rows (concept, example), the concept by its integer row key (half the bytes of its id;
+the view ``concept_members`` shows id, name and example): adding or removing k members writes O(k) rows. Undo and redo
 entries are rows holding the inverse operation (the last ``UNDO_KEPT``), applied operation ids an indexed table,
 the revision and the example count rows of ``meta``. Nothing is rewritten in full; the concepts are re-read into
 memory only when another connection changed them.
@@ -100,16 +101,20 @@ _INHERITED: list[sqlite3.Connection] = []
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE concepts (id TEXT PRIMARY KEY, name TEXT NOT NULL, color TEXT NOT NULL, position INTEGER NOT NULL,
-                       created REAL NOT NULL, updated REAL NOT NULL, changed_at INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE members (concept TEXT NOT NULL, example INTEGER NOT NULL, PRIMARY KEY (concept, example)) WITHOUT ROWID;
+CREATE TABLE concepts (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, color TEXT NOT NULL,
+                       position INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+                       changed_at INTEGER NOT NULL);
+CREATE TABLE members (concept INTEGER NOT NULL, example INTEGER NOT NULL, PRIMARY KEY (concept, example))
+    WITHOUT ROWID;
+CREATE VIEW concept_members AS SELECT concepts.id AS concept_id, concepts.name AS concept, members.example
+    FROM members JOIN concepts ON concepts.key = members.concept ORDER BY concepts.position, members.example;
 CREATE TABLE history (seq INTEGER PRIMARY KEY, stack TEXT NOT NULL, entry TEXT NOT NULL);
 CREATE INDEX history_stack ON history (stack, seq);
 CREATE TABLE applied (op_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX applied_seq ON applied (seq);
 """
-_COLUMNS = {"meta": ["key", "value"], "concepts": ["id", "name", "color", "position", "created", "updated",
-                                                           "changed_at"],
+_COLUMNS = {"meta": ["key", "value"], "concepts": ["key", "id", "name", "color", "position", "created",
+                                                           "updated", "changed_at"],
             "members": ["concept", "example"], "history": ["seq", "stack", "entry"], "applied": ["op_id", "seq"]}
 
 
@@ -367,7 +372,7 @@ def _read_state(conn: sqlite3.Connection, path: Path, examples: int | None) -> d
             raise ConceptFileError(f"{path} annotates {n} examples but {examples} are shown here; open it with the "
                                    "examples it was made for")
         limit = n  # (an example count given now but not in the database is checked by the store)
-        rows = conn.execute("SELECT id, name, color, position, created, updated, changed_at FROM concepts "
+        rows = conn.execute("SELECT id, name, color, position, created, updated, changed_at, key FROM concepts "
                             "ORDER BY position, id").fetchall()
         _valid_concepts((r[0], r[1], r[2], r[4], r[5]) for r in rows)
         positions = [r[3] for r in rows]
@@ -377,15 +382,16 @@ def _read_state(conn: sqlite3.Connection, path: Path, examples: int | None) -> d
         for r in rows:
             _int(r[6], f"the revision concept {r[0]!r} last changed at")
         concepts = {r[0]: {"name": r[1], "color": r[2], "members": set(), "created": r[4], "updated": r[5],
-                           "changed_at": r[6]} for r in rows}
+                           "changed_at": r[6], "key": r[7]} for r in rows}
+        ids = {r[7]: r[0] for r in rows}
         bad = conn.execute("SELECT concept, example FROM members WHERE typeof(example) != 'integer' OR example < 0 "
-                           "OR example >= ? OR concept NOT IN (SELECT id FROM concepts) LIMIT 1",
+                           "OR example >= ? OR concept NOT IN (SELECT key FROM concepts) LIMIT 1",
                            (limit if limit is not None else 1 << 62,)).fetchone()
         if bad is not None:
-            where = f"concept {bad[0]!r:.60}" if bad[0] in concepts else f"an unknown concept {bad[0]!r:.60}"
+            where = f"concept {ids[bad[0]]!r}" if bad[0] in ids else f"an unknown concept (key {bad[0]!r:.60})"
             raise _Invalid(f"{where} has member {bad[1]!r:.40}" + (f"; there are {limit} examples" if limit else ""))
-        for cid, example in conn.execute("SELECT concept, example FROM members"):
-            concepts[cid]["members"].add(example)
+        for key, example in conn.execute("SELECT concept, example FROM members"):
+            concepts[ids[key]]["members"].add(example)
         stacks = dict(conn.execute("SELECT stack, count(*) FROM history GROUP BY stack"))
         if set(stacks) - {"undo", "redo"}:
             raise _Invalid(f"history has stacks {sorted(stacks)}")
@@ -529,19 +535,19 @@ class _Connection(sqlite3.Connection):
     json_functions = False
 
 
-def _member_rows(conn: sqlite3.Connection, kind: str, cid: str, members: list[int]) -> None:
-    """Insert (``kind="add"``) or delete the rows (cid, m): one statement over a JSON array where SQLite has JSON
-    functions (about five times faster than a statement per row), else a statement per row."""
+def _member_rows(conn: sqlite3.Connection, kind: str, key: int, members: list[int]) -> None:
+    """Insert (``kind="add"``) or delete the rows (key, m) of a concept: one statement over a JSON array where
+    SQLite has JSON functions (about five times faster than a statement per row), else a statement per row."""
     if not members:
         return
     if getattr(conn, "json_functions", False):
         sql = "INSERT INTO members SELECT ?, value FROM json_each(?)" if kind == "add" else \
             "DELETE FROM members WHERE concept = ? AND example IN (SELECT value FROM json_each(?))"
-        conn.execute(sql, (cid, json.dumps(members)))
+        conn.execute(sql, (key, json.dumps(members)))
     else:
         sql = "INSERT INTO members VALUES (?, ?)" if kind == "add" else \
             "DELETE FROM members WHERE concept = ? AND example = ?"
-        conn.executemany(sql, ((cid, m) for m in members))
+        conn.executemany(sql, ((key, m) for m in members))
 
 
 def _connect(path: Path, immutable: bool = False) -> _Connection:
@@ -839,9 +845,10 @@ class ConceptStore:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'created'", (data["created"],))
         for position, cid in enumerate(data["order"]):
             c = data["concepts"][cid]
-            conn.execute("INSERT INTO concepts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (cid, c["name"], c["color"], position, c["created"], c["updated"], data["revision"]))
-            _member_rows(conn, "add", cid, c["members"])
+            conn.execute("INSERT INTO concepts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (position + 1, cid, c["name"], c["color"], position, c["created"], c["updated"],
+                          data["revision"]))
+            _member_rows(conn, "add", position + 1, c["members"])
         for stack in ("undo", "redo"):
             conn.executemany("INSERT INTO history (stack, entry) VALUES (?, ?)",
                              ((stack, json.dumps(e, ensure_ascii=False)) for e in data[stack]))
@@ -964,18 +971,18 @@ class ConceptStore:
                 None, self._examples):
             self._set_state(_read_state(conn, self.path, self._requested))
         else:
-            rows = conn.execute("SELECT id, name, color, position, created, updated, changed_at FROM concepts "
+            rows = conn.execute("SELECT id, name, color, position, created, updated, changed_at, key FROM concepts "
                                 "ORDER BY position, id").fetchall()
             concepts = {}
-            for cid, name, colour, _, created, updated, changed_at in rows:
+            for cid, name, colour, _, created, updated, changed_at, key in rows:
                 kept = self._concepts.get(cid)
-                if kept is None or kept["changed_at"] != changed_at:
-                    members = {m for (m,) in conn.execute("SELECT example FROM members WHERE concept = ?", (cid,))}
+                if kept is None or kept["changed_at"] != changed_at or kept["key"] != key:
+                    members = {m for (m,) in conn.execute("SELECT example FROM members WHERE concept = ?", (key,))}
                     self._sorted.pop(cid, None)
                 else:
                     members = kept["members"]
                 concepts[cid] = {"name": name, "color": colour, "members": members, "created": created,
-                                 "updated": updated, "changed_at": changed_at}
+                                 "updated": updated, "changed_at": changed_at, "key": key}
             for gone in set(self._concepts) - set(concepts):
                 self._sorted.pop(gone, None)
             stacks = dict(conn.execute("SELECT stack, count(*) FROM history GROUP BY stack"))
@@ -1033,7 +1040,7 @@ class ConceptStore:
                     changes: list[tuple] = []
                     concept = self._plan(conn, op, True, changes)
                     now, revision = _now(), self._revision + 1
-                    counts = self._write(conn, changes, now, revision)
+                    counts, keys = self._write(conn, changes, now, revision)
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'revision'", (revision,))
                     if self._examples_unsaved:
                         conn.execute("UPDATE meta SET value = ? WHERE key = 'examples'", (self._examples,))
@@ -1051,7 +1058,7 @@ class ConceptStore:
                     if isinstance(err, sqlite3.Error):
                         raise _sqlite_error(err, self.path, "write") from err
                     raise
-                self._patch(changes, now, revision, counts)
+                self._patch(changes, now, revision, counts, keys)
                 self._revision = revision
                 self._examples_unsaved = False
                 done = True
@@ -1143,26 +1150,30 @@ class ConceptStore:
         changes.append(("push", other, {**entry["redo"], "redo": forward}))
         return cid
 
-    def _write(self, conn: sqlite3.Connection, changes: list[tuple], now: float, revision: int) -> tuple[int, int]:
-        """Issue the SQL for ``changes`` (inside the caller's transaction); returns the new stack sizes."""
+    def _write(self, conn: sqlite3.Connection, changes: list[tuple], now: float,
+               revision: int) -> tuple[tuple[int, int], dict[str, int]]:
+        """Issue the SQL for ``changes`` (inside the caller's transaction); returns the new stack sizes and the
+        row keys of the concepts it created."""
         n_undo, n_redo = self._n_undo, self._n_redo
+        keys: dict[str, int] = {}
         for change in changes:
             kind = change[0]
             if kind == "create":
                 _, cid, name, colour, members, position = change
                 conn.execute("UPDATE concepts SET position = position + 1 WHERE position >= ?", (position,))
-                conn.execute("INSERT INTO concepts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (cid, name, colour, position, now, now, revision))
-                _member_rows(conn, "add", cid, members)
+                keys[cid] = conn.execute("INSERT INTO concepts (id, name, color, position, created, updated, "
+                                         "changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                         (cid, name, colour, position, now, now, revision)).lastrowid
+                _member_rows(conn, "add", keys[cid], members)
             elif kind in ("add", "remove"):
-                _member_rows(conn, kind, change[1], change[2])
+                _member_rows(conn, kind, self._concepts[change[1]]["key"], change[2])
                 conn.execute("UPDATE concepts SET updated = ?, changed_at = ? WHERE id = ?", (now, revision, change[1]))
             elif kind == "rename":
                 conn.execute("UPDATE concepts SET name = ?, updated = ?, changed_at = ? WHERE id = ?",
                              (change[2], now, revision, change[1]))
             elif kind == "delete":
                 cid = change[1]
-                conn.execute("DELETE FROM members WHERE concept = ?", (cid,))
+                conn.execute("DELETE FROM members WHERE concept = ?", (self._concepts[cid]["key"],))
                 conn.execute("DELETE FROM concepts WHERE id = ?", (cid,))
                 conn.execute("UPDATE concepts SET position = position - 1 WHERE position > ?",
                              (self._order.index(cid),))
@@ -1187,16 +1198,17 @@ class ConceptStore:
             elif kind == "clear" and n_redo:
                 conn.execute("DELETE FROM history WHERE stack = 'redo'")
                 n_redo = 0
-        return n_undo, n_redo
+        return (n_undo, n_redo), keys
 
-    def _patch(self, changes: list[tuple], now: float, revision: int, counts: tuple[int, int]) -> None:
+    def _patch(self, changes: list[tuple], now: float, revision: int, counts: tuple[int, int],
+               keys: dict[str, int]) -> None:
         """Bring memory in line with what was just committed (plain dict and set operations: cannot fail)."""
         for change in changes:
             kind, cid = change[0], change[1]
             if kind == "create":
                 _, cid, name, colour, members, position = change
                 self._concepts[cid] = {"name": name, "color": colour, "members": set(members), "created": now,
-                                       "updated": now, "changed_at": revision}
+                                       "updated": now, "changed_at": revision, "key": keys[cid]}
                 self._order.insert(position, cid)
             elif kind in ("add", "remove"):
                 c = self._concepts[cid]

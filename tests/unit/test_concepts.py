@@ -77,6 +77,8 @@ def test_every_acknowledged_change_is_already_in_the_database(tmp_path):
     assert on_disk(path) == {"closed loop": [0, 8, 9], "straight stroke": [1, 7]}
     assert store.revision == 5 and read_snapshot(path)["revision"] == 5
     with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT concept, example FROM concept_members").fetchall() == [
+            ("closed loop", 0), ("closed loop", 8), ("closed loop", 9), ("straight stroke", 1), ("straight stroke", 7)]
         assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -297,9 +299,9 @@ def _valid_database(path: Path) -> None:
 
 
 DB_INVALID = {
-    "member-out-of-range": "INSERT INTO members SELECT id, 25 FROM concepts LIMIT 1",
-    "member-of-unknown-concept": "INSERT INTO members VALUES ('c-nowhere', 3)",
-    "member-not-an-integer": "INSERT INTO members SELECT id, 'x' FROM concepts LIMIT 1",
+    "member-out-of-range": "INSERT INTO members SELECT key, 25 FROM concepts LIMIT 1",
+    "member-of-unknown-concept": "INSERT INTO members VALUES (99, 3)",
+    "member-not-an-integer": "INSERT INTO members SELECT key, 'x' FROM concepts LIMIT 1",
     "colour-not-a-colour": "UPDATE concepts SET color = 'red'",
     "duplicate-names": "UPDATE concepts SET name = 'Loop' WHERE name = 'thin'",
     "positions-clash": "UPDATE concepts SET position = 0",
