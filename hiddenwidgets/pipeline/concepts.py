@@ -26,11 +26,13 @@ changes made elsewhere too; the listeners are called when they do. Within one pr
 replace the database while it is open: a deleted database is written back complete (undo history included) at
 the next change if this process was its only user; a replaced one is refused.
 
-**Cost.** Members are rows (concept, example), the concept by its integer row key (half the bytes of its id;
-the view ``concept_members`` shows id, name and example): adding or removing k members writes O(k) rows. Undo and redo
-entries are rows holding the inverse operation (the last ``UNDO_KEPT``), applied operation ids an indexed table,
-the revision and the example count rows of ``meta``. Nothing is rewritten in full; the concepts are re-read into
-memory only when another connection changed them.
+**Cost.** Members are rows (concept, example), the concept by its integer row key (half the bytes of its text
+id; the view ``concept_members`` shows id, name and example): adding or removing k members writes O(k) rows.
+Undo and redo entries are rows holding the inverse operation (the last ``UNDO_KEPT``), applied operation ids an
+indexed table (the last ``APPLIED_KEPT``), the revision and the example count rows of ``meta``. Nothing is
+rewritten in full. Another connection's changes are caught up by re-reading only the concepts they touched. A
+background thread copies the log into the database (a PASSIVE checkpoint once the log passes
+``CHECKPOINT_BYTES``), so no edit waits for that.
 
 **Paths.** A path ending in ``.json`` names the database ``<stem>.db`` next to it (``concepts.json`` ->
 ``concepts.db``): earlier releases wrote JSON there, notebooks still name it, and a binary database under a
@@ -88,6 +90,8 @@ APPLICATION_ID = 0x68774331  # "hwC1": PRAGMA application_id of a concept databa
 APPLIED_KEPT = 10_000
 UNDO_KEPT = 500
 BUSY_TIMEOUT_S = 30.0
+CHECKPOINT_BYTES = 4 << 20  # the log is copied into the database, off the edits' path, once it is this big
+BACKSTOP_PAGES = 10_000  # SQLite's own checkpoint (inside an edit's COMMIT) should the thread fall behind
 COLOURS = ["#e15759", "#4e79a7", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
            "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b"]
 OPS = ("create", "add", "remove", "rename", "delete", "undo", "redo")
@@ -569,6 +573,45 @@ def _connect(path: Path, immutable: bool = False) -> _Connection:
     return conn
 
 
+class _Checkpointer:
+    """Copies the write-ahead log into the database from a thread with a connection of its own, so that no edit
+    waits for it (SQLite would otherwise do it inside the COMMIT of each edit that takes the log past 1,000
+    pages). PASSIVE: it never blocks an edit, and an edit never waits for it."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"hiddenwidgets checkpoint {path.name}", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(BUSY_TIMEOUT_S)
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(str(self._path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error:  # SQLite's backstop checkpoint still runs
+            return
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                with contextlib.suppress(sqlite3.Error):  # a busy reader: the next poke tries again
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+
 def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
     """What a concept database (or a JSON file of an earlier release) holds, read without opening a store: nothing
     is written, nothing migrated. Returns ``{"revision", "examples", "can_undo", "can_redo", "concepts": [{"id",
@@ -711,6 +754,8 @@ class ConceptStore:
             conn.execute("COMMIT")
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # only if something changed it
                 conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            conn.execute("PRAGMA journal_size_limit=0")  # a restarted log starts empty: its size says how full
             conn.execute("BEGIN IMMEDIATE")  # proves the database can be written (takes the lock, writes nothing)
             conn.execute("ROLLBACK")
             st = os.stat(self.path)
@@ -721,6 +766,8 @@ class ConceptStore:
             raise
         self._conn, self._dv, self._ident = conn, dv, (st.st_dev, st.st_ino)
         self._set_state(state)
+        self._wal = f"{self.path}-wal"
+        self._checkpointer = _Checkpointer(self.path)
 
     def _set_state(self, state: dict[str, Any]) -> None:
         examples = state["examples"]
@@ -887,8 +934,8 @@ class ConceptStore:
         if self._conn is None:
             raise ConceptError(f"the store of {self.path} was closed; open it again: ConceptStore.open(path)")
         if os.getpid() != self._pid:  # forked: the parent's connection must not be used (nor closed) here
-            _INHERITED.append(self._conn)
-            self._conn = None
+            _INHERITED.append(self._conn)  # (nor its checkpoint thread's, which did not come along)
+            self._conn = self._checkpointer = None
             self._pid = os.getpid()
             self._connect_existing()
         if writing:
@@ -933,6 +980,7 @@ class ConceptStore:
                 if isinstance(err, (sqlite3.Error, OSError)):
                     raise _sqlite_error(err, self.path, "restore") from err
                 raise
+            self._stop_checkpointer()
             old.close()  # the last connection to the deleted file removes its -wal and -shm names
             self._conn = None
             if any(Path(f"{self.path}{s}").exists() for s in ("-wal", "-shm")):
@@ -948,11 +996,17 @@ class ConceptStore:
         """Close the database (the store cannot be used afterwards; :meth:`open` makes a new one)."""
         with self._lock:
             if self._conn is not None and os.getpid() == self._pid:
+                self._stop_checkpointer()  # first: this connection, the last, then removes the log
                 self._conn.close()
             self._conn = None
         with _OPEN_LOCK:
             if _OPEN.get(str(self.path)) is self:
                 del _OPEN[str(self.path)]
+
+    def _stop_checkpointer(self) -> None:
+        if getattr(self, "_checkpointer", None) is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
 
     def __enter__(self) -> ConceptStore:
         return self
@@ -1062,6 +1116,9 @@ class ConceptStore:
                 self._revision = revision
                 self._examples_unsaved = False
                 done = True
+                with contextlib.suppress(OSError):
+                    if self._checkpointer is not None and os.path.getsize(self._wal) >= CHECKPOINT_BYTES:
+                        self._checkpointer.poke()
                 ack = {"op_id": op_id, "revision": revision, "concept": concept}
         finally:
             if reloaded and not done:  # what another process wrote is shown, even though this change failed
