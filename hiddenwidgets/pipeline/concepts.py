@@ -588,10 +588,15 @@ class _Checkpointer:
     def poke(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop_soon(self) -> None:
+        """Ask the thread to close its connection and end (from any thread, the garbage collector's included)."""
         self._stopping = True
         self._wake.set()
-        self._thread.join(BUSY_TIMEOUT_S)
+
+    def stop(self) -> None:
+        self.stop_soon()
+        if self._thread is not threading.current_thread():
+            self._thread.join(BUSY_TIMEOUT_S)
 
     def _run(self) -> None:
         try:
@@ -767,7 +772,7 @@ class ConceptStore:
         self._conn, self._dv, self._ident = conn, dv, (st.st_dev, st.st_ino)
         self._set_state(state)
         self._wal = f"{self.path}-wal"
-        self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer: _Checkpointer | None = None  # started when the log first passes CHECKPOINT_BYTES
 
     def _set_state(self, state: dict[str, Any]) -> None:
         examples = state["examples"]
@@ -1003,6 +1008,14 @@ class ConceptStore:
             if _OPEN.get(str(self.path)) is self:
                 del _OPEN[str(self.path)]
 
+    def _checkpoint(self) -> None:
+        """Have the log copied into the database, by the store's checkpoint thread (started now if need be; it
+        ends when the store is closed or garbage-collected)."""
+        if self._checkpointer is None:
+            self._checkpointer = _Checkpointer(self.path)
+            weakref.finalize(self, self._checkpointer.stop_soon)
+        self._checkpointer.poke()
+
     def _stop_checkpointer(self) -> None:
         if getattr(self, "_checkpointer", None) is not None:
             self._checkpointer.stop()
@@ -1117,8 +1130,8 @@ class ConceptStore:
                 self._examples_unsaved = False
                 done = True
                 with contextlib.suppress(OSError):
-                    if self._checkpointer is not None and os.path.getsize(self._wal) >= CHECKPOINT_BYTES:
-                        self._checkpointer.poke()
+                    if os.path.getsize(self._wal) >= CHECKPOINT_BYTES:
+                        self._checkpoint()
                 ack = {"op_id": op_id, "revision": revision, "concept": concept}
         finally:
             if reloaded and not done:  # what another process wrote is shown, even though this change failed
