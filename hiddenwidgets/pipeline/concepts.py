@@ -1096,9 +1096,10 @@ class ConceptStore:
         try:
             with self._lock:
                 conn = self._connection(writing=True)
-                committed = False
+                begun = False
                 try:
                     conn.execute("BEGIN IMMEDIATE")
+                    begun = True
                     reloaded = self._catch_up(conn)
                     if conn.execute("SELECT 1 FROM applied WHERE op_id = ?", (op_id,)).fetchone():
                         conn.execute("ROLLBACK")
@@ -1115,13 +1116,12 @@ class ConceptStore:
                     if revision > APPLIED_KEPT:
                         conn.execute("DELETE FROM applied WHERE seq <= ?", (revision - APPLIED_KEPT,))
                     conn.execute("COMMIT")
-                    committed = True
                 except BaseException as err:
-                    if committed:  # interrupted after the commit: memory is re-read before the next use
-                        self._dv = None
-                    elif conn.in_transaction:
+                    if conn.in_transaction:
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
+                    elif begun:  # COMMIT failed (SQLite rolled back) or was interrupted after it succeeded:
+                        self._dv = None  # memory, unchanged, is checked against the database before its next use
                     if isinstance(err, sqlite3.Error):
                         raise _sqlite_error(err, self.path, "write") from err
                     raise

@@ -876,3 +876,32 @@ def test_checkpoints_run_off_the_edits_path_and_closing_leaves_no_log(tmp_path, 
     gc.collect()
     thread.join(30)
     assert not thread.is_alive()
+
+
+class _InterruptedAfterCommit:
+    """The store's connection, but a KeyboardInterrupt arrives just after COMMIT returns (Ctrl+C, kernel
+    interrupt): the change is in the database although apply() raised."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+    def execute(self, sql, *args):
+        out = self.conn.execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return out
+
+
+def test_an_interrupt_after_the_commit_leaves_memory_consistent_with_the_database(tmp_path):
+    store = ConceptStore(tmp_path / "c.db", examples=10)
+    store.create("a", [1])
+    real = store._conn
+    store._conn = _InterruptedAfterCommit(real)
+    with pytest.raises(KeyboardInterrupt):  # not acknowledged: the view keeps it and resends it
+        store.apply({"op_id": "x", "kind": "add", "concept": "a", "members": [2]})
+    store._conn = real
+    assert store.concepts() == on_disk(tmp_path / "c.db") == {"a": [1, 2]} and store.revision == 2
+    assert store.apply({"op_id": "x", "kind": "add", "concept": "a", "members": [2]})["duplicate"]
