@@ -10,9 +10,12 @@ entry holds that many. The time is :meth:`ConceptStore.apply` from call to retur
 returns: committed with ``synchronous=FULL``, or for the old JSON store written, fsynced and renamed).
 
 Prints JSON lines: an ``environment`` line; then per implementation and per mark (op 1, 100, 1,000) ``{"figure":
-"store_edit_ms", "impl", "at_op", "ops": [first, last], "median", "p95", "max", "n", "file_mb"}`` over the
-``window`` ops starting at the mark; then ``store_open_ms`` (opening the database after the last op, in a new
-store) and ``store_catch_up_ms`` (an edit right after another store changed the database, which re-reads it).
+"store_edit_ms", "impl", "at_op", "ops": [first, last], "median", "p95", "max", "n", "file_mb", "wal_mb"}`` over
+the ``window`` ops starting at the mark, with the sizes of the file and of its write-ahead log (edits back to back
+outrun the checkpoint thread, so the log grows towards SQLite's backstop checkpoint at 40 MB); then
+``store_open_ms`` (opening the database after the last op, in a new store), ``store_catch_up_ms`` (an edit right
+after another store changed the database, which re-reads what changed) and ``wal_at_pace_mb`` (the log's largest
+size over ``--paced`` edits made 0.2 s apart, as a person makes them).
 
 ``--old-ops`` runs the JSON store of ``--old-ref`` (git show <ref>:hiddenwidgets/pipeline/concepts.py) as far as that
 op (0 skips it): it rewrites the whole file with the whole undo stack per edit, so op 1,000 would take hours.
@@ -73,27 +76,29 @@ def workload(count: int, examples: int, selection: int, seed: int = 0):
             yield {"kind": kind, "concept": f"concept {(k - 5) % 4 + 1}", "members": members, "op_id": f"op-{k}"}
 
 
-def size_mb(path: Path) -> float:
-    total = sum(p.stat().st_size for p in path.parent.iterdir() if p.name.startswith(path.name))
-    return round(total / 1e6, 2)
+def sizes_mb(path: Path) -> dict[str, float]:
+    """The file and (SQLite) its write-ahead log, in MB."""
+    wal = Path(f"{path}-wal")
+    return {"file_mb": round(path.stat().st_size / 1e6, 2),
+            **({"wal_mb": round(wal.stat().st_size / 1e6, 2)} if wal.exists() else {})}
 
 
 def run(impl: str, store, path: Path, count: int, window: int, examples: int, selection: int) -> None:
     times: dict[int, float] = {}
-    sizes: dict[int, float] = {}
+    sizes: dict[int, dict[str, float]] = {}
     for k, op in enumerate(workload(count, examples, selection), start=1):
         t = time.perf_counter()
         store.apply(op)
         times[k] = (time.perf_counter() - t) * 1000
         if any(k == m + window - 1 for m in MARKS):
-            sizes[k] = size_mb(path)
+            sizes[k] = sizes_mb(path)
     for mark in MARKS:
         span = [times[k] for k in range(mark, mark + window) if k in times]
         if len(span) < window:
             continue
         print(json.dumps({"figure": "store_edit_ms", "impl": impl, "at_op": mark, "ops": [mark, mark + window - 1],
                           "median": round(statistics.median(span), 2), "p95": round(p95(span), 2),
-                          "max": round(max(span), 2), "n": len(span), "file_mb": sizes[mark + window - 1]}),
+                          "max": round(max(span), 2), "n": len(span), **sizes[mark + window - 1]}),
               flush=True)
 
 
@@ -105,6 +110,7 @@ def main() -> None:
     parser.add_argument("--selection", type=int, default=5_000, help="members per selection")
     parser.add_argument("--old-ops", type=int, default=0, help="run the old JSON store up to this op (e.g. 130)")
     parser.add_argument("--old-ref", default="main")
+    parser.add_argument("--paced", type=int, default=100, help="edits 0.2 s apart for wal_at_pace_mb (0 skips)")
     parser.add_argument("--folder", default=None, help="where the files go (default: a temporary folder)")
     args = parser.parse_args()
     args.ops = max(args.ops, max(m for m in MARKS if m <= args.ops) + args.window - 1)
@@ -137,6 +143,16 @@ def main() -> None:
                       "p95": round(p95(catch_up), 2), "n": len(catch_up)}), flush=True)
     store.close()
     again.close()
+
+    paced = ConceptStore(folder / "paced.db", examples=args.examples)
+    largest = 0
+    for op in workload(args.paced, args.examples, args.selection):
+        paced.apply(op)
+        largest = max(largest, Path(f"{folder / 'paced.db'}-wal").stat().st_size)
+        time.sleep(0.2)
+    print(json.dumps({"figure": "wal_at_pace_mb", "impl": "sqlite", "edits": args.paced, "seconds_apart": 0.2,
+                      "largest": round(largest / 1e6, 2)}), flush=True)
+    paced.close()
 
     if args.old_ops:
         old = old_module(args.old_ref)
