@@ -10,14 +10,14 @@ thread busy (a pure-Python loop; JupyterLab >= 4.4 routes widget messages to a s
 
 The figure is the view's own ``hw-concept-saved`` performance measure: from the moment the operation is created in
 the browser (after it is queued and put in localStorage, before it is sent) to the moment the view receives
-Python's acknowledgement, which Python sends only after the annotation file was written to a temporary file,
-fsynced, renamed over the old one and the folder fsynced. After each acknowledgement this process reads the file
-and checks that it already holds the change (``on_disk_at_ack``: how many did).
+Python's acknowledgement, which Python sends only after the change was committed to the annotation database (one
+SQLite transaction, WAL, ``synchronous=FULL``). After each acknowledgement this process reads the database through
+its own connection and checks that it already holds the change (``on_disk_at_ack``: how many did).
 
 Prints JSON lines: an ``environment`` line, then for each kernel state
 ``{"figure": "concept_saved_ms", "kernel": "idle"|"busy", "median", "p95", "min", "max", "n", "on_disk_at_ack"}``,
 and for reference ``store_apply_ms``: the same add/remove applied directly to a ConceptStore in this process (the
-write + fsync cost alone, no browser or kernel), on the same filesystem.
+transaction + fsync cost alone, no browser or kernel), on the same filesystem.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.lab import CHROMIUM, FLAGS, KERNELSPEC, Lab, NotebookPage  # noqa: E402
 
-FILE = "concepts.json"
+FILE = "concepts.db"
 MEMBERS = [1, 2, 3, 4, 5]
 SETUP = f"""
 from sklearn.datasets import load_digits
@@ -67,8 +67,9 @@ def summary(values: list[float]) -> dict:
 
 
 def members_on_disk(root: Path) -> list[int]:
-    data = json.loads((root / FILE).read_text(encoding="utf-8"))
-    return next(c["members"] for c in data["concepts"].values() if c["name"] == "bench")
+    from hiddenwidgets.pipeline.concepts import read_snapshot
+
+    return next(c["members"] for c in read_snapshot(root / FILE)["concepts"] if c["name"] == "bench")
 
 
 def changes(page, root: Path, count: int, busy: NotebookPage | None = None, busy_cell: int = 0) -> dict:
@@ -94,7 +95,7 @@ def changes(page, root: Path, count: int, busy: NotebookPage | None = None, busy
 def store_reference(root: Path, count: int) -> dict:
     from hiddenwidgets.pipeline.concepts import ConceptStore
 
-    store = ConceptStore(root / "reference.json", examples=300)
+    store = ConceptStore(root / "reference.db", examples=300)
     store.create("bench", [0])
     durations = []
     for k in range(count):

@@ -6,8 +6,8 @@ cells = [
     md("# Concepts: name them by selecting examples, test them with TCAV, watch them emerge, intervene\n\n"
        "A CNN learns scikit-learn's 8×8 digits. Before and while it trains, we name **concepts** by selecting "
        "examples: *closed loop* (digits drawn with a loop), *straight stroke*, *heavy ink*. The annotator keeps "
-       "them in `concepts_digits.json`: each change is written to disk (atomically) before the view calls it "
-       "saved, and the view resends what Python has not acknowledged. Then **TCAV** (Kim et al. 2018) asks, per "
+       "them in `concepts_digits.db` (an SQLite database): each change is committed to disk before the view calls "
+       "it saved, and the view resends what Python has not acknowledged. Then **TCAV** (Kim et al. 2018) asks, per "
        "layer and class, whether moving a layer's activation towards a concept raises the class's logit, against "
        "random concepts; we run it at several epochs to see when a concept starts to matter; and an "
        "**intervention** removes the concept's direction from a layer to see whether predictions depend on it."),
@@ -42,7 +42,7 @@ cells = [
        "them. Every change is on disk before the badge says *saved*."),
     code("pixels = hw.Representations.from_features({\"pixels\": X.flatten(1)})\n"
          "projector = hw.Projector(pixels, y, examples=X, class_names=CLASSES, title=\"Digits by their pixels\")\n"
-         "annotator = hw.ConceptAnnotator(\"concepts_digits.json\", X, y, projector=projector, class_names=CLASSES)\n"
+         "annotator = hw.ConceptAnnotator(\"concepts_digits.db\", X, y, projector=projector, class_names=CLASSES)\n"
          "display(projector, annotator)"),
     md("To run this notebook headless, the next cell makes the three concepts from Python when the file has none "
        "(the same operations the view sends). Replace them with your own selections: the rest of the notebook "

@@ -2,11 +2,11 @@
 on disk before the view calls it saved.
 
 The view sends each change as an operation with its own id and keeps it (also in the browser's localStorage)
-until Python acknowledges it; Python applies it to a :class:`~hiddenwidgets.concepts.ConceptStore`, which writes
-the file atomically, and only then acknowledges. Unacknowledged operations are resent (while a cell keeps the
-kernel busy on front ends without subshells, after a reconnect, after a kernel restart when a new annotator opens
-the same file); the store applies each id once. All views of an annotator show the store's snapshot, so they stay
-in sync.
+until Python acknowledges it; Python applies it to a :class:`~hiddenwidgets.pipeline.concepts.ConceptStore`, which
+commits it to its SQLite database (fsynced), and only then acknowledges. Unacknowledged operations are resent
+(while a cell keeps the kernel busy on front ends without subshells, after a reconnect, after a kernel restart when
+a new annotator opens the same file); the store applies each id once. All views of an annotator show the store's
+snapshot, so they stay in sync.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ class ConceptAnnotator(HiddenWidget):
 
     Parameters
     ----------
-    path : the JSON file the concepts live in (created if missing, else loaded; checked writable now).
+    path : the database the concepts live in (created if missing, else opened; checked writable now). ``x.json``
+        means ``x.db`` next to it, and a JSON file of an earlier release there is migrated into it (see
+        :mod:`hiddenwidgets.pipeline.concepts`); ``annotator.path`` is the database's path.
     examples : what the gallery shows: images (N, C, H, W), table rows (N, features) or texts.
     labels : optional label per example, shown under thumbnails and usable to filter.
     projector : a :class:`~hiddenwidgets.Projector` over the same examples: its selection (lasso, box, legend)
@@ -45,7 +47,7 @@ class ConceptAnnotator(HiddenWidget):
     _view_file = "concept_annotator"
 
     title = traitlets.Unicode("Concepts").tag(sync=True)
-    path = traitlets.Unicode("", help="The annotation file (read-only).").tag(sync=True)
+    path = traitlets.Unicode("", help="The annotation database (read-only).").tag(sync=True)
     store_key = traitlets.Unicode("", help="Identifies the file for the browser's resend queue.").tag(sync=True)
     snapshot = traitlets.Dict(help="Acknowledged concepts: revision, concepts, can_undo, can_redo.").tag(sync=True)
     n = traitlets.Int(0).tag(sync=True)
@@ -76,8 +78,11 @@ class ConceptAnnotator(HiddenWidget):
             field, codes = _color_field(labels, count, "label", class_names)
             arrays = {"label": codes}
         index, data = encode(arrays)
+        # the browser's queue of unsaved changes is keyed by file; a database migrated from an earlier release's JSON
+        # keeps that file's key, so changes a view kept from before the upgrade are still resent
+        queue_path = self.store.migrated_from or self.store.path
         super().__init__(title=title, path=str(self.store.path), n=count,
-                         store_key=hashlib.sha1(str(self.store.path).encode()).hexdigest()[:16],
+                         store_key=hashlib.sha1(str(queue_path).encode()).hexdigest()[:16],
                          snapshot=self.store.snapshot(), example_kind=self.examples.kind,
                          example_meta=self.examples.meta, label_field=field,
                          _labels={"header": {"index": index}, "data": data})

@@ -1,4 +1,5 @@
-"""ConceptAnnotator in JupyterLab + Chromium, with the annotation file read from this process after every step.
+"""ConceptAnnotator in JupyterLab + Chromium, with the annotation database read from this process (through a
+connection of its own, as another kernel would) after every step.
 
 One annotator over 300 scikit-learn digits, displayed in two cells (two views of one widget):
 
@@ -26,9 +27,11 @@ import re
 import time
 from pathlib import Path
 
+from hiddenwidgets.pipeline.concepts import read_snapshot
+
 from .lab import KERNELSPEC, NotebookPage, network_requests, open_offline
 
-FILE = "concepts.json"
+FILE = "concepts.db"
 EXPORT_FILE = "concepts_static.html"
 BUSY_S = 15
 XSS = '<img src=x onerror="window.__pwned=1">'
@@ -74,12 +77,12 @@ def write_notebook(root: Path, name: str = "concepts.ipynb", cells: list[str] = 
 
 
 def on_disk(root: Path, file: str = FILE) -> dict:
-    return json.loads((root / file).read_text(encoding="utf-8"))
+    """The database's snapshot (revision, concepts, undo/redo), read without writing anything."""
+    return read_snapshot(root / file)
 
 
 def concepts_on_disk(root: Path, file: str = FILE) -> dict[str, list[int]]:
-    data = on_disk(root, file)
-    return {data["concepts"][cid]["name"]: data["concepts"][cid]["members"] for cid in data["order"]}
+    return {c["name"]: c["members"] for c in on_disk(root, file)["concepts"]}
 
 
 def wait_disk(root: Path, predicate, what: str, timeout: float = 10, file: str = FILE) -> float:
@@ -88,7 +91,7 @@ def wait_disk(root: Path, predicate, what: str, timeout: float = 10, file: str =
     while True:
         try:
             seen = concepts_on_disk(root, file)
-        except (OSError, ValueError):  # never expected (the file is replaced atomically); retried, then reported
+        except (OSError, ValueError):  # never expected (each change is one transaction); retried, then reported
             seen = None
         if seen is not None and predicate(seen):
             return time.time()
@@ -318,7 +321,7 @@ def run_steps(nb: NotebookPage, root: Path, artifacts: Path, report: dict) -> No
     assert page.evaluate("() => typeof window.__pwned") == "undefined"
 
     # g. a duplicate name (case-insensitive) is refused: said in the view, nothing written
-    text_before = (root / FILE).read_text(encoding="utf-8")
+    text_before = on_disk(root)
     v1.locator(".hw-ca-new input").fill("Round Things")
     v1.locator(".hw-ca-new button").click()
     page.wait_for_function("() => /exists/.test(document.querySelector('.hw-ca .hw-ca-error').textContent)",
@@ -327,7 +330,7 @@ def run_steps(nb: NotebookPage, root: Path, artifacts: Path, report: dict) -> No
     assert "round things" in error_line, error_line
     wait_saved(page)  # refused operations leave the queue too
     time.sleep(0.5)
-    assert (root / FILE).read_text(encoding="utf-8") == text_before, "a refused change touched the file"
+    assert on_disk(root) == text_before, "a refused change touched the database"
     assert counts(v1) == counts(v2) == {"round things": 7, XSS: 2}
     v1.scroll_into_view_if_needed()
     v1.screenshot(path=str(artifacts / "concepts.png"))
@@ -363,7 +366,7 @@ def run_steps(nb: NotebookPage, root: Path, artifacts: Path, report: dict) -> No
 def test_rerunning_the_setup_cell_loses_no_acknowledged_change(lab, browser, artifacts):
     """Re-running the cell that makes the annotator (same kernel, same file) is common; the earlier annotator's
     view in another cell stays live. A change made there after one made in the new view must not erase it."""
-    file = "rerun.json"
+    file = "rerun.db"
     errors: list[str] = []
     notebook = write_notebook(lab.root, "rerun.ipynb", [SETUP_SOURCE.format(file=file), "a", PROBE_SOURCE])
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

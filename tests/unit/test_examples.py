@@ -30,7 +30,7 @@ def test_example_06_concepts(tmp_path):
 
     report = run(ROOT / "examples" / "06_concepts.ipynb", tmp_path)
     text = outputs(tmp_path / "06_concepts.executed.ipynb")
-    assert {"concepts_digits.json", "concepts_digits.csv", "concepts_annotator.html", "concepts_tcav.html"} <= \
+    assert {"concepts_digits.db", "concepts_digits.csv", "concepts_annotator.html", "concepts_tcav.html"} <= \
         set(report["written"])
     assert "{'closed loop': 60, 'straight stroke': 60, 'heavy ink': 60}" in text
     # the causal check: pushing the closed-loop direction turns plain digits into loop digits, a random one does not
