@@ -14,29 +14,17 @@ One JSON line per figure.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 MB = 2**20
-
-
-def peak_of(code: str) -> dict:
-    script = textwrap.dedent("""
-        import json, resource
-        import torch
-        import hiddenwidgets as hw
-        torch.set_num_threads(1)
-        def peak():
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        base = peak()
-        out = {}
-    """) + textwrap.dedent(code) + "\nout['peak'] = peak(); out['base'] = base\nprint(json.dumps(out))\n"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=3600)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+_spec = importlib.util.spec_from_file_location("peak_memory", Path(__file__).resolve().parents[1] / "tests" /
+                                               "peak_memory.py")
+_peak = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_peak)
+peak_of = _peak.peak_of
 
 
 def step_memory(elements: int) -> None:

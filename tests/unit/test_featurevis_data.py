@@ -17,14 +17,7 @@ from hiddenwidgets.analysis import featurevis as fv
 from hiddenwidgets.datasets import SHAPE_CONCEPTS, shapes
 from hiddenwidgets.pipeline.concepts import ConceptStore
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def conv_net(seed: int = 0) -> nn.Module:

@@ -3,33 +3,15 @@ a monitored step allocates nothing the size of the activation."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import textwrap
 
 import pytest
+
+from ..peak_memory import peak_of
 
 MB = 2**20
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in kilobytes is Linux's")
-
-
-def peak_of(code: str) -> dict:
-    """Run ``code`` in a new interpreter; it prints a JSON dict; ``peak`` and ``base`` (bytes) are added."""
-    script = textwrap.dedent("""
-        import json, resource
-        import torch, numpy as np
-        import hiddenwidgets as hw
-        torch.set_num_threads(1)
-        def peak():
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        base = peak()
-        out = {}
-    """) + textwrap.dedent(code) + "\nout['peak'] = peak(); out['base'] = base\nprint(json.dumps(out))\n"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_mi_estimators_on_12000_samples_stay_within_a_few_hundred_megabytes():

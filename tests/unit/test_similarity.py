@@ -13,13 +13,7 @@ from hiddenwidgets.analysis.similarity import MinibatchCKA, cka, cka_matrix
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These matrices are tiny: a second OpenMP thread only adds spin-waiting, which on a busy machine costs seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rand(n, p, seed=0):

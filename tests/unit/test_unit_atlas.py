@@ -25,16 +25,12 @@ from hiddenwidgets.pipeline.transport import decode
 from hiddenwidgets.widgets import UnitAtlas
 from hiddenwidgets.widgets import unit_atlas as ua
 
+from .test_concurrency import train
+
 STEPS = 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cnn(channels: int = 3) -> nn.Module:
@@ -416,23 +412,6 @@ def batches():
     g = torch.Generator().manual_seed(1)
     return [(torch.rand(8, 3, 12, 12, generator=g), torch.randint(0, 3, (8,), generator=g))
             for _ in range(STEPS_TRAIN)]
-
-
-def train(model, data, monitor=None, pace=None):
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    grads, modes = [], []
-    for x, y in data:
-        modes.append(all(m.training for m in model.modules()))
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        grads.append(torch.cat([p.grad.reshape(-1).clone() for p in model.parameters()]))
-        opt.step()
-        if monitor is not None:
-            monitor.step(loss=loss)
-        if pace is not None:
-            pace()
-    return grads, modes
 
 
 def test_a_training_loop_in_another_thread_gets_bitwise_identical_gradients_while_the_atlas_computes():
