@@ -12,7 +12,11 @@ The package is laid out as the trip every feature makes:
 Everything users need is importable from here (``import hiddenwidgets as hw``).
 """
 
-from . import datasets
+from . import (
+    _requirements,  # noqa: F401  (first: a clear message on an unsupported Python or torch)
+    datasets,
+)
+from ._version import __version__ as __version__
 from .analysis import featurevis, information, interventions, probes, representations, similarity, tcav
 from .analysis.matrices import RepresentationError
 from .analysis.representations import RepresentationRecorder, Representations, layer_features, probe, project
@@ -38,8 +42,6 @@ from .widgets import (
     TrainingStopped,
     UnitAtlas,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ActivationMonitor",
