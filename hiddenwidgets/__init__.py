@@ -14,12 +14,14 @@ Everything users need is importable from here (``import hiddenwidgets as hw``).
 
 from . import (
     _requirements,  # noqa: F401  (first: a clear message on an unsupported Python or torch)
+    charts,
     datasets,
 )
 from ._version import __version__ as __version__
 from .analysis import featurevis, information, interventions, probes, representations, similarity, tcav
 from .analysis.matrices import RepresentationError
 from .analysis.representations import RepresentationRecorder, Representations, layer_features, probe, project
+from .charts import save_chart
 from .methods import AttributionError, attribute, available_methods
 from .pipeline import concepts
 from .pipeline.capture import Capture, CaptureError, LayerError, select_tensor
@@ -73,6 +75,7 @@ __all__ = [
     "UnitAtlas",
     "attribute",
     "available_methods",
+    "charts",
     "concepts",
     "datasets",
     "featurevis",
@@ -83,6 +86,7 @@ __all__ = [
     "probes",
     "project",
     "representations",
+    "save_chart",
     "save_html",
     "select_tensor",
     "similarity",

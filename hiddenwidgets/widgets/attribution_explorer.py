@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import traitlets
 
+from ..charts import offline_chart
 from ..methods import METHODS, AttributionError, attribute, conv_layers, probe
 from ..methods.metrics import _spearman, deletion_insertion, infidelity, sensitivity
 from ..pipeline.capture import _unknown_layer_message
@@ -368,6 +369,7 @@ class AttributionExplorer(HiddenWidget):
                 rows.append(row)
         return rows
 
+    @offline_chart
     def to_altair(self):
         """The metrics table as an Altair chart: the mean of each metric per method."""
         import altair as alt

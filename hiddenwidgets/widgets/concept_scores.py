@@ -8,6 +8,7 @@ from typing import Any
 
 import traitlets
 
+from ..charts import offline_chart
 from ..pipeline.checks import check_names, keywords_checked, show
 from ..pipeline.concepts import ConceptError
 from ._base import HiddenWidget
@@ -70,6 +71,7 @@ class ConceptScores(HiddenWidget):
         with self._state_lock:
             self.records = [r for r in self.records if key(r) not in new] + clean
 
+    @offline_chart
     def to_altair(self):
         """TCAV score per class, one panel per concept, coloured by layer, as an Altair chart."""
         import altair as alt

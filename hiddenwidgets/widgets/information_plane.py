@@ -14,6 +14,7 @@ import torch
 import traitlets
 
 from ..analysis import information
+from ..charts import offline_chart
 from ..pipeline.capture import Selector
 from ..pipeline.checks import check_choice, check_int, check_keywords, check_number, closest, show
 from ..pipeline.recorder import InformationRecorder
@@ -206,6 +207,7 @@ class InformationPlane(HiddenWidget):
             raise ImportError("to_dataframe needs pandas (pip install pandas); records() gives the same rows") from err
         return pd.DataFrame(self.records(), columns=["layer", "epoch", "I_XT", "I_TY"])
 
+    @offline_chart
     def to_altair(self):
         """An Altair chart of the same data (trajectories coloured by epoch), to restyle as you like."""
         import altair as alt

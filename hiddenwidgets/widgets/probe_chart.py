@@ -9,6 +9,7 @@ import traitlets
 
 from ..analysis.matrices import RepresentationError
 from ..analysis.probes import ProbeResult
+from ..charts import offline_chart
 from ..pipeline.checks import keywords_checked, show
 from ._base import HiddenWidget
 
@@ -56,6 +57,7 @@ class ProbeChart(HiddenWidget):
         """The results shown, as dicts (one per layer and epoch)."""
         return [dict(r) for r in self.records]
 
+    @offline_chart
     def to_altair(self):
         """Accuracy, control accuracy and chance per layer (one line per epoch) as an Altair chart."""
         import altair as alt

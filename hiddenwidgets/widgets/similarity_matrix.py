@@ -10,6 +10,7 @@ import traitlets
 from ..analysis.matrices import RepresentationError
 from ..analysis.representations import Representations
 from ..analysis.similarity import cka_matrix
+from ..charts import offline_chart
 from ..pipeline.checks import check_epoch, keywords_checked, show
 from ._base import HiddenWidget
 
@@ -69,6 +70,7 @@ class SimilarityMatrix(HiddenWidget):
             rows=rows, cols=cols, row_title=names[0] or "layer", col_title=names[1] or "layer",
             values=[[None if v != v else round(float(v), 6) for v in row] for row in matrix.tolist()])
 
+    @offline_chart
     def to_altair(self):
         """The matrix as an Altair heatmap."""
         import altair as alt
