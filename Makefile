@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup browser demo demo-headless test lint bench clean
+.PHONY: setup browser demo demo-headless test lint docs bench clean
 
 $(VENV)/.installed: pyproject.toml hatch_build.py js/package.json js/package-lock.json
 	python3 -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: setup
 test: setup browser lint
 	cd js && node --test test/
 	$(PY) -m pytest -q -rs
+
+docs: setup
+	$(PY) -m pdoc --docformat numpy --no-show-source -o artifacts/api hiddenwidgets hiddenwidgets.analysis
 
 bench: setup
 	$(PY) benchmarks/overhead.py

@@ -333,24 +333,38 @@ def intervene(model: nn.Module, inputs: torch.Tensor, layer: str, direction: Any
               selector: int | str | None = None, target: Any = None, batch_size: int = 256) -> InterventionResult:
     """Predictions on ``inputs`` without and with ``layer``'s output edited along ``direction``.
 
-    Args:
-        model: a classifier returning logits (N, classes) (or a tuple/dict whose first tensor is the logits).
-        inputs: tensor of examples (N, ...).
-        layer: module name from ``model.named_modules()``.
-        direction: a vector in the layer's pooled feature space (tensor, array, or a
-            :class:`hiddenwidgets.tcav.CAV`, whose ``pool`` and ``selector`` are then the defaults). Normalised
-            to unit length.
-        mode: "project" (remove the component along the direction) or "clamp" (set it to ``value``).
-        value: the component after clamping; default: the mean ``h·v̂`` over ``reference``, else 0.
-        reference: inputs (N', ...) whose mean component is the clamp value.
-        pool: "flatten" (default) or "mean" (channel / token means); see the module docstring.
-        selector: which tensor of a tuple/dict/dataclass output to edit (default: the first tensor).
-        target: class index, or one per input, whose probability drop is reported (default: predicted class).
-        batch_size: inputs per forward pass.
+    Parameters
+    ----------
+    model
+        a classifier returning logits (N, classes) (or a tuple/dict whose first tensor is the logits).
+    inputs
+        tensor of examples (N, ...).
+    layer
+        module name from ``model.named_modules()``.
+    direction
+        a vector in the layer's pooled feature space (tensor, array, or a
+        :class:`hiddenwidgets.tcav.CAV`, whose ``pool`` and ``selector`` are then the defaults). Normalised
+        to unit length.
+    mode
+        "project" (remove the component along the direction) or "clamp" (set it to ``value``).
+    value
+        the component after clamping; default: the mean ``h·v̂`` over ``reference``, else 0.
+    reference
+        inputs (N', ...) whose mean component is the clamp value.
+    pool
+        "flatten" (default) or "mean" (channel / token means); see the module docstring.
+    selector
+        which tensor of a tuple/dict/dataclass output to edit (default: the first tensor).
+    target
+        class index, or one per input, whose probability drop is reported (default: predicted class).
+    batch_size
+        inputs per forward pass.
 
-    Raises:
-        InterventionError: unknown layer or mode; a direction that is zero, non-finite or of the wrong size; a
-            model whose output is not (N, classes) logits.
+    Raises
+    ------
+    InterventionError
+        unknown layer or mode; a direction that is zero, non-finite or of the wrong size; a
+        model whose output is not (N, classes) logits.
     """
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, InterventionError)

@@ -361,28 +361,44 @@ def linear_probe(features: Any, labels: Any, *, groups: Any = None, control: boo
                  max_classes: int | None = MAX_CLASSES, progress: Progress | None = None) -> ProbeResult:
     """Held-out accuracy of a linear probe predicting ``labels`` from ``features``, and of its control task.
 
-    Args:
-        features: (examples, features) tensor or array; pool conv or sequence layers first.
-        labels: one label per example, ints or strings (any sortable values); each class needs >= 2 examples.
-            Floats are accepted only when all are whole numbers (2.0 is class 2); continuous values are refused.
-        groups: the type of each example for the control task (e.g. token ids); None: every example is its own
-            type, which puts held-out control accuracy at chance by construction (see the module docstring).
-        control: also train the probe on control labels and report ``control_accuracy`` and ``selectivity``.
-        test_fraction: share of examples held out, stratified by label.
-        l2: weight of the L2 penalty ``l2 / 2 * ||W||^2`` added to the mean cross-entropy (bias not penalised).
-        max_iter: L-BFGS iterations.
-        seed: fixes the split and the control labels.
-        layer, epoch: carried into the result.
-        device: where to train (default CPU).
-        max_classes: refuse labels with more classes than this (default 1,000), since the cost grows with the
-            class count; None: no limit.
-        progress: ``progress(done, total)`` after each L-BFGS evaluation; returning False raises
-            :class:`ProbeCancelled`. None (default): silent.
+    Parameters
+    ----------
+    features
+        (examples, features) tensor or array; pool conv or sequence layers first.
+    labels
+        one label per example, ints or strings (any sortable values); each class needs >= 2 examples.
+        Floats are accepted only when all are whole numbers (2.0 is class 2); continuous values are refused.
+    groups
+        the type of each example for the control task (e.g. token ids); None: every example is its own
+        type, which puts held-out control accuracy at chance by construction (see the module docstring).
+    control
+        also train the probe on control labels and report ``control_accuracy`` and ``selectivity``.
+    test_fraction
+        share of examples held out, stratified by label.
+    l2
+        weight of the L2 penalty ``l2 / 2 * ||W||^2`` added to the mean cross-entropy (bias not penalised).
+    max_iter
+        L-BFGS iterations.
+    seed
+        fixes the split and the control labels.
+    layer, epoch
+        carried into the result.
+    device
+        where to train (default CPU).
+    max_classes
+        refuse labels with more classes than this (default 1,000), since the cost grows with the
+        class count; None: no limit.
+    progress
+        ``progress(done, total)`` after each L-BFGS evaluation; returning False raises
+        :class:`ProbeCancelled`. None (default): silent.
 
-    Raises:
-        RepresentationError: bad shapes, non-finite or complex features, fewer than 2 classes, a class with 1
-            example, more than ``max_classes`` classes, an option of the wrong type or out of range.
-        TypeError: an unknown keyword argument.
+    Raises
+    ------
+    RepresentationError
+        bad shapes, non-finite or complex features, fewer than 2 classes, a class with 1
+        example, more than ``max_classes`` classes, an option of the wrong type or out of range.
+    TypeError
+        an unknown keyword argument.
     """
     if not isinstance(layer, str):
         raise RepresentationError(f"layer must be a string (the name carried into the result); got "

@@ -414,18 +414,29 @@ def cav(model: nn.Module, inputs: torch.Tensor, concept: Any, random: Any, layer
         batch_size: int = 256) -> CAV:
     """The CAV of one concept against one random set in ``layer``.
 
-    Args:
-        model: the network (only read; its modes and ``requires_grad`` are restored).
-        inputs: tensor of all examples (N, ...).
-        concept, random: example indices into ``inputs`` (ints or a boolean mask), at least ``MIN_EXAMPLES`` each.
-        layer: a module name from ``model.named_modules()``; ``selector`` picks the tensor of a tuple output.
-        pool: "flatten" or "mean" (see the module docstring).
-        l2: L2 penalty of the logistic regression (on activations scaled to unit root-mean-square).
-        seed: fixes the train / held-out split.
-        name: the concept's name, carried into the CAV.
+    Parameters
+    ----------
+    model
+        the network (only read; its modes and ``requires_grad`` are restored).
+    inputs
+        tensor of all examples (N, ...).
+    concept, random
+        example indices into ``inputs`` (ints or a boolean mask), at least ``MIN_EXAMPLES`` each.
+    layer
+        a module name from ``model.named_modules()``; ``selector`` picks the tensor of a tuple output.
+    pool
+        "flatten" or "mean" (see the module docstring).
+    l2
+        L2 penalty of the logistic regression (on activations scaled to unit root-mean-square).
+    seed
+        fixes the train / held-out split.
+    name
+        the concept's name, carried into the CAV.
 
-    Raises:
-        ConceptError: unknown layer, bad indices, too few examples, bad options.
+    Raises
+    ------
+    ConceptError
+        unknown layer, bad indices, too few examples, bad options.
     """
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, ConceptError)
@@ -622,32 +633,50 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
          epoch: int | None = None) -> TCAVResult:
     """TCAV of each concept in each layer for each target class, tested against random CAVs.
 
-    Args:
-        model: a classifier returning logits (N, classes); only read, and left as found.
-        inputs: tensor of all examples (N, ...); every set below indexes into it.
-        concepts: ``{name: example indices (or boolean mask)}``, at least ``MIN_EXAMPLES`` examples each.
-        layers: a module name, a list of names, or a mapping name -> selector for tuple outputs.
-        labels: class index per input; class ``k`` is tested on the inputs labelled ``k``. Needed unless
-            ``class_examples`` is given.
-        targets: classes to test (default: every class present in ``labels``, or every class the model outputs
-            when ``class_examples`` is given).
-        class_examples: indices of the inputs every class is tested on (instead of each class's own inputs).
-        random_sets: number ``m`` of random sets ``R_1 .. R_m`` (CAVs per concept), at least 2.
-        random_pool: indices the random sets are drawn from (default: every input in no concept). The sets are
-            disjoint: the pool must hold ``(m + 1) · set_size`` examples for ``test="paper"`` (one more set, the
-            random "concept" ``R_0``), ``m · set_size`` otherwise.
-        set_size: examples per random set (default: the largest concept's size, reduced to what the pool holds).
-        pool: "flatten" (default, the paper) or "mean" (channel / token means); see the module docstring.
-        test: "derivative" (default: the concept's mean directional derivative against random concepts'),
-            "random-concepts" (its TCAV score against random concepts') or "paper" (Kim et al.'s two-sample
-            t-test of TCAV scores); see the module docstring for what each controls and misses.
-        alpha: significance level; correction: "bonferroni" (default) or None.
-        l2: L2 penalty of the CAV classifiers. seed: fixes the random sets and the train / held-out splits.
-        batch_size: examples per forward pass. epoch: carried into the result and its records.
+    Parameters
+    ----------
+    model
+        a classifier returning logits (N, classes); only read, and left as found.
+    inputs
+        tensor of all examples (N, ...); every set below indexes into it.
+    concepts
+        ``{name: example indices (or boolean mask)}``, at least ``MIN_EXAMPLES`` examples each.
+    layers
+        a module name, a list of names, or a mapping name -> selector for tuple outputs.
+    labels
+        class index per input; class ``k`` is tested on the inputs labelled ``k``. Needed unless
+        ``class_examples`` is given.
+    targets
+        classes to test (default: every class present in ``labels``, or every class the model outputs
+        when ``class_examples`` is given).
+    class_examples
+        indices of the inputs every class is tested on (instead of each class's own inputs).
+    random_sets
+        number ``m`` of random sets ``R_1 .. R_m`` (CAVs per concept), at least 2.
+    random_pool
+        indices the random sets are drawn from (default: every input in no concept). The sets are
+        disjoint: the pool must hold ``(m + 1) · set_size`` examples for ``test="paper"`` (one more set, the
+        random "concept" ``R_0``), ``m · set_size`` otherwise.
+    set_size
+        examples per random set (default: the largest concept's size, reduced to what the pool holds).
+    pool
+        "flatten" (default, the paper) or "mean" (channel / token means); see the module docstring.
+    test
+        "derivative" (default: the concept's mean directional derivative against random concepts'),
+        "random-concepts" (its TCAV score against random concepts') or "paper" (Kim et al.'s two-sample
+        t-test of TCAV scores); see the module docstring for what each controls and misses.
+    alpha
+        significance level; correction: "bonferroni" (default) or None.
+    l2
+        L2 penalty of the CAV classifiers. seed: fixes the random sets and the train / held-out splits.
+    batch_size
+        examples per forward pass. epoch: carried into the result and its records.
 
-    Raises:
-        ConceptError: empty or too small concepts, indices out of range, unknown layers, too few random examples,
-            missing labels, bad options.
+    Raises
+    ------
+    ConceptError
+        empty or too small concepts, indices out of range, unknown layers, too few random examples,
+        missing labels, bad options.
     """
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, ConceptError)
