@@ -137,6 +137,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._optional import require
 from ..pipeline.capture import CaptureError
 from ..pipeline.concepts import ConceptError
 from ..pipeline.model_state import evaluation_mode, model_for_work
@@ -574,11 +575,7 @@ class TCAVResult:
 
     def to_dataframe(self) -> Any:
         """:meth:`records` as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ConceptError("to_dataframe needs pandas: pip install pandas, or use records()") from None
-        return pd.DataFrame(self.records())
+        return require("pandas", "TCAVResult.to_dataframe (or use records())").DataFrame(self.records())
 
 
 def _check_targets(targets: Any) -> list[int] | None:

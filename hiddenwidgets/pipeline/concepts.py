@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._optional import require
 from ..analysis.matrices import RepresentationError
 from .listeners import Listeners
 
@@ -1418,10 +1419,7 @@ class ConceptStore:
 
     def to_dataframe(self):
         """:meth:`rows` as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError("to_dataframe needs pandas: pip install pandas (or use rows() / to_csv())") from err
+        pd = require("pandas", "ConceptStore.to_dataframe (or use rows() / to_csv())")
         return pd.DataFrame(self.rows(), columns=["concept", "example", "concept_id"])
 
     def to_csv(self, path: str | os.PathLike) -> Path:

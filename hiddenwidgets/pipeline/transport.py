@@ -309,6 +309,27 @@ class History:
         for name in self.layers:
             self.series[f"layer:{name}"] = LayerSeries(name, self.capacity, self.bins)
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every point of every series as a flat dict (for ``to_dataframe``): ``series`` (layer or scalar name),
+        ``kind``, ``step_first``/``step_last`` (the steps a point covers once history is coarsened) and the
+        numbers the view shows for it. Call with the sender's work excluded (the recorder's ``table()`` does)."""
+        out: list[dict[str, Any]] = []
+        for series in self.series.values():
+            rows = series.rows[: series.count]
+            if isinstance(series, LayerSeries):
+                stats = series.stats()
+                for i in range(series.count):
+                    out.append({"series": series.name, "kind": "layer", "step_first": int(rows[i, 0]),
+                                "step_last": int(rows[i, 1]), **{k: float(v[i]) for k, v in stats.items()}})
+            else:
+                c = {name: i for i, name in enumerate(series.columns)}
+                for i in range(series.count):
+                    row = rows[i]
+                    out.append({"series": series.name, "kind": "scalar", "step_first": int(row[0]),
+                                "step_last": int(row[1]), **{k: float(row[c[k]]) for k in ("mean", "min", "max", "n")
+                                                            if k in c}})
+        return out
+
     def layer(self, name: str) -> LayerSeries:
         return self.series[f"layer:{name}"]  # type: ignore[return-value]
 
@@ -534,6 +555,11 @@ class Streamer:
         self._published_at = (-1, -1, -1)
 
     # -- called from other threads -------------------------------------------------------------------------
+    def read(self, fn: Callable[[History], Any]) -> Any:
+        """``fn(history)`` while the sender thread is not changing it (for tables and exports)."""
+        with self._work_lock:
+            return fn(self.history)
+
     def start(self) -> None:
         self._stop.clear()
         self._ensure_thread()

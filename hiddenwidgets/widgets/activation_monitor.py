@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import traitlets
 
+from .._optional import require
 from ..pipeline.capture import Selector
 from ..pipeline.interrupts import deferred_interrupts
 from ..pipeline.monitor import ActivationRecorder, MonitorWarning, TrainingJob, TrainingStopped
@@ -176,6 +177,19 @@ class ActivationMonitor(HiddenWidget):
         """Per layer: ``state`` ("waiting", "ok", "never_ran", "eval_only", "error"), ``message``, ``calls``
         (calls in the last step), ``units`` (which axis the units are, and why) and ``source``."""
         return self.recorder.status()
+
+    def to_dataframe(self):
+        """The per-layer statistics and the scalars the view shows, one row per history point, as a pandas
+        DataFrame: ``series`` (layer or scalar), ``kind`` ("layer"/"scalar"), ``step_first``/``step_last`` (the
+        steps a point covers: long runs keep a coarsened history, merged exactly), then ``mean``, ``std``,
+        ``min``, ``max``, ``zero_frac``, ``dead_frac``, ``nonfinite``, ``grad_norm``, ``outside`` and ``samples``
+        for layers, ``mean``/``min``/``max``/``n`` for scalars. Everything recorded so far is flushed first."""
+        pd = require("pandas", "ActivationMonitor.to_dataframe")
+        self.recorder.flush()
+        rows = self.recorder.streamer.read(lambda history: history.records())
+        columns = ["series", "kind", "step_first", "step_last", "mean", "std", "min", "max", "zero_frac", "dead_frac",
+                   "nonfinite", "grad_norm", "outside", "samples", "n"]
+        return pd.DataFrame(rows, columns=columns)
 
     @property
     def history(self):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import traitlets
 
+from .._optional import require
 from ..analysis import information
 from ..charts import offline_chart
 from ..pipeline.capture import Selector
@@ -201,10 +202,7 @@ class InformationPlane(HiddenWidget):
 
     def to_dataframe(self):
         """:meth:`records` as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError("to_dataframe needs pandas (pip install pandas); records() gives the same rows") from err
+        pd = require("pandas", "InformationPlane.to_dataframe (records() gives the same rows)")
         return pd.DataFrame(self.records(), columns=["layer", "epoch", "I_XT", "I_TY"])
 
     @offline_chart

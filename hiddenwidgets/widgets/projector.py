@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import traitlets
 
+from .._optional import require
 from ..analysis.matrices import RepresentationError, as_labels
 from ..analysis.representations import (
     METRICS,
@@ -212,6 +213,7 @@ class Projector(HiddenWidget):
         for name, values in (("label", labels), ("prediction", predictions), *(colors or {}).items()):
             if values is not None:
                 fields[name], arrays[name] = _color_field(values, n, name, class_names)
+        self._color_values = {name: (fields[name], arrays[name]) for name in fields}
         self.examples = Examples(examples, n, feature_names)
         self._state_lock = threading.RLock()
         self._cache: dict[tuple, np.ndarray] = {}
@@ -402,6 +404,27 @@ class Projector(HiddenWidget):
     def flush(self) -> None:
         """Wait for the current projection (``save_html`` calls this before it reads the state)."""
         self.wait()
+
+    def to_dataframe(self, layer: str | None = None, epoch: int | None = None, method: str | None = None):
+        """The points as a pandas DataFrame: ``index``, ``x``, ``y`` (the projection shown, or of ``layer``,
+        ``epoch``, ``method``), one column per colour field (``label``, ``prediction``, ``colors`` entries; classes
+        as categoricals with their names, missing ones NaN) and ``selected`` (the view's selection).
+        ``df[df.selected]`` is the selection; ``df.attrs`` says which projection the coordinates are."""
+        pd = require("pandas", "Projector.to_dataframe")
+        xy = self.coordinates(layer, epoch, method)
+        data: dict[str, Any] = {"index": np.arange(self.n), "x": xy[:, 0], "y": xy[:, 1]}
+        for name, (field, values) in self._color_values.items():
+            column = name if name not in ("index", "x", "y", "selected") else f"color:{name}"
+            if field["kind"] == "category":
+                data[column] = pd.Categorical.from_codes(values.astype(np.int64), categories=field["names"])
+            else:
+                data[column] = values
+        with self._state_lock:
+            data["selected"] = np.isin(data["index"], self._selected)
+        frame = pd.DataFrame(data)
+        frame.attrs = {"layer": layer or self.layer, "epoch": self._epoch_for(self.epoch if epoch is None else epoch),
+                       "method": method or self.method}
+        return frame
 
     # -- selection and neighbours --------------------------------------------------------------------------------
     def select(self, indices: Any) -> None:
