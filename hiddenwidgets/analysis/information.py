@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..pipeline.progress import check_progress, reporter
+
 __all__ = ["binned_mi", "entropy_bits", "kde_mi", "sample_propagation_mi"]
 
 LN2 = math.log(2.0)
@@ -195,7 +197,7 @@ def _row_block(n: int, width: int, itemsize: int) -> int:
     return max(1, min(n, BLOCK_BYTES // max(1, width * itemsize * 2)))
 
 
-def _mixture_entropy_term(t: torch.Tensor, scale: float) -> torch.Tensor:
+def _mixture_entropy_term(t: torch.Tensor, scale: float, tick: Any = None) -> torch.Tensor:
     """-(1/N) sum_i log((1/N) sum_j exp(-||t_i - t_j||^2 / scale)), in nats; in row blocks, never N x N."""
     n = t.shape[0]
     sq = (t * t).sum(dim=1)
@@ -205,6 +207,8 @@ def _mixture_entropy_term(t: torch.Tensor, scale: float) -> torch.Tensor:
         rows = t[start:start + step]
         d = (sq[start:start + step, None] + sq[None, :] - 2.0 * (rows @ t.T)).clamp_(min=0.0)
         total += (torch.logsumexp(-d / scale, dim=1) - math.log(n)).sum()
+        if tick is not None:
+            tick(len(rows))
     return -total / n
 
 
@@ -223,7 +227,7 @@ def _by_label(fn, t: torch.Tensor, y: np.ndarray) -> float:
 
 
 def kde_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-3, bound: str = "upper",
-           dtype: torch.dtype = torch.float64, nonfinite: str = "raise") -> tuple[float, float]:
+           dtype: torch.dtype = torch.float64, nonfinite: str = "raise", progress: Any = None) -> tuple[float, float]:
     """I(X;T) and I(T;Y) in bits for the noisy layer T + Z, Z ~ N(0, noise_variance * I), by pairwise distances.
 
     Kolchinsky & Tracey (2017), *Estimating Mixture Entropy with Pairwise Distances*, as used by Saxe et al. (2018):
@@ -235,8 +239,10 @@ def kde_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-3, bound
     with s = ``noise_variance``; I(T;Y) = H(T) - sum_y p(y) H(T | Y=y), each entropy bounded the same way.
     Both are in [0, log2 N]. Cost: O(N^2 * units) time; memory O(N * units) plus blocks of pairwise terms of at
     most 64 MB (never an N x N matrix). NaN/inf activations are refused, or their samples dropped with a warning
-    (``nonfinite="drop"``).
+    (``nonfinite="drop"``). ``progress``: None (default) shows a bar if the estimate lasts over a second, True
+    always, False never, or a callable ``progress(rows_done, rows_total)``.
     """
+    check_progress(progress)
     if bound not in ("upper", "lower"):
         raise ValueError(f"bound must be 'upper' or 'lower', got {bound!r}")
     _positive_number("noise_variance", noise_variance)
@@ -245,17 +251,24 @@ def kde_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-3, bound
     t = torch.as_tensor(a, dtype=dtype)
     scale = (2.0 if bound == "upper" else 8.0) * noise_variance
 
-    def term(u: torch.Tensor) -> float:
-        return float(_mixture_entropy_term(u, scale))
+    with reporter(progress, "kde_mi", unit="row", total=2 * len(t)) as report:
+        done = [0]
 
-    i_xt = term(t)
-    i_ty = i_xt - _by_label(term, t, y)
+        def tick(rows: int) -> None:
+            done[0] += rows
+            report(done[0], 2 * len(t))
+
+        def term(u: torch.Tensor) -> float:
+            return float(_mixture_entropy_term(u, scale, tick))
+
+        i_xt = term(t)
+        i_ty = i_xt - _by_label(term, t, y)
     return max(0.0, i_xt) / LN2, max(0.0, i_ty) / LN2
 
 
 def sample_propagation_mi(activations: Any, labels: Any, *, noise_variance: float = 1e-1, samples: int = 4,
                           seed: int = 0, dtype: torch.dtype = torch.float64,
-                          nonfinite: str = "raise") -> tuple[float, float]:
+                          nonfinite: str = "raise", progress: Any = None) -> tuple[float, float]:
     """I(X;T+Z) and I(T+Z;Y) in bits by Monte Carlo over the Gaussian mixture (Goldfeld et al. 2019).
 
     The noisy layer T + Z, Z ~ N(0, noise_variance * I), given the N samples as equally likely inputs, is the
@@ -265,8 +278,10 @@ def sample_propagation_mi(activations: Any, labels: Any, *, noise_variance: floa
 
     Limits: it measures the *noise-regularised* layer, so values depend on ``noise_variance`` (compare runs only at
     equal noise) and saturate at log2 N; the Monte Carlo error shrinks as 1/sqrt(N * samples); cost is
-    O(N^2 * samples * units) time, and memory O(N * samples * units) plus blocks of at most 64 MB.
+    O(N^2 * samples * units) time, and memory O(N * samples * units) plus blocks of at most 64 MB. ``progress``:
+    as for :func:`kde_mi` (counted in draws).
     """
+    check_progress(progress)
     _positive_number("noise_variance", noise_variance)
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
@@ -292,9 +307,13 @@ def sample_propagation_mi(activations: Any, labels: Any, *, noise_variance: floa
             # h(Z) is estimated from the same draws (||z||^2 / 2 has mean d/2): a control variate that leaves the
             # estimate unbiased and removes most of its Monte Carlo noise.
             total += float((-log_mix - 0.5 * (zb * zb).sum(1)).sum())
+            done[0] += len(zb)
+            report(done[0], 2 * len(t) * samples)
         return total / (n * samples)
 
-    i_xt = mixture_cross_entropy(t)
-    i_ty = i_xt - _by_label(mixture_cross_entropy, t, y)
+    done = [0]
+    with reporter(progress, "sample_propagation_mi", unit="draw", total=2 * len(t) * samples) as report:
+        i_xt = mixture_cross_entropy(t)
+        i_ty = i_xt - _by_label(mixture_cross_entropy, t, y)
     return max(0.0, i_xt) / LN2, max(0.0, i_ty) / LN2
 

@@ -38,7 +38,8 @@ Cost and progress: each L-BFGS step evaluates ``n_train × classes`` logits, so 
 classes. Above ``max_classes`` (default :data:`MAX_CLASSES`, 1,000) a probe is refused with the estimate; pass
 ``max_classes=None`` to run it anyway. ``progress(done, total)`` is called after every L-BFGS function evaluation
 (``total`` is the most there can be: most fits converge sooner, and ``done`` then jumps to the end of that fit);
-returning False stops the probe with :class:`ProbeCancelled`. Without ``progress`` a probe is silent. Ctrl+C also
+returning False stops the probe with :class:`ProbeCancelled`. By default a probe that lasts over a second shows a
+progress bar (``progress=False`` silences it). Ctrl+C also
 stops it between two evaluations.
 """
 
@@ -53,7 +54,6 @@ import torch
 
 from ..pipeline.checks import (
     check_bool,
-    check_callable,
     check_epoch,
     check_int,
     check_keywords,
@@ -62,6 +62,7 @@ from ..pipeline.checks import (
     show,
     what,
 )
+from ..pipeline.progress import check_progress, reporter
 from .matrices import RepresentationError, as_class_labels, as_matrix
 
 __all__ = ["MAX_CLASSES", "ProbeCancelled", "ProbeResult", "linear_probe", "probe_layers"]
@@ -349,7 +350,7 @@ def _check_options(kw: dict[str, Any]) -> dict[str, Any]:
     if o["max_classes"] is not None:
         o["max_classes"] = check_int(o["max_classes"], "max_classes", minimum=2, error=err,
                                      hint=f"the most classes a probe may have (default {MAX_CLASSES}), or None")
-    check_callable(o["progress"], "progress", err)
+    check_progress(o["progress"], "progress", err)
     o["device"] = _device(o["device"])
     return o
 
@@ -390,7 +391,8 @@ def linear_probe(features: Any, labels: Any, *, groups: Any = None, control: boo
         class count; None: no limit.
     progress
         ``progress(done, total)`` after each L-BFGS evaluation; returning False raises
-        :class:`ProbeCancelled`. None (default): silent.
+        :class:`ProbeCancelled`. None (default): a progress bar if the probe lasts over a second; True: a bar;
+        False: silent (see :mod:`hiddenwidgets.pipeline.progress`).
 
     Raises
     ------
@@ -409,8 +411,9 @@ def linear_probe(features: Any, labels: Any, *, groups: Any = None, control: boo
     x = as_matrix(features, f"features of layer {layer!r}" if layer else "features")
     task = _make_task(labels, x.shape[0], o["groups"], o["control"], o["test_fraction"], o["seed"],
                       {"features": x.shape[1], "max_classes": o["max_classes"], "max_iter": o["max_iter"]})
-    ticker = _Ticker(o["progress"], 2 if o["control"] else 1, o["max_iter"])
-    return _probe(x, task, o["l2"], o["max_iter"], o["device"], layer, o["epoch"], ticker)
+    with reporter(o["progress"], f"probe {layer}".strip(), unit="eval", error=RepresentationError) as report:
+        ticker = _Ticker(report, 2 if o["control"] else 1, o["max_iter"])
+        return _probe(x, task, o["l2"], o["max_iter"], o["device"], layer, o["epoch"], ticker)
 
 
 def probe_layers(features: dict[str, Any], labels: Any, **kw: Any) -> list[ProbeResult]:
@@ -436,6 +439,7 @@ def probe_layers(features: dict[str, Any], labels: Any, **kw: Any) -> list[Probe
     widest = max(m.shape[1] for m in mats.values())
     task = _make_task(labels, n, o["groups"], o["control"], o["test_fraction"], o["seed"],
                       {"features": widest, "max_classes": o["max_classes"], "max_iter": o["max_iter"]})
-    ticker = _Ticker(o["progress"], len(mats) * (2 if o["control"] else 1), o["max_iter"])
-    return [_probe(m, task, o["l2"], o["max_iter"], o["device"], str(name), o["epoch"], ticker)
-            for name, m in mats.items()]
+    with reporter(o["progress"], f"probes of {len(mats)} layers", unit="eval", error=RepresentationError) as report:
+        ticker = _Ticker(report, len(mats) * (2 if o["control"] else 1), o["max_iter"])
+        return [_probe(m, task, o["l2"], o["max_iter"], o["device"], str(name), o["epoch"], ticker)
+                for name, m in mats.items()]

@@ -41,6 +41,7 @@ from ..pipeline.checks import (
 )
 from ..pipeline.listeners import Listeners
 from ..pipeline.model_state import evaluation_mode, model_for_work
+from ..pipeline.progress import reporter
 from ..pipeline.summaries import UNIT_LAYOUTS, units_of
 from .matrices import RepresentationError, as_matrix
 
@@ -560,13 +561,13 @@ def probe(source: Any, data: Any = None, labels: Any = None, *, layers: Iterable
         reps = source if isinstance(source, Representations) else Representations.from_features(source)
         names = list(layers) if layers is not None else reps.layers
         epochs = reps.epochs or [None]
-        progress = check_callable(options.pop("progress", None), "progress", RepresentationError)
         out = []
-        for k, epoch in enumerate(epochs):
-            feats = {name: reps.get(name, epoch) for name in names}
-            if progress is not None:  # one count over every epoch: each epoch's probes cost the same at most
-                options["progress"] = lambda done, total, k=k: progress(k * total + done, len(epochs) * total)
-            out.extend(probe_layers(feats, labels, epoch=epoch, **options))
+        with reporter(options.pop("progress", None), "probes", unit="eval", error=RepresentationError) as report:
+            for k, epoch in enumerate(epochs):
+                feats = {name: reps.get(name, epoch) for name in names}
+                # one count over every epoch: each epoch's probes cost the same at most
+                options["progress"] = lambda done, total, k=k: report(k * total + done, len(epochs) * total)
+                out.extend(probe_layers(feats, labels, epoch=epoch, **options))
         return out
     if not isinstance(source, nn.Module):
         raise RepresentationError(f"probe takes a model and its inputs, Representations, or {{layer: features}}; "

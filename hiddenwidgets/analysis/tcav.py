@@ -141,6 +141,7 @@ from .._optional import require
 from ..pipeline.capture import CaptureError
 from ..pipeline.concepts import ConceptError
 from ..pipeline.model_state import evaluation_mode, model_for_work
+from ..pipeline.progress import check_progress, reporter
 from ..pipeline.summaries import units_of
 from .interventions import (
     check_batch_size,
@@ -627,7 +628,7 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
          targets: Any = None, class_examples: Any = None, random_sets: int = 10, random_pool: Any = None,
          set_size: int | None = None, pool: str = "flatten", test: str = "derivative", alpha: float = 0.05,
          correction: str | None = "bonferroni", l2: float = 1e-2, seed: int = 0, batch_size: int = 256,
-         epoch: int | None = None) -> TCAVResult:
+         epoch: int | None = None, progress: Any = None) -> TCAVResult:
     """TCAV of each concept in each layer for each target class, tested against random CAVs.
 
     Parameters
@@ -668,6 +669,9 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
         L2 penalty of the CAV classifiers. seed: fixes the random sets and the train / held-out splits.
     batch_size
         examples per forward pass. epoch: carried into the result and its records.
+    progress
+        None (default): a progress bar if the test lasts over a second; True: a bar; False: silent; or
+        ``progress(done, total)`` called after each pass over the model and each CAV fitted.
 
     Raises
     ------
@@ -675,6 +679,7 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
         empty or too small concepts, indices out of range, unknown layers, too few random examples,
         missing labels, bad options.
     """
+    check_progress(progress, "progress", ConceptError)
     model = model_for_work(model)  # a copy of the weights while another thread trains the model
     check_inputs(inputs, ConceptError)
     n = len(inputs)
@@ -736,37 +741,49 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
     def rows_of(idx: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.searchsorted(needed, idx))
 
-    with evaluation_mode(model):
-        acts = _activations(model, inputs, needed, specs, pool, batch_size)
-        grads: dict[int, dict[str, torch.Tensor]] = {}
-        for k, idx in tested.items():
-            grads.update(_gradients(model, inputs, idx, want if k is None else [k], specs, pool, batch_size))
-    classes = list(grads)  # ordered as tested
+    fits_per_layer = (m if paper else m * (m - 1) // 2) + len(members) * m
+    total = 1 + len(tested) + len(specs) * fits_per_layer  # the passes over the model, then every CAV fitted
+    with reporter(progress, "TCAV", unit="step", total=total, error=ConceptError) as report:
+        done = [0]
 
-    # CAVs, with the same train / held-out splits in every layer
-    cavs: dict[tuple[str, str], list[CAV]] = {}
-    random_cavs: dict[str, list[CAV]] = {}
-    for name, x in acts.items():
-        def fit(pos: np.ndarray, neg: np.ndarray, key: tuple[int, ...], concept: str, layer: str = name,
-                x: torch.Tensor = x) -> CAV:
-            v, acc = _train_cav(x[rows_of(pos)], x[rows_of(neg)], l2, np.random.default_rng([seed, 1, *key]),
-                                f"concept {concept!r} in layer {layer!r}")
-            return CAV(layer=layer, concept=concept, vector=v.float(), accuracy=acc, pool=pool, n_concept=len(pos),
-                       n_random=len(neg), selector=specs[layer])
+        def advance() -> None:
+            done[0] += 1
+            report(done[0], total)
 
-        if paper:
-            random_cavs[name] = [fit(randoms[0], negatives[i], (0, i), "random") for i in range(m)]
-        else:  # R_i against R_j is the same classifier as R_j against R_i with the labels swapped: minus its CAV
-            pairs = {}
-            for j in range(m):
-                for i in range(j + 1, m):
-                    c = fit(negatives[j], negatives[i], (0, j, i), f"random {j}")
-                    pairs[(j, i)] = c
-                    pairs[(i, j)] = CAV(layer=name, concept=f"random {i}", vector=-c.vector, accuracy=c.accuracy,
-                                        pool=pool, n_concept=size, n_random=size, selector=specs[name])
-            random_cavs[name] = [pairs[(j, i)] for j in range(m) for i in range(m) if i != j]
-        for c, (concept, idx) in enumerate(members.items()):
-            cavs[(concept, name)] = [fit(idx, negatives[i], (c + 1, i), concept) for i in range(m)]
+        with evaluation_mode(model):
+            acts = _activations(model, inputs, needed, specs, pool, batch_size)
+            advance()
+            grads: dict[int, dict[str, torch.Tensor]] = {}
+            for k, idx in tested.items():
+                grads.update(_gradients(model, inputs, idx, want if k is None else [k], specs, pool, batch_size))
+                advance()
+        classes = list(grads)  # ordered as tested
+
+        # CAVs, with the same train / held-out splits in every layer
+        cavs: dict[tuple[str, str], list[CAV]] = {}
+        random_cavs: dict[str, list[CAV]] = {}
+        for name, x in acts.items():
+            def fit(pos: np.ndarray, neg: np.ndarray, key: tuple[int, ...], concept: str, layer: str = name,
+                    x: torch.Tensor = x) -> CAV:
+                v, acc = _train_cav(x[rows_of(pos)], x[rows_of(neg)], l2, np.random.default_rng([seed, 1, *key]),
+                                    f"concept {concept!r} in layer {layer!r}")
+                advance()
+                return CAV(layer=layer, concept=concept, vector=v.float(), accuracy=acc, pool=pool, n_concept=len(pos),
+                           n_random=len(neg), selector=specs[layer])
+
+            if paper:
+                random_cavs[name] = [fit(randoms[0], negatives[i], (0, i), "random") for i in range(m)]
+            else:  # R_i against R_j is the same classifier as R_j against R_i with the labels swapped: minus its CAV
+                pairs = {}
+                for j in range(m):
+                    for i in range(j + 1, m):
+                        c = fit(negatives[j], negatives[i], (0, j, i), f"random {j}")
+                        pairs[(j, i)] = c
+                        pairs[(i, j)] = CAV(layer=name, concept=f"random {i}", vector=-c.vector, accuracy=c.accuracy,
+                                            pool=pool, n_concept=size, n_random=size, selector=specs[name])
+                random_cavs[name] = [pairs[(j, i)] for j in range(m) for i in range(m) if i != j]
+            for c, (concept, idx) in enumerate(members.items()):
+                cavs[(concept, name)] = [fit(idx, negatives[i], (c + 1, i), concept) for i in range(m)]
 
     # scores and mean directional derivatives: one matrix product per (layer, class)
     scores: dict[tuple[str, str, int], np.ndarray] = {}

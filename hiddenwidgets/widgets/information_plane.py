@@ -29,11 +29,14 @@ ESTIMATORS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray, InformationPl
     "binned": ("binning (Shwartz-Ziv & Tishby)",
                lambda t, y, p: information.binned_mi(t, y, n_bins=p.n_bins, value_range=p.value_range)),
     "kde_upper": ("KDE upper bound (Kolchinsky & Tracey)",
-                  lambda t, y, p: information.kde_mi(t, y, noise_variance=p.noise_variance, bound="upper")),
+                  lambda t, y, p: information.kde_mi(t, y, noise_variance=p.noise_variance, bound="upper",
+                                                     progress=False)),
     "kde_lower": ("KDE lower bound (Kolchinsky & Tracey)",
-                  lambda t, y, p: information.kde_mi(t, y, noise_variance=p.noise_variance, bound="lower")),
+                  lambda t, y, p: information.kde_mi(t, y, noise_variance=p.noise_variance, bound="lower",
+                                                     progress=False)),
     "sample_propagation": ("sample propagation (Goldfeld et al.)",
-                           lambda t, y, p: information.sample_propagation_mi(t, y, noise_variance=p.noise_variance)),
+                           lambda t, y, p: information.sample_propagation_mi(t, y, noise_variance=p.noise_variance,
+                                                                             progress=False)),
 }
 
 

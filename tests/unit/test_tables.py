@@ -64,6 +64,6 @@ def test_a_missing_optional_package_names_what_to_install(monkeypatch):
         require("umap", "the UMAP projection")
     model = nn.Sequential(nn.Linear(2, 2))
     monitor = hw.ActivationMonitor(model, ["0"], every=1)
-    with pytest.raises(ModuleNotFoundError, match="ActivationMonitor.to_dataframe needs the optional package"):
+    with pytest.raises(ModuleNotFoundError, match=r"ActivationMonitor\.to_dataframe needs the optional package"):
         monitor.to_dataframe()
     monitor.close()
