@@ -117,6 +117,12 @@ def test_unpacked_sdist_tests_are_complete(sdist, tmp_path):
                           "tests"], cwd=unpacked, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " tests collected" in run.stdout or " tests collected" in run.stdout.splitlines()[-1]
+    # and a test module runs there, against the unpacked sdist's own package (its bundles included)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/unit/test_summaries.py"], cwd=unpacked,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(unpacked)})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout.splitlines()[-1] and "failed" not in run.stdout.splitlines()[-1]
 
 
 def test_unsupported_python_or_torch_gets_a_clear_message(monkeypatch):
