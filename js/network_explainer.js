@@ -196,7 +196,7 @@ function render({ model, el }) {
     const dims = layer ? layer.shape : (current.inputDims || []);
     col.append(head, h("div", "hw-nx-col-meta", `${layer ? layer.kind : "input"} ${dims.join("×")}`));
     if (!arr) return col;
-    if (layer && layer.notes && layer.notes.length) col.append(h("div", "hw-nx-col-meta", "⚠ " + layer.notes.join("; ")));
+    if (layer && layer.notes && layer.notes.length) col.append(h("div", "hw-nx-col-meta", (layer.added ? "ℹ " : "⚠ ") + layer.notes.join("; ")));
     const [lo, hi] = layer ? [layer.lo, layer.hi] : range(arr);
     if (dims.length === 3) {
       const [C, H, W] = dims;
@@ -296,8 +296,8 @@ function render({ model, el }) {
     const key = `${step}:${index.join(",")}`;
     if (unitCache.has(key)) { showUnit(unitCache.get(key)); drawOverview(); return; }
     if (isStatic) {
-      const u = ((st.inputs || {})[staticKey] || {}).units || {};
-      if (u[key]) { const un = decodeUnit(u[key].header, u[key].data); unitCache.set(key, un); showUnit(un); }
+      const un = staticUnit(step, index);
+      if (un) { unitCache.set(key, un); showUnit(un); }
       else detail.replaceChildren(h("div", "hw-note", "This unit's arithmetic is not in the page: open the notebook with a running kernel."));
       drawOverview();
       return;
@@ -305,6 +305,40 @@ function render({ model, el }) {
     detail.replaceChildren(h("div", "hw-note", "computing…"));
     model.send({ type: "unit", step, index, key });
     drawOverview();
+  }
+
+  const packed = new Map(); // decoded steps of the static page
+
+  /** A unit from the page: one step's units are stored together (hiddenwidgets/widgets/network_explainer.py: pack_units). */
+  function staticUnit(step, index) {
+    const entry = (((st.inputs || {})[staticKey] || {}).units || {})[String(step)];
+    if (!entry) return null;
+    if (entry.header.single) {
+      const cell = entry.cells[index.join(",")];
+      return cell ? decodeUnit(cell.header, cell.data) : null;
+    }
+    const cacheKey = `${staticKey}:${step}`;
+    if (!packed.has(cacheKey)) packed.set(cacheKey, decodeArrays(entry.header.arrays, entry.data));
+    const arrays = packed.get(cacheKey);
+    const shape = current.layers[step].shape;
+    let r = 0;
+    for (let d = 0; d < shape.length; d++) r = r * shape[d] + index[d];
+    if (r >= entry.header.count) return null;
+    const u = { ...entry.header.common, index: [...index], shapes: {} };
+    for (const [key, [, , shp]] of Object.entries(entry.header.arrays)) {
+      if (key === "index" || key.startsWith("then:")) continue;
+      if (key.startsWith("common:")) { u[key.slice(7)] = arrays[key]; u.shapes[key.slice(7)] = shp; continue; }
+      if (shp.length === 1) { u[key] = arrays[key][r]; continue; }
+      const len = shp.slice(1).reduce((a, b) => a * b, 1);
+      u[key] = arrays[key].subarray(r * len, (r + 1) * len);
+      u.shapes[key] = shp.slice(1);
+    }
+    u.then = (entry.header.then || []).map((t, j) => {
+      const one = { ...t };
+      for (const f of ["input", "output", "value"]) { const a = arrays[`then:${j}:${f}`]; if (a) one[f] = a[r]; }
+      return one;
+    });
+    return u;
   }
 
   function decodeUnit(header, buffer) {
@@ -331,7 +365,7 @@ function render({ model, el }) {
     if (u.then && u.then.length) {
       const chain = h("div", "hw-nx-row");
       chain.append(h("span", "hw-note", "then, element-wise:"));
-      for (const t of u.then) chain.append(h("span", "hw-nx-op", "→"), h("span", "", `${t.name}`), num("b", t.output));
+      for (const t of u.then) chain.append(h("span", "hw-nx-op", "→"), h("span", "", `${t.name} (${t.kind})`), num("b", t.output));
       body.append(chain);
     }
     detail.replaceChildren(head, out, body);

@@ -59,6 +59,51 @@ def encode_unit(unit: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     return header, data
 
 
+def pack_units(units: list[dict[str, Any]]) -> tuple[dict[str, Any], bytes]:
+    """Every unit of one step in one message, for static pages: what all units share once (``common``), each
+    per-unit number or array stacked along a first axis of ``len(units)`` (``index`` holds each unit's index).
+    Per-unit scalars become float32 (int32 when all whole): the shown numbers keep float32's precision, the
+    precision the model computed in. Returns ``(header, data)`` (see js/network_explainer.js: unpackUnit)."""
+    first = units[0]
+    common: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {"index": np.array([u["index"] for u in units], dtype=np.int32)}
+    for key, value in first.items():
+        if key in ("index", "then"):
+            continue
+        column = [u[key] for u in units]
+        if isinstance(value, np.ndarray):
+            dtype = value.dtype if value.dtype in (np.int32, np.uint8) else np.float32
+            if all(v.shape == value.shape and np.array_equal(v, value) for v in column):
+                arrays[f"common:{key}"] = value.astype(dtype)  # e.g. a linear layer's input: the same for all
+            else:
+                arrays[key] = np.stack(column).astype(dtype)
+        elif all(_same_json(v, value) for v in column):
+            common[key] = _jsonable(value)
+        elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in column):
+            arrays[key] = np.array(column, dtype=np.int32)
+        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in column):
+            arrays[key] = np.array(column, dtype=np.float32)
+        elif all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in column):
+            arrays[key] = np.array(column, dtype=np.int32)
+        else:
+            raise ValueError(f"cannot pack {key!r}: the units differ in kind")  # a programming error
+    then = first.get("then") or []
+    template = []
+    for j, t in enumerate(then):
+        template.append({k: _jsonable(v) for k, v in t.items() if not isinstance(v, float)})
+        for k, v in t.items():
+            if isinstance(v, float):
+                arrays[f"then:{j}:{k}"] = np.array([u["then"][j][k] for u in units], dtype=np.float32)
+    index, data = encode(arrays)
+    return {"common": common, "then": template, "arrays": index, "count": len(units)}, data
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, float) and isinstance(b, float) and (a == b or (math.isnan(a) and math.isnan(b)))
+    return type(a) is type(b) and a == b
+
+
 def _images(x: torch.Tensor) -> np.ndarray:
     """uint8 thumbnails (N, H, W, C) of image inputs, on one scale over the gallery."""
     t = x.detach().float().cpu()
@@ -237,10 +282,16 @@ class NetworkExplainer(HiddenWidget):
             layers, header, data = self._overview_of(trace)
             units = {}
             for s in trace.steps:
-                for flat in range(s.output.numel()):
-                    idx = tuple(int(v) for v in np.unravel_index(flat, tuple(s.output.shape)))
-                    h, d = encode_unit(trace.unit(s.index, idx))
-                    units[f"{s.index}:{','.join(map(str, idx))}"] = {"header": h, "data": d}
+                shape = tuple(s.output.shape)
+                cells = [trace.unit(s.index, tuple(int(v) for v in np.unravel_index(flat, shape)))
+                         for flat in range(s.output.numel())]
+                try:
+                    packed, buffer = pack_units(cells)
+                    units[str(s.index)] = {"header": packed, "data": buffer}
+                except ValueError:  # windows of different sizes (adaptive pooling): one entry per unit
+                    units[str(s.index)] = {"header": {"count": len(cells), "single": True}, "cells": {
+                        ",".join(map(str, c["index"])): dict(zip(("header", "data"), encode_unit(c), strict=True))
+                        for c in cells}}
             inputs[str(i)] = {"layers": layers, "overview": {"header": header, "data": data}, "units": units,
                               "prediction": int(trace.steps[-1].output.argmax())}
         if self.trace is not None and self.selected >= 0:

@@ -28,6 +28,19 @@ def replies(view):
     return sent
 
 
+def unpack(header, arrays, r):
+    """Python's reading of a packed step (as js/network_explainer.js: staticUnit reads it)."""
+    unit = {**header["common"], "index": arrays["index"][r].tolist()}
+    for key, value in arrays.items():
+        if key == "index" or key.startswith("then:"):
+            continue
+        if key.startswith("common:"):
+            unit[key[7:]] = value
+        else:
+            unit[key] = value[r].item() if value.ndim == 1 else value[r]
+    return unit
+
+
 def test_overview_holds_every_step_in_order_and_equals_the_forward_pass():
     model = small_cnn()
     x = digits_like()
@@ -105,15 +118,24 @@ def test_static_page_embeds_every_unit_of_the_chosen_inputs(tmp_path):
     assert static["chosen"] == [1, 3]
     buffers = {tuple(b["path"]): base64.b64decode(b["data"]) for b in payload["buffers"]}
     trace = hw.explain_network(model, digits_like()[3])
+    overview = static["inputs"]["3"]["overview"]
+    arrays = decode(overview["header"]["index"], buffers[("_static", "inputs", "3", "overview", "data")])
+    np.testing.assert_array_equal(arrays["input"], digits_like()[3].numpy())
+    np.testing.assert_allclose(arrays["s9"], trace.steps[9].output.numpy(), atol=1e-6)
     units = static["inputs"]["3"]["units"]
-    assert len(units) == sum(s.output.numel() for s in trace.steps)
-    for key in ("0:2,3,4", "4:5,1,0", "8:3", "9:1"):
-        header = units[key]["header"]
-        data = buffers[("_static", "inputs", "3", "units", key, "data")]
-        unit = {**header, **decode(header["arrays"], data)}
-        step, idx = key.split(":")
-        expected = float(trace.steps[int(step)].output[tuple(int(i) for i in idx.split(","))])
-        assert recompute(unit) == pytest.approx(expected, abs=1e-5)
+    assert sorted(units, key=int) == [str(s.index) for s in trace.steps]
+    checked = 0
+    for s in trace.steps:
+        header = units[str(s.index)]["header"]
+        assert header["count"] == s.output.numel()  # every unit is in the page
+        data = buffers[("_static", "inputs", "3", "units", str(s.index), "data")]
+        for flat in range(0, s.output.numel(), 3):
+            idx = tuple(int(i) for i in np.unravel_index(flat, tuple(s.output.shape)))
+            unit = unpack(header, decode(header["arrays"], data), flat)
+            assert unit["index"] == list(idx)
+            assert recompute(unit) == pytest.approx(float(s.output[idx]), abs=1e-5)
+            checked += 1
+    assert checked > 300
     assert "connect-src 'none'" in text
 
 
