@@ -15,6 +15,7 @@ import { CSS } from "./lib/style.js";
 const MAP_PAGE = 32; // as in hiddenwidgets/widgets/network_explainer.py
 const CHANNELS_SHOWN = 6; // input channels of a conv unit listed at once; more on demand
 const TERMS_SHOWN = 10; // largest products of a linear unit listed
+const COLUMN_HEIGHT = 440; // CSS pixels a column of feature maps may take; more maps get smaller tiles
 
 const LOCAL_CSS = `
 .hw-nx-controls { display: flex; gap: 14px; align-items: flex-start; flex-wrap: wrap; margin-bottom: 8px; }
@@ -179,8 +180,8 @@ function render({ model, el }) {
     if (inFlight && performance.now() - inFlight.at < 5000) { pending = ink; return; }
     pending = null;
     inFlight = { seq: ++seq, at: performance.now() };
-    root.dataset.sentAt = String(inFlight.at);
-    model.send({ type: "draw", seq: inFlight.seq, final }, [ink.buffer]);
+    root.dataset.idle = "false";
+    model.send({ type: "draw", seq: inFlight.seq, final }, undefined, [ink.buffer]); // (content, callbacks, buffers)
   }
 
   // ---------------------------------------------------------------------------------------------- overview
@@ -202,10 +203,11 @@ function render({ model, el }) {
       const [C, H, W] = dims;
       const page = layer ? layer.page : 0;
       const shown = Math.min(MAP_PAGE, C - page * MAP_PAGE);
+      const tile = Math.max(12, Math.min(size, Math.floor(COLUMN_HEIGHT / shown) - 4));
       for (let c = 0; c < shown; c++) {
         const cv = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-nx-map"));
         cv.dataset.channel = String(page * MAP_PAGE + c);
-        drawMap(cv, arr, c * H * W, H, W, lo, hi, size);
+        drawMap(cv, arr, c * H * W, H, W, lo, hi, tile);
         if (layer) {
           cv.addEventListener("click", (e) => {
             const r = cv.getBoundingClientRect();
@@ -522,10 +524,14 @@ function render({ model, el }) {
   const onOverview = () => {
     unitCache.clear();
     drawAll();
-    if (root.dataset.sentAt) root.dataset.latency = String(performance.now() - Number(root.dataset.sentAt));
+    if (inFlight) { // a drawing's answer: the time from sending the ink to the redrawn overview
+      const m = performance.measure("hw-explainer-update", { start: inFlight.at, end: performance.now() });
+      root.dataset.latency = String(m ? m.duration : performance.now() - inFlight.at);
+    }
     if (active && !isStatic) select(active.step, active.index);
-    drawGallery();
+    if (model.get("selected") !== shownSelected) { shownSelected = model.get("selected"); drawGallery(); }
   };
+  let shownSelected = model.get("selected");
   const onMsg = (msg, buffers) => {
     if (!msg) return;
     if (msg.type === "unit") {
@@ -537,6 +543,7 @@ function render({ model, el }) {
         inFlight = null;
         if (pending) sendInk(pending, true);
       }
+      root.dataset.idle = String(!inFlight && !pending);
       root.dataset.done = String(msg.seq);
     }
   };

@@ -25,7 +25,9 @@ while another thread trains the model (:func:`~hiddenwidgets.pipeline.model_stat
 
 from __future__ import annotations
 
+import contextlib
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -297,7 +299,23 @@ def _expects_batch_of(model: nn.Module, x: torch.Tensor) -> bool:
     return False
 
 
+_FX: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, tuple[str, list[str]]]] = weakref.WeakKeyDictionary()
+
+
 def _fx_note(model: nn.Module) -> tuple[str, list[str]]:
+    """Whether torch.fx traces the model (cached per model and module structure: tracing costs more than the
+    forward pass of a small model, and a drawing reruns the explainer many times a second)."""
+    signature = tuple((name, type(m)) for name, m in model.named_modules())
+    cached = _FX.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1][0], list(cached[1][1])
+    result = _fx_trace(model)
+    with contextlib.suppress(TypeError):  # a module that cannot be weakly referenced is traced every time
+        _FX[model] = (signature, result)
+    return result[0], list(result[1])
+
+
+def _fx_trace(model: nn.Module) -> tuple[str, list[str]]:
     try:
         import torch.fx
 
