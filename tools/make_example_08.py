@@ -60,7 +60,8 @@ cells = [
     code("trace = view.trace\n"
          "unit = trace.unit(0, (0, 4, 4))\n"
          "recomputed = float((unit[\"patch\"].astype(np.float64) * unit[\"kernel\"]).sum() + unit[\"bias\"])\n"
-         "print(f\"conv unit (0, 4, 4): shown numbers give {recomputed:.6f}; the model computed {unit['output']:.6f}\")\n"
+         "print(f\"conv unit (0, 4, 4): shown numbers give {recomputed:.6f}; \"\n"
+         "      f\"the model computed {unit['output']:.6f}\")\n"
          "p = trace.unit(len(trace.steps) - 1, (int(y[test[0]]),))\n"
          "print(f\"p(class {int(y[test[0]])}) = exp / normaliser = {p['value']:.4f} (the model: {p['output']:.4f})\")"),
     md("## A drawn digit\n\n"
