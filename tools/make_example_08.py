@@ -75,7 +75,7 @@ cells = [
          "drawn = view.show_drawing(ink)\n"
          "print(f\"the network reads the drawing as {view.prediction} \"\n"
          "      f\"(p = {float(drawn.steps[-1].output[view.prediction]):.2f})\")\n"
-         "view.show(0)   # back to the gallery's first digit"),
+         "view.show(0);   # back to the gallery's first digit"),
     md("## For the course page\n\n"
        "`save_html` writes one offline page: the overview and every unit's arithmetic for the inputs in "
        "`static_inputs` are embedded (the numbers Python computed from the model), so clicking works without a "

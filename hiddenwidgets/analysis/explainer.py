@@ -58,7 +58,7 @@ class ExplainerError(ValueError):
     """The network explainer cannot do what was asked (the message says what was wrong and what to try)."""
 
 
-@dataclass
+@dataclass(repr=False)
 class Step:
     """One computation of the forward pass: a leaf module's call, or an ``add`` the explainer found (a skip).
 
@@ -86,6 +86,10 @@ class Step:
     def label(self) -> str:
         return self.name if self.call == 1 else f"{self.name} (call {self.call})"
 
+    def __repr__(self) -> str:
+        return (f"Step({self.index}, {self.label!r}, {self.kind}, {self.type}, output {tuple(self.output.shape)}, "
+                f"from {self.sources})")
+
 
 @dataclass
 class Group:
@@ -98,7 +102,7 @@ class Group:
     skip_from: int
 
 
-@dataclass
+@dataclass(repr=False)
 class NetworkTrace:
     """What :func:`explain_network` recorded; see the module docstring."""
 
@@ -108,6 +112,11 @@ class NetworkTrace:
     output: torch.Tensor
     graph: str
     notes: list[str]
+
+    def __repr__(self) -> str:
+        return (f"NetworkTrace({len(self.steps)} steps, {len(self.groups)} residual groups, layout from "
+                f"{self.graph}, output {tuple(self.output.shape)}" + (f", {len(self.notes)} notes" if self.notes
+                                                                      else "") + ")")
 
     def step(self, key: int | str) -> Step:
         """The step at that position, or of that module name (its first call)."""

@@ -181,6 +181,16 @@ class NetworkExplainer(HiddenWidget):
         self.show(0)
         self.on_msg(self._on_custom)
 
+    def __repr__(self) -> str:
+        shown = "a drawn input" if self.selected < 0 else f"input {self.selected} of {self.n}"
+        reading = f", predicted class {self._class_name(self.prediction)}" if self.prediction >= 0 else ""
+        return (f"NetworkExplainer({self.title!r}: {len(self.layers)} steps of {type(self.model).__name__} for "
+                f"{shown}{reading}; an interactive view: it needs a Jupyter front end with widgets, or "
+                "save_html() for an offline page)")
+
+    def _class_name(self, c: int) -> str:
+        return str(self.class_names[c]) if c < len(self.class_names) else str(c)
+
     # -------------------------------------------------------------------------------------------------------
     def show(self, index: int) -> NetworkTrace:
         """Explain gallery input ``index`` (the view follows). Returns the trace."""

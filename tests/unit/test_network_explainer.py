@@ -106,6 +106,9 @@ def test_residual_groups_reach_the_view():
     view = hw.NetworkExplainer(resnet(), torch.randn(2, 3, 8, 8))
     assert [g["name"] for g in view.groups] == ["block1", "block2"]
     assert not view.can_draw  # three channels: no drawing by default
+    text = repr(view)  # what front ends without widgets show
+    assert text.startswith("NetworkExplainer(") and f"{len(view.layers)} steps" in text and "save_html" in text
+    assert repr(view.trace).startswith("NetworkTrace(") and "2 residual groups" in repr(view.trace)
 
 
 def test_static_page_embeds_every_unit_of_the_chosen_inputs(tmp_path):
