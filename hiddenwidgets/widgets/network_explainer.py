@@ -283,9 +283,9 @@ class NetworkExplainer(HiddenWidget):
             self.send({"type": "done", "seq": content.get("seq"), "error": self.status})
 
     def static_state(self) -> dict[str, Any]:
-        """For ``save_html``: the overview and every unit's arithmetic of each input in ``static_inputs`` (the
-        selected one by default)."""
-        chosen = self._static_inputs or ([self.selected] if self.selected >= 0 else [])
+        """For ``save_html``: the overview and every unit's arithmetic of each input in ``static_inputs`` (by
+        default the selected one; the first when a drawing is shown: a drawing is not part of the gallery)."""
+        chosen = self._static_inputs or [max(self.selected, 0)]
         inputs: dict[str, Any] = {}
         for i in chosen:
             trace = explain_network(self.model, self.inputs[i])
@@ -304,6 +304,4 @@ class NetworkExplainer(HiddenWidget):
                         for c in cells}}
             inputs[str(i)] = {"layers": layers, "overview": {"header": header, "data": data}, "units": units,
                               "prediction": int(trace.steps[-1].output.argmax())}
-        if self.trace is not None and self.selected >= 0:
-            self._explain(self.inputs[self.selected], self.selected)
         return {"_static": {"inputs": inputs, "chosen": chosen}}

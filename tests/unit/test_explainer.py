@@ -225,3 +225,36 @@ def test_bad_input_refused():
         trace.step("conv_1")
     with pytest.raises(TypeError, match="softmax"):
         explain_network(model, torch.randn(1, 8, 8), soft_max=True)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_explaining_while_a_background_job_trains_leaves_the_training_undisturbed():
+    import threading
+
+    from .test_concurrency import batches, cnn, train
+
+    ref_model = cnn()
+    ref_grads, _ = train(ref_model, batches())
+    model = cnn()
+    monitor = __import__("hiddenwidgets").ActivationMonitor(model, ["2"], every=1)
+    gate = threading.Event()
+    results: dict = {}
+    explained = []
+
+    def loop():
+        results["grads"], results["modes"] = train(model, batches(), monitor, pace=lambda: gate.wait(10))
+
+    with pytest.warns(UserWarning, match="training on another thread"):
+        job = monitor.run_in_background(loop)
+        for k in range(4):  # explained between two steps (paused), then during the steps
+            trace = explain_network(model, torch.randn(1, 8, 8))
+            explained.append(trace.unit(0, (0, 1, 1))["value"] - trace.unit(0, (0, 1, 1))["output"])
+            if k == 1:
+                gate.set()
+        gate.set()
+        assert job.wait(120)
+    assert all(results["modes"])
+    assert all(torch.equal(a, b) for a, b in zip(results["grads"], ref_grads, strict=True))
+    assert max(abs(d) for d in explained) < ATOL  # the copy's arithmetic is consistent with its own output
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+    monitor.close()
