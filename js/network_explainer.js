@@ -241,7 +241,7 @@ function render({ model, el }) {
       const strip = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-nx-map"));
       drawMap(strip, arr, 0, n, 1, lo, hi, 0);
       strip.style.width = "14px";
-      strip.style.height = `${Math.max(n * cell, 20)}px`;
+      strip.style.height = `${Math.min(320, Math.max(n * cell, 20))}px`; // thousands of units: a strip, not a tower
       strip.title = `${n} values`;
       if (layer) {
         strip.addEventListener("click", (e) => {
@@ -501,12 +501,13 @@ function render({ model, el }) {
   // ---------------------------------------------------------------------------------------------- wiring
   function drawAll() {
     title.textContent = model.get("title") || "Network explainer";
-    const notes = isStatic ? [] : (model.get("notes") || []);
+    const left = isStatic ? (((st.inputs || {})[staticKey] || {}).left_out || []) : [];
+    const notes = [...(model.get("notes") || []), ...(left.length ? [`the arithmetic of ${left.join(", ")} (more than 16,384 units each) is not in this page: open the notebook with a running kernel`] : [])];
     note.textContent = `layout from ${model.get("graph") || "the forward pass"}; click a unit for its arithmetic${isStatic ? " (static page: the numbers are embedded)" : ""}`;
     const status = model.get("status") || "";
     notice.hidden = !status && !notes.length;
     notice.dataset.state = status ? "error" : "";
-    notice.textContent = [status, ...(model.get("notes") || [])].filter(Boolean).join(" · ");
+    notice.textContent = [status, ...notes].filter(Boolean).join(" · ");
     current = data();
     const g = model.get("_overview");
     if (g && g.header && g.header.index.input) current.inputDims = g.header.index.input[2];

@@ -32,6 +32,7 @@ from ._base import HiddenWidget
 __all__ = ["NetworkExplainer"]
 
 MAP_PAGE = 32  # feature maps per column page: a layer with thousands of channels is shown a page at a time
+STATIC_UNITS = 16384  # a step with more units than this keeps its arithmetic out of static pages (size, export time)
 
 
 def _jsonable(value: Any) -> Any:
@@ -290,9 +291,12 @@ class NetworkExplainer(HiddenWidget):
         for i in chosen:
             trace = explain_network(self.model, self.inputs[i])
             layers, header, data = self._overview_of(trace)
-            units = {}
+            units, left_out = {}, []
             for s in trace.steps:
                 shape = tuple(s.output.shape)
+                if s.output.numel() > STATIC_UNITS:
+                    left_out.append(s.label)
+                    continue
                 cells = [trace.unit(s.index, tuple(int(v) for v in np.unravel_index(flat, shape)))
                          for flat in range(s.output.numel())]
                 try:
@@ -303,5 +307,5 @@ class NetworkExplainer(HiddenWidget):
                         ",".join(map(str, c["index"])): dict(zip(("header", "data"), encode_unit(c), strict=True))
                         for c in cells}}
             inputs[str(i)] = {"layers": layers, "overview": {"header": header, "data": data}, "units": units,
-                              "prediction": int(trace.steps[-1].output.argmax())}
+                              "prediction": int(trace.steps[-1].output.argmax()), "left_out": left_out}
         return {"_static": {"inputs": inputs, "chosen": chosen}}

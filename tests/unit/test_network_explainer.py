@@ -149,3 +149,13 @@ def test_bad_arguments_refused():
         hw.NetworkExplainer(nn.Linear(4, 2), torch.randn(3, 4), draw=True)
     with pytest.raises(TypeError, match="class_names"):
         hw.NetworkExplainer(small_cnn(), digits_like(), classnames=["a"])
+
+
+def test_static_page_leaves_out_the_arithmetic_of_huge_steps_and_says_so(tmp_path, monkeypatch):
+    from hiddenwidgets.widgets import network_explainer
+
+    monkeypatch.setattr(network_explainer, "STATIC_UNITS", 100)
+    view = hw.NetworkExplainer(small_cnn(), digits_like())
+    static = view.static_state()["_static"]["inputs"]["0"]
+    assert static["left_out"] == ["conv1", "bn1", "relu1"]  # 256 units each
+    assert "0" not in static["units"] and "3" in static["units"]  # pool1: 64 units, embedded
