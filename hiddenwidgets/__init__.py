@@ -19,6 +19,7 @@ from . import (
 )
 from ._version import __version__ as __version__
 from .analysis import featurevis, information, interventions, probes, representations, similarity, tcav
+from .analysis.explainer import ExplainerError, NetworkTrace, explain_network
 from .analysis.matrices import RepresentationError
 from .analysis.representations import RepresentationRecorder, Representations, layer_features, probe, project
 from .charts import save_chart
@@ -37,6 +38,7 @@ from .widgets import (
     ConceptScores,
     InformationPlane,
     InterventionView,
+    NetworkExplainer,
     ProbeChart,
     Projector,
     SimilarityMatrix,
@@ -54,6 +56,7 @@ __all__ = [
     "CaptureError",
     "ConceptAnnotator",
     "ConceptScores",
+    "ExplainerError",
     "HistogramGrid",
     "InformationPlane",
     "InformationRecorder",
@@ -63,6 +66,8 @@ __all__ = [
     "ModelChangedError",
     "ModelSnapshot",
     "MonitorWarning",
+    "NetworkExplainer",
+    "NetworkTrace",
     "ProbeChart",
     "Projector",
     "RepresentationError",
@@ -78,6 +83,7 @@ __all__ = [
     "charts",
     "concepts",
     "datasets",
+    "explain_network",
     "featurevis",
     "information",
     "interventions",

@@ -6,11 +6,12 @@ from .concept_annotator import ConceptAnnotator
 from .concept_scores import ConceptScores
 from .information_plane import ESTIMATORS, InformationPlane
 from .intervention_view import InterventionView
+from .network_explainer import NetworkExplainer
 from .probe_chart import ProbeChart
 from .projector import Projector
 from .similarity_matrix import SimilarityMatrix
 from .unit_atlas import UnitAtlas
 
 __all__ = ["ESTIMATORS", "ActivationMonitor", "AttributionExplorer", "ConceptAnnotator", "ConceptScores",
-           "InformationPlane", "InterventionView", "ProbeChart", "Projector", "SimilarityMatrix", "TrainingJob",
-           "TrainingStopped", "UnitAtlas"]
+           "InformationPlane", "InterventionView", "NetworkExplainer", "ProbeChart", "Projector", "SimilarityMatrix",
+           "TrainingJob", "TrainingStopped", "UnitAtlas"]

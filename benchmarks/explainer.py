@@ -1,0 +1,186 @@
+"""The network explainer: time from a drawn stroke to the updated overview, and the size of exported pages.
+
+    python benchmarks/explainer.py [--strokes 40] [--busy-s 120] [--no-browser]
+
+- ``stroke_to_overview_ms``: JupyterLab + headless Debian Chromium (Playwright, as tests/e2e does) shows the
+  explainer of example 08's digits CNN (8x8 inputs; trained 2 epochs here: training does not change the cost).
+  Strokes are drawn with the mouse on the view's canvas, one at a time (the next once the view is idle); each ink
+  the view sends is measured by the view's own ``hw-explainer-update`` performance entry: from sending the ink to
+  the overview redrawn with the kernel's answer (one forward pass with hooks, the overview encoded, sent, decoded,
+  drawn). Kernel idle, then while a cell keeps the kernel's main thread busy (a pure-Python loop; JupyterLab >= 4.4
+  routes widget messages to a subshell).
+- ``show_drawing_ms``: the Python side alone (``view.show_drawing(ink)``) in this process, no browser.
+- ``page_bytes``: ``save_html`` size for one embedded input, for the example's CNN at three widths, with the
+  numbers of parameters and of units (activations) it explains: the page grows with the units, most of all with
+  conv units, each of which carries its patch, kernel slice and products.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.lab import CHROMIUM, FLAGS, KERNELSPEC, Lab, NotebookPage  # noqa: E402
+
+SETUP = """
+import torch, torch.nn.functional as F
+from torch import nn
+from sklearn.datasets import load_digits
+import hiddenwidgets as hw
+_d = load_digits()
+x = torch.tensor(_d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+y = torch.tensor(_d.target)
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 10))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for _ in range(2):
+    for idx in torch.randperm(1500).split(64):
+        loss = F.cross_entropy(model(x[idx]), y[idx]); opt.zero_grad(); loss.backward(); opt.step()
+view = hw.NetworkExplainer(model.eval(), x[1500:1512], class_names=[str(d) for d in range(10)])
+view
+"""
+BUSY = """
+import time as _time
+_t0 = _time.time()
+print("HWBUSY started", flush=True)
+_spin = 0
+while _time.time() - _t0 < {busy_s}:
+    _spin += 1
+"""
+
+
+def p95(values: list[float]) -> float:
+    s = sorted(values)
+    return s[max(0, math.ceil(0.95 * len(s)) - 1)]
+
+
+def summary(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 1), "p95": round(p95(values), 1),
+            "min": round(min(values), 1), "max": round(max(values), 1), "n": len(values)}
+
+
+def strokes(page, count: int, seed: int) -> list[float]:
+    import random
+
+    rng = random.Random(seed)
+    page.evaluate("() => performance.clearMeasures('hw-explainer-update')")
+    pad = page.locator(".hw-nx .hw-drawpad").first
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    for _ in range(count):
+        x0, y0 = rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.3)
+        page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+        page.mouse.down()
+        for k in range(1, 6):  # a stroke down, 5 moves ~20 ms apart: throttled to one request in flight
+            page.mouse.move(box["x"] + x0 * box["width"], box["y"] + (y0 + 0.1 * k) * box["height"])
+            page.wait_for_timeout(20)
+        page.mouse.up()
+        page.wait_for_function("() => document.querySelector('.hw-nx').dataset.idle === 'true'", timeout=30_000)
+    return page.evaluate("() => performance.getEntriesByName('hw-explainer-update').map((e) => e.duration)")
+
+
+def show_drawing_reference(count: int) -> dict:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    import hiddenwidgets as hw
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(64, 10)).eval()
+    view = hw.NetworkExplainer(model, torch.rand(12, 1, 8, 8))
+    rng = np.random.default_rng(0)
+    times = []
+    for _ in range(count):
+        ink = (rng.random((8, 8)) > 0.7).astype(np.float32)
+        t = time.perf_counter()
+        view.show_drawing(ink)
+        times.append((time.perf_counter() - t) * 1000)
+    return summary(times)
+
+
+def page_sizes() -> list[dict]:
+    import torch
+    from torch import nn
+
+    import hiddenwidgets as hw
+
+    rows = []
+    for width in (4, 8, 16):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Linear(8 * width, 10)).eval()
+        view = hw.NetworkExplainer(model, torch.rand(4, 1, 8, 8))
+        with tempfile.TemporaryDirectory() as folder:
+            size = view.save_html(Path(folder) / "p.html").stat().st_size
+        units = sum(s.output.numel() for s in view.trace.steps)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({"figure": "page_bytes", "width": width, "inputs": 1, "bytes": size, "parameters": params,
+                     "units": units, "bytes_per_unit": round(size / units, 1)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strokes", type=int, default=40, help="strokes per kernel state")
+    parser.add_argument("--busy-s", type=float, default=120)
+    parser.add_argument("--no-browser", action="store_true", help="only the figures without JupyterLab")
+    args = parser.parse_args()
+    print(json.dumps({"figure": "show_drawing_ms", "where": "this process, no browser or kernel",
+                      **show_drawing_reference(100)}), flush=True)
+    for row in page_sizes():
+        print(json.dumps(row), flush=True)
+    if args.no_browser:
+        return
+    from playwright.sync_api import sync_playwright
+
+    root = Path(tempfile.mkdtemp(prefix="hw-bench-explainer-"))
+    cells = [SETUP, BUSY.format(busy_s=args.busy_s)]
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KERNELSPEC},
+          "cells": [{"cell_type": "code", "id": f"cell{i}", "metadata": {}, "source": src, "outputs": [],
+                     "execution_count": None} for i, src in enumerate(cells)]}
+    (root / "bench.ipynb").write_text(json.dumps(nb))
+    lab = Lab(root)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            notebook = NotebookPage(page, lab, "bench.ipynb", "bench")
+            notebook.run_and_wait(0, 300)
+            page.wait_for_selector(".hw-nx[data-ready='true'] .hw-drawpad", timeout=30_000)
+            strokes(page, 3, 0)  # warm-up
+            idle = strokes(page, args.strokes, 1)
+            print(json.dumps({"figure": "stroke_to_overview_ms", "kernel": "idle", **summary(idle)}), flush=True)
+            notebook.run_cell(1)
+            page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.widgets[1]"
+                                   ".outputArea.node.innerText.includes('HWBUSY started')", timeout=30_000)
+            busy = strokes(page, args.strokes, 2)
+            still_busy = notebook.busy(1)
+            print(json.dumps({"figure": "stroke_to_overview_ms", "kernel": "busy", "busy_throughout": still_busy,
+                              **summary(busy)}), flush=True)
+            page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.interrupt()")
+            notebook.wait_done(1, 60)
+            if errors:
+                print(json.dumps({"figure": "page_errors", "errors": errors}), flush=True)
+            browser.close()
+    finally:
+        lab.stop()
+
+
+if __name__ == "__main__":
+    main()
