@@ -49,7 +49,7 @@ class AttentionView(TransformerView):
     @keywords_checked
     def __init__(self, model: torch.nn.Module, source: Any, *, tokenizer: Any = None, tokens: Any = None,
                  sequence: int = 0, thumb: int = 24, page_size: int = 128, every: int | None = None,
-                 overhead: float = 0.05, title: str = "Attention heads"):
+                 overhead: float = 0.03, title: str = "Attention heads"):
         self.thumb = check_int(thumb, "thumb", minimum=2, maximum=64, error=T.TransformerError)
         self.page_size = check_int(page_size, "page_size", minimum=8, maximum=512, error=T.TransformerError)
         super().__init__(title=title, text=source if isinstance(source, str) else "",

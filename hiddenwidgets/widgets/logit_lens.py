@@ -17,6 +17,7 @@ import traitlets
 
 from ..analysis import transformers as T
 from ..pipeline.checks import check_choice, check_int, check_number, keywords_checked, what
+from ..pipeline.model_state import note_training_step
 from ..pipeline.transport import SHARED_BUDGET, encode
 from ._base import HiddenWidget
 
@@ -57,7 +58,7 @@ class TransformerView(HiddenWidget):
         self._history: list[tuple[int, dict]] = []
         self._step = 0
         self._spent = 0.0
-        self._since = time.monotonic()
+        self._since: float | None = None  # the first step(): the budget counts training time only
         self._pending: dict | None = None
         self.source = source
         self._inputs = self._encode(source)
@@ -120,12 +121,20 @@ class TransformerView(HiddenWidget):
 
     def step(self, step: int | None = None) -> bool:
         """Call once per training step: recomputes on the current weights when due (every ``every`` steps; by
-        default whenever the time spent here stays under ``overhead`` of the time since the view was created),
-        records it under the step number for the step slider, and shows it. Returns whether it recomputed."""
+        default whenever the time spent here stays under ``overhead`` of the time since the first ``step()``),
+        records it under the step number for the step slider, and shows it. Returns whether it recomputed.
+
+        The time budget counts from the first ``step()``, so time spent before training (a view created, then a
+        pause) is not spent on a burst of recomputations."""
         self._step = self._step + 1 if step is None else check_int(step, "step", minimum=0,
                                                                    error=T.TransformerError)
+        # between two training steps, on the training thread: an edit in the view (computed on the comm thread)
+        # then works on a snapshot of these weights, never on the model mid-step (model_state.model_for_work)
+        note_training_step(self.model, self._step)
         if self._pending is not None and SHARED_BUDGET.try_take():
             self._publish(self._pending, force=True)
+        if self._since is None:
+            self._since = time.monotonic()
         elapsed = time.monotonic() - self._since
         due = (self._step % self.every == 0) if self.every else (self._spent <= self.overhead * elapsed)
         if not due:
@@ -185,7 +194,7 @@ class LogitLens(TransformerView):
     @keywords_checked
     def __init__(self, model: torch.nn.Module, source: Any, *, tokenizer: Any = None, tokens: Any = None,
                  vocab: Any = None, k: int = 5, tuned: T.TunedLens | None = None, statistic: str = "entropy",
-                 sequence: int = 0, every: int | None = None, overhead: float = 0.05,
+                 sequence: int = 0, every: int | None = None, overhead: float = 0.03,
                  final_norm: Any = "auto", unembed: Any = "auto", title: str = "Logit lens"):
         statistic = check_choice(statistic, "statistic", STATISTICS, T.TransformerError)
         self.k = check_int(k, "k", minimum=1, maximum=20, error=T.TransformerError)

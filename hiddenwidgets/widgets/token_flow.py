@@ -30,7 +30,7 @@ class TokenFlow(TransformerView):
 
     @keywords_checked
     def __init__(self, model: torch.nn.Module, source: Any, *, tokenizer: Any = None, tokens: Any = None,
-                 sequence: int = 0, decodability: bool = False, every: int | None = None, overhead: float = 0.05,
+                 sequence: int = 0, decodability: bool = False, every: int | None = None, overhead: float = 0.03,
                  title: str = "Token flow"):
         self.decodability = check_bool(decodability, "decodability", T.TransformerError)
         super().__init__(title=title, text=source if isinstance(source, str) else "",
