@@ -2,7 +2,7 @@
 // The AttentionView: one row of head thumbnails per layer, sorted by entropy (focused heads first), each labelled
 // with its class; click a head for its query × key pattern (one page of at most page_size tokens at a time);
 // hover a token to see where it attends to (its row) and what attends to it (its column).
-import { fmt, h, setupCanvas, theme, trackHover, viewFrame } from "./lib/chart.js";
+import { LineChart, fmt, h, setupCanvas, theme, trackHover, viewFrame } from "./lib/chart.js";
 import { lut } from "./lib/colormap.js";
 import { CSS } from "./lib/style.js";
 import { Pager, StepSlider, TX_CSS, decodeState, fitText, showToken, watchWidth } from "./lib/tokens.js";
@@ -32,7 +32,12 @@ function render({ model, el }) {
   detailHead.append(detailTitle, pager.el);
   const canvas = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-tx-canvas"));
   const readout = h("div", "hw-tx-readout");
-  root.append(status, controls, grid, detailHead, canvas, readout);
+  const profile = new LineChart("mean weight by distance (query − key)", { height: 120 });
+  const detail = h("div", "hw-av-detail");
+  const left = h("div");
+  left.append(canvas, readout);
+  detail.append(left, profile.el);
+  root.append(status, controls, grid, detailHead, detail);
   el.appendChild(root);
 
   /** @type {any} */ let data = null;
@@ -93,7 +98,11 @@ function render({ model, el }) {
     const nq = pa.outside.length; const nk = nq ? pa.pattern.length / nq : 0;
     pager.set(ph.page, data.header.page_size, ph.n);
     const label = data.header.labels[ph.layer][ph.head];
-    detailTitle.textContent = `${data.header.layers[ph.layer]}, head ${ph.head} (${label})`;
+    const stateStep = data.header.step;
+    detailTitle.textContent = `${data.header.layers[ph.layer]}, head ${ph.head} (${label})` +
+      (ph.step >= 0 && ph.step !== stateStep ? ` · pattern from the weights of step ${ph.step}` : "");
+    const offs = Array.from(pa.profile, (_, i) => ph.offset0 + i);
+    profile.update({ xs: offs, lines: [{ ys: pa.profile, label: "weight", color: "#3b6fd8" }], yMin: 0 }, Math.min(360, Math.max(220, width / 3)));
     cell = Math.max(4, Math.min(22, Math.floor((width - LEFT - 20) / Math.max(nk, 1))));
     const W = LEFT + nk * cell + 10; const Hh = TOP + nq * cell + 10;
     const ctx = setupCanvas(canvas, W, Hh);
@@ -158,7 +167,7 @@ function render({ model, el }) {
     for (const ev of events) model.off(ev, update);
     model.off("change:_pattern", updatePattern);
     for (const f of thumbCleanups) f();
-    stopHover(); stopWidth(); root.remove();
+    stopHover(); stopWidth(); profile.dispose(); root.remove();
   };
 }
 

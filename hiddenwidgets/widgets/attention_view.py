@@ -36,7 +36,9 @@ class AttentionView(TransformerView):
     Thumbnails: each head's pattern averaged to ``thumb`` × ``thumb`` cells (scaled to its own maximum), in
     layer rows sorted by mean entropy (low: focused), labelled with its class (previous-token, first-token,
     focused, broad, mixed; :func:`~hiddenwidgets.analysis.transformers.classify_heads`). The selected head's
-    pattern is sent for ``page_size`` queries × keys at a time. ``head`` (layer, head) and ``page`` are traits.
+    pattern is sent for ``page_size`` queries × keys at a time, with its distance profile (mean weight per
+    offset query − key); it is always the latest computed weights' (the step slider moves the thumbnails and
+    numbers, and the detail says which step its pattern is from). ``head`` (layer, head) and ``page`` are traits.
     """
 
     _view_file = "attention_view"
@@ -69,13 +71,15 @@ class AttentionView(TransformerView):
         entropy = classes.entropy
         order = [sorted(range(w.shape[1]), key=lambda h, row=row: float(row[h])) for row in entropy]
         offsets, profile = T.distance_profile(w[:, None], mask)
+        self.offsets, self.profile = offsets, profile
+        self._weights_step = self._step
         arrays = {"entropy": _np32(entropy), "previous": _np32(classes.previous_mass),
                   "first": _np32(classes.first_mass), "k90": _np32(classes.k90),
-                  "thumbs": thumbnails(w, self.thumb), "profile": _np32(profile)}
+                  "thumbs": thumbnails(w, self.thumb)}
         index, data = encode(arrays)
         header = {"index": index, "layers": tr.layer_names[1:], "heads": int(w.shape[1]),
                   "tokens": [tr.tokens[s][j] for j in where.tolist()], "labels": classes.labels, "order": order,
-                  "offset0": int(offsets[0]), "thumb": int(arrays["thumbs"].shape[-1]), "page_size": self.page_size,
+                  "thumb": int(arrays["thumbs"].shape[-1]), "page_size": self.page_size,
                   "step": -1, "source": tr.sources.get("attention", "")}
         counts = ", ".join(f"{v} {k}" for k, v in classes.counts().items() if v)
         self.status = f"{w.shape[0]} layers × {w.shape[1]} heads × {len(where)} tokens · {counts}"
@@ -109,6 +113,8 @@ class AttentionView(TransformerView):
         k0 = max(0, k1 - self.page_size)
         block = w[q0:q1, k0:k1]
         outside = (w[q0:q1].sum(-1) - block.sum(-1))
-        index, data = encode({"pattern": _np32(block), "outside": _np32(outside)})
+        index, data = encode({"pattern": _np32(block), "outside": _np32(outside),
+                              "profile": _np32(self.profile[layer, hd])})
         self._pattern = {"header": {"index": index, "layer": layer, "head": hd, "q0": q0, "k0": k0, "pages": pages,
-                                    "page": page, "n": n}, "data": data}
+                                    "page": page, "n": n, "offset0": int(self.offsets[0]),
+                                    "step": self._weights_step if self.steps else -1}, "data": data}

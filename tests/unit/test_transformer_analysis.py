@@ -165,6 +165,11 @@ def test_token_strings_without_a_tokenizer():
         T.trace(gpt2(), ids(), tokens=[["a"] * 8, ["b"] * 9])
 
 
+def test_attention_too_large_for_memory_is_refused_before_the_pass():
+    with pytest.raises(T.TransformerError, match=r"GiB.*shorter window"):
+        T.trace(gpt2(), torch.zeros(64, 2048, dtype=torch.long), attention=True)
+
+
 def test_unknown_keyword_names_the_valid_ones():
     with pytest.raises(TypeError, match=r"atention.*did you mean 'attention'"):
         T.trace(gpt2(), ids(), atention=True)

@@ -15,7 +15,7 @@ from hiddenwidgets.analysis import transformers as T
 from hiddenwidgets.pipeline.transport import decode
 
 pytest.importorskip("transformers")
-from tests.unit.test_transformer_analysis import NanoGPT, gpt2, ids  # noqa: E402
+from tests.unit.test_transformer_analysis import NanoGPT, gpt2, ids
 
 warnings.filterwarnings("ignore", message=".*token_id must be.*")
 
@@ -61,7 +61,7 @@ def test_editing_the_text_recomputes_and_padding_is_not_shown():
 
 
 def test_text_without_a_tokenizer_is_refused_with_what_to_do():
-    with pytest.raises(T.TransformerError, match="tokenizer.*tokens="):
+    with pytest.raises(T.TransformerError, match=r"tokenizer.*tokens="):
         hw.LogitLens(gpt2(), "some text")
 
 
@@ -70,7 +70,7 @@ def test_encoder_is_refused_by_the_lens_view_but_shown_by_the_others():
 
     bert = BertModel(BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64,
                                 vocab_size=61)).eval()
-    with pytest.raises(T.TransformerError, match="does not apply.*encoder"):
+    with pytest.raises(T.TransformerError, match=r"does not apply.*encoder"):
         hw.LogitLens(bert, ids(1, 6))
     assert arrays(hw.TokenFlow(bert, ids(1, 6)))[1]["norm"].shape == (3, 6)
     assert arrays(hw.AttentionView(bert, ids(1, 6)))[1]["entropy"].shape == (2, 4)
@@ -113,6 +113,9 @@ def test_attention_view_pages_and_sends_thumbnails_not_tensors():
     full = tr.attentions[2, 0, 1]
     np.testing.assert_array_equal(pa["pattern"], full[16:32, ph["k0"]:ph["k0"] + pa["pattern"].shape[1]].numpy())
     np.testing.assert_allclose(pa["outside"] + pa["pattern"].sum(-1), 1.0, rtol=1e-5)
+    offsets, profile = T.distance_profile(tr.attentions, tr.mask)
+    np.testing.assert_allclose(pa["profile"], profile[2, 1].numpy(), rtol=1e-5, atol=1e-7)
+    assert ph["offset0"] == int(offsets[0]) == -39
     assert len(view._state["data"]) + len(view._pattern["data"]) < 3 * 4 * 40 * 40 * 4 / 2
 
 

@@ -387,6 +387,8 @@ def trace(model: nn.Module, inputs: Any, *, attention: bool = False, attention_m
         raise TransformerError(f"target must be 'next', 'same' or None; got {target!r}")
     model = model_for_work(model)
     args, kwargs, ids, mask = _split_inputs(model, inputs, attention_mask)
+    if attention:
+        _check_attention_memory(model, mask.shape)
     hf = _is_hf(model)
     if blocks is not None:
         block_names = list(blocks)
@@ -484,6 +486,24 @@ def trace(model: nn.Module, inputs: Any, *, attention: bool = False, attention_m
                  logits=None if logits is None else logits.detach(), attentions=attn, layer_names=names,
                  decode=decode, decode_problem=problem, target=target, vocab=_vocab(tokenizer, vocab),
                  sources=sources)
+
+
+MAX_ATTENTION_BYTES = 2 << 30
+
+
+def _check_attention_memory(model: nn.Module, shape: tuple[int, int]) -> None:
+    """Refuse a pass whose attention weights (layers × batch × heads × T × T float32) would pass 2 GiB."""
+    cfg = getattr(model, "config", None)
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None)
+    if not layers or not heads:
+        return
+    need = int(layers) * int(heads) * shape[0] * shape[1] ** 2 * 4
+    if need > MAX_ATTENTION_BYTES:
+        raise TransformerError(f"attention weights for {shape[0]} sequence(s) of {shape[1]} tokens would take "
+                               f"{need / 2**30:.1f} GiB ({layers} layers × {heads} heads × T² float32); the limit is "
+                               "2 GiB. Pass fewer sequences or a shorter window, or attention=False for the "
+                               "residual stream and the lens alone")
 
 
 def _batch_first(blocks: list[nn.Module]) -> bool:
