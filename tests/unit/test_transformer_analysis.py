@@ -18,6 +18,7 @@ transformers = pytest.importorskip("transformers")
 from transformers import BertConfig, BertForMaskedLM, BertModel, GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*token_id must be.*")
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: a second thread only spin-waits
 
 
 def gpt2(seed: int = 0, **kw) -> GPT2LMHeadModel:

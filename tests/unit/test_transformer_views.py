@@ -18,6 +18,7 @@ pytest.importorskip("transformers")
 from tests.unit.test_transformer_analysis import NanoGPT, gpt2, ids
 
 warnings.filterwarnings("ignore", message=".*token_id must be.*")
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: a second thread only spin-waits
 
 
 class CharTokenizer:

@@ -221,7 +221,7 @@ def fit_tuned_lens(traces: Sequence[Trace] | Trace, *, lens: TunedLens | None = 
         loss.backward()
         opt.step()
         lens.steps_trained += 1
-        if progress is not None and progress(step + 1, steps, float(loss)) is False:
+        if progress is not None and progress(step + 1, steps, float(loss.detach())) is False:
             break
     lens.train_seconds = time.monotonic() - started
     return lens
