@@ -92,7 +92,7 @@ cells = [
          "result = T.logit_lens(trace)\n"
          "for name, ce, top in zip(result.layer_names, result.cross_entropy[:, 0].nanmean(-1),\n"
          "                         result.topk_ids[:, 0, 3, 0], strict=True):\n"
-         "    print(f\"{name:>10}: cross-entropy {float(ce):.2f} nats; after 'the cat said' it predicts \"\n"
+         "    print(f\"{name:>10}: cross-entropy {float(ce):.2f} nats; after 'the cat said to' it predicts \"\n"
          "          f\"{words.vocab[int(top)]!r}\")\n"
          "lm_heads"),
     md("## (b) A tuned lens\n\nBelrose et al. (2023): one affine translator per layer, trained to minimise "
