@@ -19,10 +19,10 @@ function render({ model, el }) {
   const chips = h("div", "hw-am-chips");
   controls.append(pager.el, slider.el);
   const charts = h("div", "hw-tf-charts");
-  const norm = new LineChart("norm of the residual");
-  const cosIn = new LineChart("cosine to the input embedding");
-  const cosOut = new LineChart("cosine to the final layer");
-  const dec = new LineChart("token identity: probe accuracy");
+  const norm = new LineChart("norm of the residual", { height: 170 });
+  const cosIn = new LineChart("cosine to the input embedding", { height: 170 });
+  const cosOut = new LineChart("cosine to the final layer", { height: 170 });
+  const dec = new LineChart("token identity: probe accuracy", { height: 170 });
   charts.append(norm.el, cosIn.el, cosOut.el, dec.el);
   root.append(status, controls, chips, charts);
   el.appendChild(root);
