@@ -10,7 +10,8 @@ Prints JSON lines:
   tokens, plus the logit lens (every layer decoded, top-5, entropy, cross-entropy, KL).
 - ``live_views_training_ratio``: training time of that LM with ``LogitLens`` and ``AttentionView`` stepping at
   their defaults (adaptive, ``overhead=0.03`` each) over the time without them; ``--pairs`` alternating
-  pairs of ``--steps`` steps, median ratio (goal ≤ 1.10).
+  pairs of ``--steps`` steps, median ratio (goal ≤ 1.10), in wall time and in the process's CPU time (steadier
+  on a shared machine).
 - ``attention_frame_bytes``: what ``AttentionView`` sends for 12 layers × 12 heads × 128 tokens: the state frame
   (uint8 thumbnails and per-head numbers) and one head's pattern page, against the full float32 tensor.
 """
@@ -21,13 +22,20 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
-import torch
+# this file is named like the Hugging Face package: run as a script, its folder comes first on sys.path and
+# `import transformers` would import this file; take the folder off the path first
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import hiddenwidgets as hw
-from hiddenwidgets.analysis import transformers as T
+import torch  # noqa: E402
+
+import hiddenwidgets as hw  # noqa: E402
+from hiddenwidgets.analysis import transformers as T  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -92,11 +100,11 @@ def main() -> None:
                for _ in range(args.steps)]
     probe = "the cat said to the dog , the river is slow today ."
 
-    def train(views: bool) -> float:
+    def train(views: bool) -> tuple[float, float]:
         m = small_lm(len(tok))
         opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
         live = [hw.LogitLens(m, probe, tokenizer=tok), hw.AttentionView(m, probe, tokenizer=tok)] if views else []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for x in batches:
             loss = m(x, labels=x).loss
             opt.zero_grad()
@@ -104,17 +112,19 @@ def main() -> None:
             opt.step()
             for v in live:
                 v.step()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
-    ratios, base, with_views = [], [], []
+    ratios, cpu_ratios, base, with_views = [], [], [], []
     for _ in range(args.pairs):
-        b, v = train(False), train(True)
+        (b, bc), (v, vc) = train(False), train(True)
         base.append(b)
         with_views.append(v)
         ratios.append(v / b)
+        cpu_ratios.append(vc / bc)
     print(json.dumps({"figure": "live_views_training_ratio", "median_ratio": round(statistics.median(ratios), 3),
-                      "ratios": [round(r, 3) for r in ratios], "steps": args.steps,
-                      "median_s_without": round(statistics.median(base), 3),
+                      "median_cpu_time_ratio": round(statistics.median(cpu_ratios), 3),
+                      "ratios": [round(r, 3) for r in ratios], "cpu_time_ratios": [round(r, 3) for r in cpu_ratios],
+                      "steps": args.steps, "median_s_without": round(statistics.median(base), 3),
                       "median_s_with": round(statistics.median(with_views), 3)}))
 
     big = small_lm(200, layers=12, width=96, heads=12)
@@ -126,8 +136,9 @@ def main() -> None:
     print(json.dumps({"figure": "attention_frame_bytes", "layers": 12, "heads": 12, "tokens": 128,
                       "state_frame_bytes": state, "head_pattern_bytes": pattern, "full_tensor_bytes": full,
                       "fraction_of_full": round((state + pattern) / full, 4),
-                      "sends": "24x24 uint8 thumbnail per head + entropy/previous/first/k90 per head + distance "
-                               "profile (L x H x 255 float32) + token strings; one head's 128x128 float32 page"}))
+                      "sends": "state: a 24x24 uint8 thumbnail and entropy/previous/first/k90 (float32) per head, "
+                               "token strings, classes; pattern: the selected head's 128x128 float32 page, the "
+                               "share of each query's weight outside the page, its distance profile"}))
 
 
 if __name__ == "__main__":

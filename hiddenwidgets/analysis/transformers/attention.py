@@ -9,7 +9,7 @@ your own) and the (B, T) attention mask. Padded queries are NaN; padded keys are
 - **Classification**, after Ramsauer et al. (2020), *Hopfield Networks is All You Need* (section on BERT's heads):
   they count how many keys k carry 90 % of a query's attention; heads whose k is a large share of the sequence
   average broadly (their class I), heads with k of one or two retrieve a single pattern (class IV). Here, for
-  queries with at least 4 keys: the median of k90 / keys. A head is
+  queries with at least 4 keys: the median of k90 / keys (torch.median: the lower middle value). A head is
   ``previous-token`` when it puts on average ≥ ``threshold`` of its weight on the token just before the query,
   else ``first-token`` when ≥ ``threshold`` goes to the first real token (a BOS / [CLS] "sink"), else
   ``focused`` when the median k90 is ≤ 2 keys, else ``broad`` when the median k90 / keys ≥ ``broad_fraction``,
@@ -142,12 +142,9 @@ def classify_heads(weights: torch.Tensor, mask: torch.Tensor | None = None, *, t
     k90 = torch.minimum(k90, n_keys[None, :, None].expand_as(k90))
     use = mask & (n_keys >= 4)
     k90f = k90.float() / n_keys.clamp(min=1)[None, :, None].float()
-    if use.any():
-        sel = use[None, :, None].expand_as(k90)
-        k90_med = torch.stack([torch.stack([k90[layer, :, hd][sel[layer, :, hd]].float().median()
-                                            for hd in range(n_h)]) for layer in range(n_l)])
-        frac_med = torch.stack([torch.stack([k90f[layer, :, hd][sel[layer, :, hd]].median()
-                                             for hd in range(n_h)]) for layer in range(n_l)])
+    if use.any():  # the same queries count for every layer and head: (L, H, B, T)[..., use] -> (L, H, N)
+        k90_med = k90.permute(0, 2, 1, 3)[..., use].float().median(-1).values
+        frac_med = k90f.permute(0, 2, 1, 3)[..., use].median(-1).values
     else:
         k90_med = frac_med = torch.full((n_l, n_h), float("nan"))
     ent = mean_over_queries(head_entropy(w, mask), mask)
