@@ -71,7 +71,7 @@ function render({ model, el }) {
         c.width = s; c.height = s; c.style.width = `${size}px`; c.style.height = `${size}px`;
         const ctx = c.getContext("2d");
         if (ctx) {
-          const img = ctx.createImageData(s, s);
+          const img = new ImageData(s, s);
           const base = (l * H + hd) * s * s;
           for (let i = 0; i < s * s; i++) {
             const q = arrays.thumbs[base + i] * 4;
