@@ -355,3 +355,14 @@ def test_logit_lens_and_attention_equal_transformer_lens_on_the_same_gpt2():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     patterns = torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(3)])
     torch.testing.assert_close(tr.attentions, patterns, atol=1e-6, rtol=1e-5)
+
+
+def test_own_model_takes_a_tokenizers_output_positionally_and_refuses_padding_it_cannot_pass():
+    model = NanoGPT()
+    x = ids()
+    by_dict = T.trace(model, {"input_ids": x, "attention_mask": torch.ones_like(x)})
+    torch.testing.assert_close(by_dict.residual, T.trace(model, x).residual)
+    mask = torch.ones_like(x)
+    mask[0, -2:] = 0
+    with pytest.raises(T.TransformerError, match=r"not a Hugging Face model.*padding"):
+        T.trace(model, {"input_ids": x, "attention_mask": mask})

@@ -4,6 +4,7 @@ live steps, static export with hostile token text, and what the attention view s
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 import numpy as np
@@ -146,3 +147,39 @@ def test_static_export_keeps_hostile_token_text_as_text(tmp_path):
         assert state["_state"]["header"]["tokens"] == tokens[0]
         pages.append(text)
     assert len(pages) == 3
+
+
+def test_an_edit_while_another_thread_trains_runs_on_a_snapshot():
+    """The view's edit arrives on the comm thread while the training thread steps the model: it is computed on a
+    copy of the weights taken between two steps, so the training model never leaves train mode."""
+    import threading
+
+    model = NanoGPT()
+    model.train()
+    view = hw.LogitLens(model, "abc", tokenizer=CharTokenizer(), every=10_000)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    modes, stop = [], threading.Event()
+
+    def train():
+        for _ in range(400):
+            if stop.is_set():
+                break
+            modes.append(model.training)
+            loss = model(ids(2, 8)).logsumexp(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            view.step()
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    try:
+        while len(modes) < 5:
+            time.sleep(0.01)
+        with pytest.warns(UserWarning, match="training on another thread"):
+            view.set_state({"text": "bcd"})
+    finally:
+        stop.set()
+        thread.join()
+    assert arrays(view)[0]["tokens"] == list("bcd") and all(modes)

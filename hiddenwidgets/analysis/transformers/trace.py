@@ -153,6 +153,15 @@ def _split_inputs(model: nn.Module, inputs: Any, attention_mask: Any) -> tuple[t
         kwargs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
         ids = kwargs.get("input_ids")
         args: tuple = ()
+        if ids is not None and not _is_hf(model) and set(kwargs) <= {"input_ids", "attention_mask", "token_type_ids"}:
+            # a tokenizer's output for a model of your own (nanoGPT: forward(idx)): the ids go positionally
+            mask_given = kwargs.get("attention_mask")
+            if mask_given is not None and not bool(torch.as_tensor(mask_given).bool().all()):
+                raise TransformerError(f"{type(model).__name__} is not a Hugging Face model, so how it takes an "
+                                       "attention mask is unknown, and these inputs have padding: pass a dict of "
+                                       "its own forward's keyword arguments plus attention_mask=, or one sequence "
+                                       "without padding")
+            args, kwargs = (ids,), {}
         first = ids if ids is not None else next((v for v in kwargs.values() if isinstance(v, torch.Tensor)), None)
     elif isinstance(inputs, torch.Tensor):
         kwargs, args, first = {}, (inputs.to(device),), inputs
