@@ -368,27 +368,39 @@ def trace(model: nn.Module, inputs: Any, *, attention: bool = False, attention_m
           atol: float = 1e-4) -> Trace:
     """Run ``model`` once on ``inputs`` and record its residual stream (and attention weights).
 
-    Args:
-        model: a Hugging Face model (causal LM, masked LM or encoder), an ``nn.TransformerEncoder``, or any module
-            with an ``nn.ModuleList`` of blocks (nanoGPT-style).
-        inputs: token ids (B, T), embeddings (B, T, D) (``nn.TransformerEncoder``), or a tokenizer's output.
-        attention: also record the attention weights (L, B, H, T, T).
-        attention_mask: (B, T), 1 for real tokens (default: the inputs' ``attention_mask``, else all real).
-            Passed to the model (Hugging Face: ``attention_mask``; ``nn.TransformerEncoder``:
-            ``src_key_padding_mask``); padded positions are NaN in every statistic.
-        tokens: token strings per sequence, for a model without a tokenizer; ``tokenizer``: to name tokens;
-            ``vocab``: id → string (list or callable) for decoded predictions (default: the tokenizer, else ``#id``).
-        blocks: names of the blocks in order (default: found, see :func:`find_blocks`); not needed for Hugging
-            Face models.
-        final_norm, unembed: the modules (or names) that turn the last residual into logits. "auto": the
-            model's own (Hugging Face: the final norm of the base model and the output head; others: a norm
-            named ln_f / norm / final_norm and a Linear named lm_head / head / unembed). ``final_norm=None``: none.
-        target: "next" or "same" token for the cross-entropy (default: "same" for masked LMs, else "next").
-        atol: how close the decoded last layer must be to the model's own logits (checked on every trace).
+    Parameters
+    ----------
+    model
+        A Hugging Face model (causal LM, masked LM or encoder), an ``nn.TransformerEncoder``, or any module with
+        an ``nn.ModuleList`` of blocks (nanoGPT-style).
+    inputs
+        Token ids (B, T), embeddings (B, T, D) (``nn.TransformerEncoder``), or a tokenizer's output.
+    attention
+        Also record the attention weights (L, B, H, T, T).
+    attention_mask
+        (B, T), 1 for real tokens (default: the inputs' ``attention_mask``, else all real). Passed to the model
+        (Hugging Face: ``attention_mask``; ``nn.TransformerEncoder``: ``src_key_padding_mask``); padded
+        positions are NaN in every statistic.
+    tokens, tokenizer, vocab
+        Token strings per sequence, for a model without a tokenizer; the tokenizer, to name tokens; id → string
+        (list or callable) for decoded predictions (default: the tokenizer, else ``#id``).
+    blocks
+        Names of the blocks in order (default: found, see :func:`find_blocks`); not needed for Hugging Face
+        models.
+    final_norm, unembed
+        The modules (or names) that turn the last residual into logits. "auto": the model's own (Hugging Face:
+        the final norm of the base model and the output head; others: a norm named ln_f / norm / final_norm and a
+        Linear named lm_head / head / unembed). ``final_norm=None``: none; ``unembed=None``: no decoder.
+    target
+        "next" or "same" token for the cross-entropy (default: "same" for masked LMs, else "next").
+    atol
+        How close the decoded last layer must be to the model's own logits (checked on every trace).
 
-    Returns:
-        a :class:`Trace`. The decoder is checked on every call: decoding the last residual must give the model's
-        own logits (within ``atol``), else it is refused with the difference and what to pass instead.
+    Returns
+    -------
+    Trace
+        The decoder is checked on every call: decoding the last residual must give the model's own logits (within
+        ``atol``), else it is refused with the difference and what to pass instead.
     """
     if not isinstance(model, nn.Module):
         raise TransformerError(f"model must be a torch.nn.Module; got {what(model)}")
