@@ -18,7 +18,7 @@ from . import (
     datasets,
 )
 from ._version import __version__ as __version__
-from .analysis import featurevis, information, interventions, probes, representations, similarity, tcav
+from .analysis import featurevis, information, interventions, probes, representations, similarity, tcav, transformers
 from .analysis.explainer import ExplainerError, NetworkTrace, explain_network
 from .analysis.matrices import RepresentationError
 from .analysis.representations import RepresentationRecorder, Representations, layer_features, probe, project
@@ -33,15 +33,18 @@ from .pipeline.recorder import InformationRecorder
 from .pipeline.summaries import HistogramGrid, LayerSummarizer
 from .widgets import (
     ActivationMonitor,
+    AttentionView,
     AttributionExplorer,
     ConceptAnnotator,
     ConceptScores,
     InformationPlane,
     InterventionView,
+    LogitLens,
     NetworkExplainer,
     ProbeChart,
     Projector,
     SimilarityMatrix,
+    TokenFlow,
     TrainingJob,
     TrainingStopped,
     UnitAtlas,
@@ -98,3 +101,4 @@ __all__ = [
     "similarity",
     "tcav",
 ]
+__all__ += ["AttentionView", "LogitLens", "TokenFlow", "transformers"]

@@ -9,7 +9,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, "..", "hiddenwidgets", "static");
 mkdirSync(out, { recursive: true });
 
-export const VIEWS = ["activation_monitor", "information_plane", "attribution_explorer", "projector", "probe_chart", "similarity_matrix", "concept_annotator", "concept_scores", "intervention_view", "unit_atlas", "network_explainer"];
+export const VIEWS = ["activation_monitor", "information_plane", "attribution_explorer", "projector", "probe_chart", "similarity_matrix", "concept_annotator", "concept_scores", "intervention_view", "unit_atlas", "network_explainer", "logit_lens", "attention_view", "token_flow"];
 
 const common = { bundle: true, minify: true, sourcemap: false, target: "es2020", legalComments: "none", logLevel: "warning" };
 
