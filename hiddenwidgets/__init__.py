@@ -30,6 +30,7 @@ from .pipeline.export import save_html
 from .pipeline.model_state import ModelChangedError, ModelSnapshot, SnapshotError
 from .pipeline.monitor import ActivationRecorder, MonitorWarning
 from .pipeline.recorder import InformationRecorder
+from .pipeline.rundir import RunDirError, read_run
 from .pipeline.summaries import HistogramGrid, LayerSummarizer
 from .widgets import (
     ActivationMonitor,
@@ -46,6 +47,7 @@ from .widgets import (
     TrainingStopped,
     UnitAtlas,
 )
+from .widgets.followed_run import FollowedRun
 
 __all__ = [
     "ActivationMonitor",
@@ -57,6 +59,7 @@ __all__ = [
     "ConceptAnnotator",
     "ConceptScores",
     "ExplainerError",
+    "FollowedRun",
     "HistogramGrid",
     "InformationPlane",
     "InformationRecorder",
@@ -73,6 +76,7 @@ __all__ = [
     "RepresentationError",
     "RepresentationRecorder",
     "Representations",
+    "RunDirError",
     "SimilarityMatrix",
     "SnapshotError",
     "TrainingJob",
@@ -91,6 +95,7 @@ __all__ = [
     "probe",
     "probes",
     "project",
+    "read_run",
     "representations",
     "save_chart",
     "save_html",

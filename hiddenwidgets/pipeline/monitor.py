@@ -66,7 +66,11 @@ def _positive_int(name: str, value: Any, low: int = 1) -> int:
 class ActivationRecorder:
     """Record what named layers of ``model`` do while it trains (see the module docstring and
     :class:`~hiddenwidgets.ActivationMonitor`, which documents the options). ``send(header, data)`` receives the
-    live frames and ``publish(header, data)`` the whole history on :meth:`flush`; both are held weakly."""
+    live frames and ``publish(header, data)`` the whole history on :meth:`flush`; both are held weakly.
+
+    Without a view (a script, a framework callback) pass ``logdir="runs/exp1"``: the same frames go to that run
+    directory (:mod:`.rundir`), which ``ActivationMonitor.follow`` shows in a notebook; :meth:`flush` is the
+    durability barrier (fsync) and :meth:`close` (or leaving a ``with`` block) ends the run."""
 
     OPTIONS = ("gradients", "grad_only", "every", "overhead", "fps", "history_points", "bins", "max_elements",
                "dead_window", "calls", "validation", "units", "logdir")
