@@ -32,6 +32,7 @@ from .pipeline.monitor import ActivationRecorder, MonitorWarning
 from .pipeline.recorder import InformationRecorder
 from .pipeline.rundir import RunDirError, read_run
 from .pipeline.summaries import HistogramGrid, LayerSummarizer
+from .pipeline.tensorboard import export_tensorboard
 from .widgets import (
     ActivationMonitor,
     AttributionExplorer,
@@ -88,6 +89,7 @@ __all__ = [
     "concepts",
     "datasets",
     "explain_network",
+    "export_tensorboard",
     "featurevis",
     "information",
     "interventions",
