@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import socket
 import struct
@@ -47,7 +48,8 @@ from .records import scan
 from .summaries import HistogramGrid
 from .transport import History, LayerSeries, ScalarSeries
 
-__all__ = ["FORMAT", "VERSION", "RunDirError", "RunReader", "RunWriter", "read_run"]
+__all__ = ["FORMAT", "VERSION", "RunDirError", "RunReader", "RunWriter", "merge_histories", "rank_dirs", "read_ranks",
+           "read_run"]
 
 FORMAT = "hiddenwidgets-run"
 VERSION = 1
@@ -575,3 +577,100 @@ def run_meta(recorder: Any) -> dict[str, Any]:
     if dist.is_available() and dist.is_initialized():
         meta.update(rank=dist.get_rank(), world_size=dist.get_world_size())
     return meta
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# several ranks of one job
+def rank_dirs(path: str | os.PathLike) -> list[Path]:
+    """The run directories of a multi-process job's ranks, ``<path>/rank0``, ``rank1``..., in rank order."""
+    path = Path(path)
+    found = sorted((p for p in path.glob("rank*") if p.name[4:].isdigit() and (p / MANIFEST).exists()),
+                   key=lambda p: int(p.name[4:]))
+    return found
+
+
+def merge_histories(histories: list[History]) -> History:
+    """The merged picture of several ranks' histories (one DDP job): per point, histogram counts add on a common
+    grid (every rank's grid coarsened by powers of two, so exactly), count fields add, means and variances pool
+    exactly (Chan et al.'s parallel formula, as when merging two points of one history), min/max combine; a
+    scalar's point is the mean over ranks. Dead-unit fractions and gradient norms are averaged over rank-samples.
+
+    Raises :class:`RunDirError` if the ranks' points do not cover the same steps (sampling decided per rank:
+    record with ``every=k`` so every rank samples the same steps).
+    """
+    if not histories:
+        raise RunDirError("merge_histories needs at least one history")
+    first = histories[0]
+    out = History(capacity=first.capacity, bins=first.bins, layers=[])
+    out.step = max(h.step for h in histories)
+    out.epoch = first.epoch
+    for key in first.series:
+        parts = [h.series.get(key) for h in histories]
+        if any(p is None for p in parts):
+            continue  # a series not every rank has yet (a rank behind): shown once all have it
+        ref = parts[0]
+        for rank, s in enumerate(parts[1:], 1):
+            same = s.count == ref.count and np.array_equal(s.rows[: s.count, :2], ref.rows[: ref.count, :2])
+            if not same:
+                raise RunDirError(
+                    f"series {ref.name!r}: rank {rank}'s points cover other steps than rank 0's (rank 0: "
+                    f"{ref.count} points, {ref.samples} samples; rank {rank}: {s.count} points, {s.samples} "
+                    "samples), so they cannot be added point by point. Record with every=k (a fixed sampling "
+                    "interval) so that every rank samples the same steps; ranks that are still running can "
+                    "also be one step apart: read again.")
+        merged = LayerSeries(ref.name, out.capacity, out.bins) if isinstance(ref, LayerSeries) \
+            else ScalarSeries(ref.name, out.capacity)
+        rows = ref.rows[: ref.count].copy()
+        hist = None
+        if isinstance(ref, LayerSeries):
+            grids = [s.grid for s in parts if s.grid is not None]
+            grid = common_grid(grids) if grids else None
+            hist = np.zeros((ref.count, ref.hist.shape[1] if grid is None else grid.bins))
+            if grid is not None:
+                hist = grid.rebin(ref.hist[: ref.count], ref.grid) if ref.grid is not None else hist
+            merged.grid, merged.shape, merged.source = grid, ref.shape, ref.source
+            if grid is not None and merged.hist.shape[1] != grid.bins:
+                merged.hist = np.zeros((merged.capacity, grid.bins))
+        for s in parts[1:]:
+            eb = None
+            if hist is not None:
+                eb = merged.grid.rebin(s.hist[: s.count], s.grid) if s.grid is not None else np.zeros_like(hist)
+            rows, hist = ref.merge(rows, s.rows[: s.count].copy(), hist, eb)
+            rows = np.atleast_2d(rows)
+            if hist is not None:
+                hist = np.atleast_2d(hist)
+        merged.rows[: ref.count] = rows
+        if hist is not None:
+            merged.hist[: ref.count] = hist
+        merged.count, merged.stride, merged.open = ref.count, ref.stride, ref.open
+        merged.samples = sum(s.samples for s in parts)
+        merged.rev = sum(s.rev for s in parts)
+        out.series[key] = merged
+    out.layers = [name for name in first.layers if f"layer:{name}" in out.series]
+    for h in histories:
+        for name, info in h.info.items():
+            out.info.setdefault(name, dict(info))
+    for rank, h in enumerate(histories):
+        out.events.extend({**e, "message": f"rank {rank}: {e['message']}"} for e in h.events)
+    return out
+
+
+def common_grid(grids: list[HistogramGrid]) -> HistogramGrid:
+    """The finest grid every one of ``grids`` nests in (power-of-two widths, edges on multiples of the width)."""
+    bins = grids[0].bins
+    width = max(g.width for g in grids)
+    lo_v, hi_v = min(g.lo for g in grids), max(g.hi for g in grids)
+    while True:
+        lo = math.floor(lo_v / width) * width
+        if lo + width * bins >= hi_v:
+            return HistogramGrid(lo, width, bins)
+        width *= 2
+
+
+def read_ranks(path: str | os.PathLike) -> History:
+    """The merged history of the ranks recorded under ``path`` (``rank0``, ``rank1``...); see
+    :func:`merge_histories`."""
+    dirs = rank_dirs(path)
+    if not dirs:
+        raise RunDirError(f"{str(path)!r} holds no rank directories (rank0/run.json, rank1/run.json...)")
+    return merge_histories([read_run(d).history for d in dirs])

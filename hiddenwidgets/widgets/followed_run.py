@@ -12,8 +12,8 @@ from typing import Any
 
 import traitlets
 
-from ..pipeline.rundir import RunReader
-from ..pipeline.transport import Streamer
+from ..pipeline.rundir import MANIFEST, RunDirError, RunReader, merge_histories, rank_dirs
+from ..pipeline.transport import History, Streamer
 from ._base import HiddenWidget
 
 __all__ = ["FollowedRun", "follow"]
@@ -47,8 +47,14 @@ class FollowedRun(HiddenWidget):
         if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not 0.05 <= poll <= 60:
             raise ValueError(f"poll is the seconds between looks at the run directory, in [0.05, 60]; got {poll!r}")
         self.path = Path(path)
-        self.reader = RunReader(self.path)  # raises RunDirError for a missing, empty or newer directory
-        self.history = self.reader.history
+        ranks = rank_dirs(self.path) if not (self.path / MANIFEST).exists() else []
+        # one reader per rank of a multi-process job (rank0, rank1...: the view shows them merged), else one
+        self.readers = [RunReader(d) for d in ranks] or [RunReader(self.path)]  # RunDirError: missing, empty...
+        self.reader = self.readers[0]
+        if ranks:
+            self.history = History(capacity=self.reader.history.capacity, bins=self.reader.history.bins, layers=[])
+        else:
+            self.history = self.reader.history
         self.poll_interval = float(poll)
         self.streamer = Streamer(self.history, self._send_frame, self._publish, fps=fps)
         self._said_end = False
@@ -75,12 +81,14 @@ class FollowedRun(HiddenWidget):
         """Apply what the job wrote since the last look; returns the number of records. The reader thread calls
         this every ``poll`` seconds; call it yourself to catch up at once."""
         with self.streamer._work_lock:  # the sender thread builds frames from this history under the same lock
-            resets = self.reader.resets
-            n = self.reader.poll()
-            if self.reader.resets != resets:
+            resets = sum(r.resets for r in self.readers)
+            n = sum(r.poll() for r in self.readers)
+            if sum(r.resets for r in self.readers) != resets:
                 self.streamer._resync = True
+            if n and len(self.readers) > 1:
+                self._merge()
             layers = list(self.history.layers)
-            done = self.reader.ended or not self.reader.writer_alive
+            done = all(r.ended or not r.writer_alive for r in self.readers)
             if done and not self._said_end:
                 self._said_end = True
                 self._note_end()
@@ -94,8 +102,35 @@ class FollowedRun(HiddenWidget):
             self._stop.set()
         return n
 
+    def _merge(self) -> None:
+        """The ranks' histories merged into this view's history, sent again whole."""
+        try:
+            merged = merge_histories([r.history for r in self.readers])
+        except RunDirError:
+            if all(r.ended or not r.writer_alive for r in self.readers):
+                raise
+            return  # ranks a step apart while they run: merge at the next look
+        h = self.history
+        h.series.clear()
+        h.series.update(merged.series)
+        h.layers[:] = merged.layers
+        h.step, h.epoch = merged.step, merged.epoch
+        if merged.info != h.info:
+            h.info.clear()
+            h.info.update(merged.info)
+            h.info_version += 1
+        if merged.events != h.events:
+            h.events[:] = merged.events
+            h.events_version += 1
+
     def _note_end(self) -> None:
-        r, h = self.reader, self.history
+        h = self.history
+        if len(self.readers) > 1:
+            ended = sum(r.ended for r in self.readers)
+            h.note_event("run_ended", h.step, f"{ended} of {len(self.readers)} ranks closed their runs at step "
+                         f"{h.step}; shown merged")
+            return
+        r = self.reader
         if r.ended:
             h.note_event("run_ended", h.step, f"the run ended at step {h.step}"
                          + (f" ({r.end_reason})" if r.end_reason else "") + "; replayed from disk")

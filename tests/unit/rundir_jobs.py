@@ -108,3 +108,45 @@ def train_until_disk_full(path: str, conn, limit: int) -> None:
                "stopped": rec.run_writer.stopped,
                "events": [e for e in rec.history.events if e["kind"] == "recording_stopped"],
                "warnings": [str(w.message) for w in caught if "stopped recording" in str(w.message)]})
+
+
+# -- DDP ---------------------------------------------------------------------------------------------------------
+def integer_model():
+    """Weights and inputs are small integers: every activation is exact in float32 whatever the batch size or the
+    order of the sums, so one process on the whole batch and two ranks on its halves see the same numbers."""
+    import torch
+
+    g = torch.Generator().manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randint(-2, 3, p.shape, generator=g).float())
+    return model
+
+
+def integer_batches(steps: int, rows: int = 16):
+    import torch
+
+    g = torch.Generator().manual_seed(6)
+    return [torch.randint(-3, 4, (rows, 4), generator=g).float() for _ in range(steps)]
+
+
+def ddp_rank(rank: int, world: int, init_file: str, logdir: str, steps: int) -> None:
+    """One rank of a DDP job (gloo, CPU): its half of each batch, recorded to ``<logdir>/rank<r>``."""
+    import torch
+    import torch.distributed as dist
+
+    import hiddenwidgets as hw
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model = torch.nn.parallel.DistributedDataParallel(integer_model())
+        with hw.ActivationRecorder(model, ["0", "1", "2"], logdir=f"{logdir}/rank{rank}", every=1) as rec:
+            for x in integer_batches(steps):
+                half = x.chunk(world)[rank]
+                loss = model(half).pow(2).mean()
+                loss.backward()  # DDP all-reduces the gradients here (no optimizer: the weights stay exact)
+                rec.step(loss=loss)
+    finally:
+        dist.destroy_process_group()
