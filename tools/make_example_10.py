@@ -2,7 +2,7 @@
 
 from notebooks import code, md, write_example
 
-SCRIPT = '''"""Train an MLP on scikit-learn's digits with DDP (gloo, CPU); every rank records <run>/rank<r>."""
+SCRIPT = '''"""DDP (gloo, CPU) on scikit-learn digits; each rank records <run>/rank<r>."""
 import sys
 
 import torch
@@ -63,7 +63,7 @@ cells = [
        "nothing of the other's. Following the job's directory shows the **merged** picture: per point, the "
        "ranks' histograms add on a common grid (exactly: grids only coarsen by powers of two) and means and "
        "variances pool exactly; following `rank1` alone shows one rank."),
-    code(f"Path(\"train_ddp.py\").write_text({SCRIPT!r})\n"
+    code("Path(\"train_ddp.py\").write_text(\'\'\'" + SCRIPT + "\'\'\')\n"
          "job = subprocess.Popen([sys.executable, \"-m\", \"torch.distributed.run\", \"--nproc-per-node\", \"2\",\n"
          "                        \"train_ddp.py\", str(RUNS / \"ddp\"), \"400\"],\n"
          "                       env={**__import__(\"os\").environ, \"OMP_NUM_THREADS\": \"1\"})\n"
@@ -82,7 +82,7 @@ cells = [
        "validation metrics when validation ends, and closes (or, for a monitor you gave it, flushes) at the end "
        "of the fit and on an exception. In the notebook, give it a displayed monitor; in a script, "
        "`MonitorCallback(layers, logdir=...)`."),
-    code("import lightning as L\n"
+    code("import lightning as L\n\n"
          "from hiddenwidgets.integrations.lightning import MonitorCallback as LightningMonitor\n\n\n"
          "class Digits(L.LightningModule):\n"
          "    def __init__(self):\n"
@@ -109,7 +109,7 @@ cells = [
        "The `TrainerCallback` does the same at `on_step_end`, records what the Trainer logs and its evaluation "
        "metrics. The Trainer has no exception hook, so use the callback as a context manager: a failed run is "
        "closed too. Here it writes a run directory, as it would in a script, and the notebook follows it."),
-    code("import transformers\n"
+    code("import transformers\n\n"
          "from hiddenwidgets.integrations.huggingface import MonitorCallback as HFMonitor\n\n\n"
          "class DigitsHF(nn.Module):\n"
          "    def __init__(self):\n"

@@ -154,13 +154,12 @@ class RunWriter:
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"run directory {str(self.path)!r} is a file, not a directory; choose another logdir")
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        if self._leftovers() and not (self.path / LOCK).exists():
+            self._refuse()  # a directory that is not ours: not even a lock file is added to it
+        self._lock()  # a run directory in use: refused naming the writer that holds it
         try:
-            leftovers = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
-            if leftovers:
-                what = _describe_existing(self.path)
-                raise RunDirError(f"run directory {str(self.path)!r} is not empty ({what}); nothing was "
-                                  "overwritten. Choose a new logdir (e.g. runs/exp2), or delete this one first.")
+            if self._leftovers():
+                self._refuse()
             manifest = {"format": FORMAT, "version": VERSION, "created": time.time(), "pid": os.getpid(),
                         "host": socket.gethostname(), "layers": list(history.layers), "capacity": history.capacity,
                         "bins": history.bins, **(meta or {})}
@@ -170,6 +169,14 @@ class RunWriter:
             self._release()
             raise
         self._finalizer = weakref.finalize(self, _close_fds, [self._fd, self._lock_fd])
+
+    def _leftovers(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+
+    def _refuse(self) -> None:
+        raise RunDirError(f"run directory {str(self.path)!r} is not empty ({_describe_existing(self.path)}); "
+                          "nothing was overwritten. Choose a new logdir (e.g. runs/exp2), or delete this one "
+                          "first.")
 
     def _lock(self) -> None:
         import fcntl

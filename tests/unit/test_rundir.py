@@ -155,7 +155,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_record(tmp_path, ctx):
         p = ctx.Process(target=rundir_jobs.write_synthetic, args=(str(path), child, 30_000))
         p.start()
         child.close()
-        time.sleep(rnd.uniform(0.01, 0.2))
+        time.sleep(rnd.uniform(0.005, 0.12))
         os.kill(p.pid, signal.SIGKILL)
         p.join()
         assert p.exitcode == -signal.SIGKILL  # killed, not failed
@@ -249,6 +249,7 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     (tmp_path / "notes" / "todo.txt").write_text("mine")
     with pytest.raises(RunDirError, match=r"not empty \(it holds todo.txt\)"):
         hw.ActivationRecorder(model, ["0"], logdir=tmp_path / "notes")
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["todo.txt"]  # not even a lock file added
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
 
 
