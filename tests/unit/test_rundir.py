@@ -146,8 +146,7 @@ def test_incremental_reads_follow_a_run_and_survive_segment_rotation(tmp_path, m
 def test_sigkill_at_random_moments_loses_no_acknowledged_record(tmp_path, ctx):
     """30 writers killed with SIGKILL at random moments (also while rotating segments): every step acknowledged
     after a flush barrier is read back and the history read equals the writer's at that step. (A record is one
-    write() call, which SIGKILL does not split on Linux; torn tails come from failed writes and power loss, and
-    are read past below.)"""
+    write() call; a kill lands inside one rarely, as records are small: a torn tail is made below and read past.)"""
     rnd = random.Random(14)
     for i in range(30):
         path = tmp_path / f"run{i}"
