@@ -12,13 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-try:
-    from transformers import TrainerCallback
-except ImportError as err:
-    raise ImportError("hiddenwidgets.integrations.huggingface needs transformers: pip install transformers "
-                      "accelerate") from err
-
+from .._optional import require
 from ._common import CallbackRecorder, numbers_in
+
+TrainerCallback = require("transformers", "hiddenwidgets.integrations.huggingface").TrainerCallback
 
 __all__ = ["MonitorCallback"]
 

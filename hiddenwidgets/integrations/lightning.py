@@ -14,14 +14,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .._optional import require
+
 try:
     from lightning.pytorch import Callback
-except ImportError:  # the older package name
+except ModuleNotFoundError:  # the older package name, else an error that says what to install
     try:
         from pytorch_lightning import Callback
-    except ImportError as err:
-        raise ImportError("hiddenwidgets.integrations.lightning needs PyTorch Lightning: pip install lightning") \
-            from err
+    except ModuleNotFoundError:
+        Callback = require("lightning", "hiddenwidgets.integrations.lightning").pytorch.Callback
 
 from ._common import CallbackRecorder, numbers_in
 

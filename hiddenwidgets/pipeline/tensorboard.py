@@ -32,10 +32,10 @@ def export_tensorboard(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -
     ``lo + width * (i + 1)``, counts of values; values outside the grid, before it widened, are not in any
     bucket and are counted by ``<layer>/outside``). Steps without a number (no gradient recorded) are left out.
     """
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as err:  # tensorboard is optional
-        raise ImportError("export_tensorboard needs the tensorboard package: pip install tensorboard") from err
+    from .._optional import require
+
+    require("tensorboard", "export_tensorboard")  # optional: torch.utils.tensorboard writes with it
+    from torch.utils.tensorboard import SummaryWriter
     reader = RunReader(run_dir)
     reader.poll()
     h = reader.history
