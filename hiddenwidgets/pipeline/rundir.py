@@ -415,7 +415,9 @@ class RunReader:
     # -- what a follower asks --------------------------------------------------------------------------------------
     @property
     def writer_alive(self) -> bool:
-        """Whether the process that holds the run's lock still runs (same host only; judged by its pid)."""
+        """Whether the writer may still append: False once the run has ended, or once its lock is free (the
+        writer closed it, crashed or was killed). A writer on another host (a shared file system) cannot be
+        judged from here, so it counts as running until its run ends."""
         if self.ended:
             return False
         try:
@@ -423,8 +425,10 @@ class RunReader:
         except OSError:
             return False
         parts = text.split()
-        if len(parts) < 4 or parts[0] != "pid" or parts[3] != socket.gethostname():
+        if len(parts) < 4 or parts[0] != "pid":
             return False
+        if parts[3] != socket.gethostname():
+            return True
         import fcntl
 
         fd = os.open(self.path / LOCK, os.O_RDONLY)
