@@ -30,7 +30,9 @@ from .pipeline.export import save_html
 from .pipeline.model_state import ModelChangedError, ModelSnapshot, SnapshotError
 from .pipeline.monitor import ActivationRecorder, MonitorWarning
 from .pipeline.recorder import InformationRecorder
+from .pipeline.rundir import RunDirError, read_run
 from .pipeline.summaries import HistogramGrid, LayerSummarizer
+from .pipeline.tensorboard import export_tensorboard
 from .widgets import (
     ActivationMonitor,
     AttentionView,
@@ -49,6 +51,7 @@ from .widgets import (
     TrainingStopped,
     UnitAtlas,
 )
+from .widgets.followed_run import FollowedRun
 
 __all__ = [
     "ActivationMonitor",
@@ -60,6 +63,7 @@ __all__ = [
     "ConceptAnnotator",
     "ConceptScores",
     "ExplainerError",
+    "FollowedRun",
     "HistogramGrid",
     "InformationPlane",
     "InformationRecorder",
@@ -76,6 +80,7 @@ __all__ = [
     "RepresentationError",
     "RepresentationRecorder",
     "Representations",
+    "RunDirError",
     "SimilarityMatrix",
     "SnapshotError",
     "TrainingJob",
@@ -87,6 +92,7 @@ __all__ = [
     "concepts",
     "datasets",
     "explain_network",
+    "export_tensorboard",
     "featurevis",
     "information",
     "interventions",
@@ -94,6 +100,7 @@ __all__ = [
     "probe",
     "probes",
     "project",
+    "read_run",
     "representations",
     "save_chart",
     "save_html",

@@ -11,6 +11,8 @@ PACKAGES = {
     "umap": ("umap-learn", "umap"),
     "sklearn": ("scikit-learn", None),
     "transformers": ("transformers", "transformer"),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "lightning": ("lightning", "frameworks"),
 }
 
 

@@ -66,10 +66,14 @@ def _positive_int(name: str, value: Any, low: int = 1) -> int:
 class ActivationRecorder:
     """Record what named layers of ``model`` do while it trains (see the module docstring and
     :class:`~hiddenwidgets.ActivationMonitor`, which documents the options). ``send(header, data)`` receives the
-    live frames and ``publish(header, data)`` the whole history on :meth:`flush`; both are held weakly."""
+    live frames and ``publish(header, data)`` the whole history on :meth:`flush`; both are held weakly.
+
+    Without a view (a script, a framework callback) pass ``logdir="runs/exp1"``: the same frames go to that run
+    directory (:mod:`.rundir`), which ``ActivationMonitor.follow`` shows in a notebook; :meth:`flush` is the
+    durability barrier (fsync) and :meth:`close` (or leaving a ``with`` block) ends the run."""
 
     OPTIONS = ("gradients", "grad_only", "every", "overhead", "fps", "history_points", "bins", "max_elements",
-               "dead_window", "calls", "validation", "units")
+               "dead_window", "calls", "validation", "units", "logdir")
     MAX_BACKLOG = 20_000  # queued steps; far more than any real loop builds up in one frame (~66 ms)
 
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], *,
@@ -80,7 +84,7 @@ class ActivationRecorder:
             raise TypeError(f"unexpected keyword argument(s) {unknown}; valid ones: {', '.join(self.OPTIONS)}")
         o = {"gradients": True, "grad_only": True, "every": None, "overhead": 0.02, "fps": 15.0,
              "history_points": 512, "bins": 64, "max_elements": 2**18, "dead_window": 32, "calls": "merge",
-             "validation": False, "units": None, **options}
+             "validation": False, "units": None, "logdir": None, **options}
         for flag in ("gradients", "grad_only", "validation"):
             if not isinstance(o[flag], bool):
                 raise TypeError(f"{flag} must be True or False, got {o[flag]!r}")
@@ -148,6 +152,12 @@ class ActivationRecorder:
         self.streamer = Streamer(self.history, send or _noop, publish or _noop, fps=o["fps"],
                                  on_error=self._streamer_failed, on_range=self._widen_grid)
         self._replace_older(model)
+        self.run_writer = None
+        if o["logdir"] is not None:  # a second consumer of the same frames: the run directory (pipeline/rundir)
+            from .rundir import RunWriter, run_meta
+
+            self.run_writer = RunWriter(o["logdir"], self.history, meta=run_meta(self))
+            self.streamer.sinks.append(self.run_writer)
         self._finalizer = weakref.finalize(self, _release, self.capture, self.streamer)
         self.capture.attach(self._on_activation, self._on_gradient)
         if o["validation"]:
@@ -167,6 +177,9 @@ class ActivationRecorder:
         if streamer is not None:
             streamer._stop.set()
             streamer._wake.set()
+        writer = getattr(self, "run_writer", None)
+        if writer is not None:
+            writer.close("the recorder's construction failed")
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()
@@ -380,6 +393,8 @@ class ActivationRecorder:
                 try:
                     self.streamer.stop()
                 finally:
+                    if self.run_writer is not None:
+                        self.run_writer.close(reason)
                     self.capture.release()
                     for s in self._summarizers.values():
                         s.module = s.model = None
@@ -389,6 +404,12 @@ class ActivationRecorder:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def __enter__(self) -> ActivationRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def pause_hooks(self) -> None:
         """Take the hooks off until the next ``step()`` (end of a notebook cell), unless a background job trains."""

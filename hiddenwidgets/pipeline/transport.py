@@ -541,6 +541,9 @@ class Streamer:
         self.inbox: deque[Observation] = deque()
         self.selected: tuple[str, ...] = ()
         self.paused = False
+        # second consumers of every frame (a run directory): ``sink(kind, header, data)`` with kind "frame" for
+        # each frame built (also while the view is paused) and "flush" once a flush has drained everything
+        self.sinks: list[Callable[[str, dict, bytes], None]] = []
         self.frames_sent = 0
         self.bytes_sent = 0
         self.snapshots = 0
@@ -662,7 +665,7 @@ class Streamer:
                     next_frame = time.monotonic() + period
                     busy = bool(self.inbox) or self._resync or self.history.dirty or self._details_pending()
                     self._drain(budget=0.5 * period)
-                    if not self.paused:
+                    if not self.paused or self.sinks:
                         self._frame(force=False)
                 except Exception as err:  # never let the thread die silently; the widget shows it
                     on_error = self._on_error()
@@ -688,11 +691,13 @@ class Streamer:
         """Drain, send, and build a snapshot of the whole history (None if nothing changed since the last)."""
         while self.inbox:
             self._drain()
-        if not self.paused:
+        if not self.paused or self.sinks:
             for _ in range(1000):  # each frame sends at least one series: this ends long before the bound
                 if not (self._resync or self.history.dirty or self._details_pending()):
                     break
                 self._frame(force=True)
+        for sink in self.sinks:
+            sink("flush", {}, b"")
         marker = (self.history.step, self.history.events_version,
                   sum(s.samples + s.rev for s in self.history.series.values()))
         if marker == self._published_at:
@@ -707,7 +712,9 @@ class Streamer:
         full = self._resync
         if not (full or self.history.dirty or self._details_pending()):
             return
-        if not self.budget.try_take():
+        if self.paused:  # built for the sinks only: no message, no token of the kernel's message budget
+            pass
+        elif not self.budget.try_take():
             if not force:
                 return
             while not self.budget.try_take():
@@ -720,8 +727,10 @@ class Streamer:
                                           max_bytes=self.max_frame_bytes)
         header["seq"] = self.frames_sent
         header["resync"] = full
+        for sink in self.sinks:
+            sink("frame", header, data)
         send = self._send()
-        if send is None:
+        if send is None or self.paused:
             return
         send(header, data)
         self.frames_sent += 1

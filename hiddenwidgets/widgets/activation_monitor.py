@@ -6,6 +6,7 @@ The recording itself (hooks, summaries, history, the sender thread) is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -63,6 +64,9 @@ class ActivationMonitor(HiddenWidget):
         beyond (default 2**18); a NaN/inf anywhere is still detected, dead units use the whole tensor.
     dead_window : sampled batches a unit must stay inactive (never > 0) to count as dead (default 32).
     title : heading of the view.
+    logdir : also append everything the view gets to this run directory (created; it must not hold anything
+        yet): frames, scalars, events and layer info, in checksummed TFRecord segments that survive ``kill -9``
+        and stay bounded in size. Another notebook shows it with :meth:`follow`. Default None (no disk).
 
     A layer that does not run (a module a fused kernel replaces, a model compiled before the hooks were added), a
     layer that runs only outside training and an output that cannot be summarised are reported with a
@@ -86,7 +90,7 @@ class ActivationMonitor(HiddenWidget):
                  units: str | int | Mapping[str, str | int] | None = None, every: int | None = None,
                  overhead: float = 0.02, fps: float = 15.0, history_points: int = 512, bins: int = 64,
                  max_elements: int = 2**18, dead_window: int = 32, title: str = "", layout: Any = None,
-                 **unknown: Any):
+                 logdir: str | os.PathLike | None = None, **unknown: Any):
         if unknown:
             valid = (*ActivationRecorder.OPTIONS, *self._VIEW_OPTIONS)
             raise TypeError(f"ActivationMonitor got unexpected keyword argument(s) {sorted(unknown)}; valid ones: "
@@ -99,7 +103,7 @@ class ActivationMonitor(HiddenWidget):
                     model, layers, send=self._send_frame, publish=self._publish, gradients=gradients,
                     grad_only=grad_only, validation=validation, calls=calls, units=units, every=every,
                     overhead=overhead, fps=fps, history_points=history_points, bins=bins,
-                    max_elements=max_elements, dead_window=dead_window)
+                    max_elements=max_elements, dead_window=dead_window, logdir=logdir)
                 names = list(self.recorder.names)
                 super().__init__(layers=names, selected_layers=names[:1], title=title or "Activations",
                                  **({"layout": layout} if layout is not None else {}))
@@ -115,6 +119,22 @@ class ActivationMonitor(HiddenWidget):
                 if unhook is not None:
                     unhook()
             raise
+
+    @staticmethod
+    def follow(path: str | os.PathLike | Iterable[str | os.PathLike], *, poll: float = 0.3, title: str = "",
+               fps: float = 15.0) -> Any:
+        """Show a run recorded by another process (``logdir=`` of a monitor or recorder, a Lightning or Hugging Face
+        callback, each rank of a DDP job) in this view, live as it is written, or replayed once it has ended.
+
+        ``path`` is a run directory, or a list of them for one view per run side by side (an ``ipywidgets.HBox``
+        of :class:`~hiddenwidgets.widgets.followed_run.FollowedRun`). The directory is looked at every ``poll``
+        seconds. Pause and layer choice act on the view; the job itself cannot be paused or stopped from here.
+        Raises :class:`~hiddenwidgets.pipeline.rundir.RunDirError` for a directory that does not exist, is
+        empty, or was written by a newer hiddenwidgets.
+        """
+        from .followed_run import follow
+
+        return follow(path, poll=poll, title=title, fps=fps)
 
     # -- recording: forwarded to the recorder ------------------------------------------------------------------
     def step(self, epoch: int | None = None, **scalars: Any) -> None:

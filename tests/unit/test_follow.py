@@ -1,0 +1,112 @@
+"""Following a run directory: the followed view's history and frames equal the live monitor's for the same run,
+it updates while the run is written, replays a finished run, and says what it cannot do."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import hiddenwidgets as hw
+from hiddenwidgets.pipeline.transport import decode
+
+from .test_rundir import assert_same_history, small_model, train
+from .test_transport import Mirror
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def recorded_frames(monkeypatch):
+    """Every frame a monitor or followed view sends, kept on the view (``view.sent``)."""
+    def send(self, header, data):
+        self.__dict__.setdefault("sent", []).append((header, bytes(data)))
+
+    monkeypatch.setattr(hw.ActivationMonitor, "_send_frame", send)
+    monkeypatch.setattr(hw.FollowedRun, "_send_frame", send)
+
+
+def frames_of(view):
+    return view.__dict__.setdefault("sent", [])
+
+
+def mirror_of(frames):
+    m = Mirror()
+    for header, data in frames:
+        m.apply(header, data)
+    return m
+
+
+def test_a_replayed_run_shows_what_the_live_monitor_showed(tmp_path):
+    model = small_model()
+    monitor = hw.ActivationMonitor(model, ["0", "1"], logdir=tmp_path / "run", every=1, history_points=8,
+                                   validation=True)
+    live = frames_of(monitor)
+    train(model, monitor, 40)
+    with torch.no_grad():
+        model(torch.randn(4, 6))
+    monitor.log(val=1.25)
+    monitor.close()
+    view = hw.ActivationMonitor.follow(tmp_path / "run")
+    assert isinstance(view, hw.FollowedRun)
+    assert view.wait(5) and not view.following  # a finished run is read at once; no thread keeps polling
+    assert_same_history(monitor.history, view.history)
+    assert view.layers == monitor.history.layers == ["0", "0 · validation", "1", "1 · validation"]
+    # the stored snapshot (what a re-display and save_html show) holds the same numbers
+    a, b = monitor._history, view._history
+    da, db = decode(a["header"]["index"], a["data"]), decode(b["header"]["index"], b["data"])
+    assert da.keys() == db.keys()
+    for key in da:
+        np.testing.assert_array_equal(da[key], db[key], err_msg=key)
+    # and frames rebuild the same series in a browser's copy
+    follow_frames = frames_of(view)
+    assert follow_frames  # the replay was sent to the view
+    view.streamer.resync()
+    view.flush()
+    live_mirror, follow_mirror = mirror_of(live), mirror_of(follow_frames)
+    assert set(live_mirror.series) == set(follow_mirror.series) and len(live_mirror.series) == 6
+    for key in live_mirror.series:
+        for part, arr in live_mirror.series[key]["parts"].items():
+            np.testing.assert_array_equal(follow_mirror.series[key]["parts"][part], arr, err_msg=key)
+    kinds = [e["kind"] for e in view.history.events]
+    assert kinds[-1] == "run_ended"
+    with pytest.raises(RuntimeError, match="recorded by another process"):
+        view.step(loss=1.0)
+
+
+def test_a_run_being_written_appears_in_the_followed_view(tmp_path):
+    model = small_model()
+    rec = hw.ActivationRecorder(model, ["0"], logdir=tmp_path / "run", every=1, fps=30)
+    view = hw.ActivationMonitor.follow(tmp_path / "run", poll=0.05)
+    sent = frames_of(view)
+    seen = []
+    for chunk in range(3):
+        train(model, rec, 10, seed=chunk)
+        rec.flush()
+        deadline = time.monotonic() + 10
+        while view.history.step < rec.history.step and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append(view.history.step)
+        assert view.following
+    assert seen == [10, 20, 30]
+    view.flush()
+    assert sent and mirror_of(sent).series["scalar:loss"]["parts"]["steps"][-1, 1] == 30
+    rec.close()
+    assert view.wait(5)
+    assert_same_history(rec.history, view.history)
+
+
+def test_several_runs_side_by_side_and_bad_directories(tmp_path):
+    for name, steps in (("a", 5), ("b", 9)):
+        model = small_model()
+        with hw.ActivationRecorder(model, ["0"], logdir=tmp_path / name, every=1) as rec:
+            train(model, rec, steps)
+    box = hw.ActivationMonitor.follow([tmp_path / "a", tmp_path / "b"])
+    assert [v.history.step for v in box.children] == [5, 9]
+    assert [v.title for v in box.children] == ["a · followed from disk", "b · followed from disk"]
+    with pytest.raises(hw.RunDirError, match="no run directory"):
+        hw.ActivationMonitor.follow(tmp_path / "c")
+    with pytest.raises(TypeError, match="valid ones: path, poll, title, fps"):
+        hw.FollowedRun(tmp_path / "a", interval=1)
