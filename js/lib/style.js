@@ -37,7 +37,7 @@ body[data-jp-theme-light="false"] .hw-am { --hw-accent: #3d6fd6; --hw-warn: #f2b
 .hw-chip[aria-pressed="true"] { background: var(--hw-accent); border-color: var(--hw-accent); color: var(--hw-accent-text); }
 .hw-chip-bad { border-color: var(--hw-bad); box-shadow: inset 0 0 0 1px var(--hw-bad); }
 .hw-chip-warn { border-style: dashed; border-color: var(--hw-warn); }
-.hw-chip-mark { font-weight: 700; margin-left: 4px; }
+.hw-chip[data-warn]:not([data-warn=""])::after { content: " \\26A0"; font-weight: 700; }
 .hw-am-notice { font-size: 12px; padding: 4px 8px; margin: 2px 0 6px; border-left: 3px solid var(--hw-warn);
   background: var(--hw-warn-tint); color: inherit; }
 .hw-am-notice[data-state="error"] { border-color: var(--hw-bad); }
