@@ -234,7 +234,7 @@ function render({ model, el }) {
     main.append(ridgeBox, detailBox);
     const small = h("div", "hw-am-layer-small");
     const moments = new LineChart("mean ± std", { height: 110, xTitle: "step", yTitle: "activation" });
-    const sparsity = new LineChart("zeros and dead units (%)", { height: 110, xTitle: "step", yTitle: "% of values / units", yFormat: "percent" });
+    const sparsity = new LineChart("zeros and dead units (%)", { height: 110, xTitle: "step", yTitle: "percent", yFormat: "percent" });
     const grad = new LineChart("gradient norm", { height: 110, xTitle: "step", yTitle: "‖∂L/∂output‖", clipSpikes: true });
     small.append(moments.el, sparsity.el, grad.el);
     el.append(head, warnBox, notice, main, small);

@@ -194,6 +194,13 @@ export class LineChart {
     else if (d.yMax !== undefined) y1 = d.yMax;
     if (!Number.isFinite(y0)) { y0 = 0; y1 = 1; }
     if (y1 === y0) { y1 += Math.abs(y0) * 0.1 || 1; y0 -= Math.abs(y0) * 0.1 || 0; }
+    if (!d.logY && !Number.isFinite(cap)) { // extend to round numbers, so both ends carry a tick
+      const nice = niceTicks(y0, y1, 4);
+      if (nice.length >= 2) {
+        const stepY = nice[1] - nice[0];
+        y0 = Math.floor(y0 / stepY + 1e-9) * stepY; y1 = Math.ceil(y1 / stepY - 1e-9) * stepY;
+      }
+    }
     const yLabel = d.logY ? (v) => fmt(10 ** v) : o.yFormat === "percent" ? (v) => `${fmt(Math.round(v * 1000) / 10)}%` : fmt;
     const xLabel = d.logX ? (v) => fmt(10 ** v) : fmt;
     const top = 8;
@@ -203,7 +210,7 @@ export class LineChart {
     const yTicks = d.logY ? powerTicks(y0, y1) : fitTicks(y0, y1, hgt, yLabel, () => lineH, { most: Math.max(2, Math.floor(hgt / 26)), gap: 4 });
     const left = Math.ceil(Math.max(18, ...yTicks.map((v) => measure(yLabel(v)))) + 6 + (yTitle ? lineH + 2 : 0));
     const endLabels = d.lines.map((l) => l.label).filter(Boolean);
-    const right = endLabels.length ? Math.ceil(Math.min(Math.max(...endLabels.map(measure)) + 10, this.width / 3)) : 12;
+    const right = endLabels.length ? Math.ceil(Math.min(Math.max(...endLabels.map(measure)) + 20, this.width / 3)) : 12;
     const w = Math.max(20, this.width - left - right);
     let x0 = n ? fx(d.xs[0]) : 0;
     let x1 = n ? fx(d.xs[n - 1]) : 1;
@@ -214,13 +221,13 @@ export class LineChart {
     if (d.xLabels && d.xLabels.length) {
       const each = w / Math.max(1, d.xLabels.length - 1 || 1);
       const widest = Math.max(...d.xLabels.map(measure));
-      if (widest + 8 > each) {
+      if (widest + 8 > each) { // vertical, shortened to 110 px, thinned so they do not touch
         rotate = true;
         catMax = Math.min(110, widest);
-        catEvery = Math.max(1, Math.ceil((lineH + 4) / (each * Math.SQRT1_2 * 1.4 || 1)));
+        catEvery = Math.max(1, Math.ceil((lineH + 2) / (each || 1)));
       }
     }
-    const xAxisH = rotate ? Math.ceil(catMax * Math.SQRT1_2 + lineH) + 4 : lineH + 4;
+    const xAxisH = rotate ? Math.ceil(catMax) + 12 : lineH + 4;
     const height = top + hgt + xAxisH + (xTitle ? lineH + 2 : 0) + 2;
     const ctx = setupCanvas(this.canvas, this.width, height);
     if (!ctx) return;
@@ -251,7 +258,7 @@ export class LineChart {
         const x = X(d.xs[i]);
         if (rotate) {
           ctx.textAlign = "right"; ctx.textBaseline = "middle";
-          L.place(L.fit(label, catMax), x + 3, top + hgt + 6, { angle: -Math.PI / 4 });
+          L.place(L.fit(label, catMax), x, top + hgt + 8, { angle: -Math.PI / 2 });
         } else {
           L.place(label, Math.max(left + measure(label) / 2, Math.min(left + w + right - measure(label) / 2 - 1, x)), top + hgt + 4);
         }
@@ -346,14 +353,18 @@ export class LineChart {
     }).sort((a, b) => a.y - b.y);
     const step = lineH + 1;
     for (let k = 1; k < ends.length; k++) if (ends[k].y - ends[k - 1].y < step) ends[k].y = ends[k - 1].y + step;
-    const overflow = ends.length ? ends[ends.length - 1].y - (top + hgt) : 0;
+    const overflow = ends.length ? ends[ends.length - 1].y - (top + hgt - lineH / 2) : 0;
     if (overflow > 0) for (const e of ends) e.y -= overflow;
     ctx.textAlign = "left";
     ctx.textBaseline = "middle";
     for (const { line, y } of ends) {
       if (!line.label) continue;
-      ctx.fillStyle = line.color;
-      L.place(L.fit(line.label, right - 6), left + w + 4, Math.max(top + lineH / 2, y));
+      const yy = Math.max(top + lineH / 2, y);
+      ctx.fillStyle = t.muted;
+      if (!L.place(L.fit(line.label, right - 16), left + w + 14, yy)) continue;
+      ctx.strokeStyle = line.color; ctx.lineWidth = 2; ctx.setLineDash(line.dash || []);
+      ctx.beginPath(); ctx.moveTo(left + w + 3, yy); ctx.lineTo(left + w + 12, yy); ctx.stroke();
+      ctx.setLineDash([]); ctx.lineWidth = 1;
     }
     L.attach(this.canvas);
     if (this.hover >= 0 && this.hover < n) {
@@ -667,7 +678,9 @@ export function colorBar(name, lo, hi, opts = {}) {
   const ctx = setupCanvas(strip, 120, 10);
   if (ctx) for (let x = 0; x < 120; x++) { ctx.fillStyle = color(/** @type {any} */ (name), x / 119); ctx.fillRect(x, 0, 1, 10); }
   if (opts.title) bar.append(h("span", "hw-colorbar-title", opts.title));
-  bar.append(h("span", "hw-colorbar-tick", fmt(lo)), strip, h("span", "hw-colorbar-tick", fmt(hi)));
+  const scale = h("span", "hw-colorbar-scale");
+  scale.append(h("span", "hw-colorbar-tick", fmt(lo)), strip, h("span", "hw-colorbar-tick", fmt(hi)));
+  bar.append(scale);
   if (opts.note) bar.append(h("span", "hw-note hw-colorbar-note", opts.note));
   return bar;
 }

@@ -76,13 +76,13 @@ export class Heatmap {
     const left = titleW + rowW;
     const avail = this.width - left - 8;
     const cell = Math.max(6, Math.min(44, Math.floor(avail / Math.max(1, cols)), Math.floor(520 / Math.max(rows, 1))));
-    // column names: horizontal if they fit a cell, else turned 45° and shortened
     const widest = Math.max(10, ...d.cols.map(measure));
+    // column names: horizontal if they fit a cell, else vertical (shortened to 100 px) and thinned to fit
     const rotate = widest + 4 > cell;
     const colMax = rotate ? Math.min(100, widest) : widest;
-    const colEvery = rotate ? Math.max(1, Math.ceil((lineH + 2) / (cell * Math.SQRT2 * 0.75))) : 1;
+    const colEvery = rotate ? Math.max(1, Math.ceil((lineH + 1) / cell)) : 1;
     const top = 4;
-    const axisH = rotate ? Math.ceil(colMax * Math.SQRT1_2 + lineH * 0.8) + 6 : lineH + 6;
+    const axisH = rotate ? Math.ceil(colMax) + 12 : lineH + 6;
     const height = top + rows * cell + axisH + (d.colTitle ? lineH + 2 : 0) + 2;
     const width = Math.min(this.width, left + cols * cell + 8 + (rotate ? 0 : 0));
     const ctx = setupCanvas(this.canvas, width, height);
@@ -119,7 +119,7 @@ export class Heatmap {
       const x = left + c * cell + cell / 2;
       if (rotate) {
         ctx.textAlign = "right"; ctx.textBaseline = "middle";
-        L.place(L.fit(name, colMax), x + 2, top + rows * cell + 6, { angle: -Math.PI / 4 });
+        L.place(L.fit(name, colMax), x, top + rows * cell + 8, { angle: -Math.PI / 2 });
       } else {
         ctx.textAlign = "center"; ctx.textBaseline = "top";
         L.place(name, x, top + rows * cell + 4);

@@ -73,6 +73,7 @@ body[data-jp-theme-light="false"] .hw-am { --hw-accent: #3d6fd6; --hw-warn: #f2b
 .hw-detail-canvas { image-rendering: pixelated; display: block; margin: 4px 0; }
 .hw-colorbar { display: flex; align-items: center; gap: 6px; font-size: 12px; flex-wrap: wrap;
   color: var(--jp-ui-font-color2, #59636e); }
+.hw-colorbar-scale { display: inline-flex; align-items: center; gap: 6px; white-space: nowrap; }
 .hw-colorbar-title { color: var(--jp-ui-font-color1, #1f2328); }
 .hw-legend-more { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); font-style: italic; }
 .hw-am canvas { display: block; }
