@@ -1,25 +1,26 @@
 // @ts-check
-// The categorical palette of every view. Twelve colours taken from Okabe & Ito's colour-universal-design set
-// (Okabe & Ito 2008, "Color Universal Design") and Paul Tol's "bright", "light", "muted" and "dark" schemes
-// (Tol 2021, "Colour schemes", SRON/EPS/TN/09-002), chosen and ordered by hand-written max-min search (greedy,
-// then swaps) to keep every pair apart for normal vision and under simulated deuteranopia and protanopia
-// (Machado et al. 2009): the smallest CIEDE2000 difference among the 12 is 9.7 (js/test/palette.test.js), among
-// the first 10 it is 10.6. Lightness L* stays within 42-85, so each colour shows on white and on a dark page.
+// The categorical palette of every view: twelve colours from Okabe & Ito's colour-universal-design set (Okabe &
+// Ito 2008, "Color Universal Design") and Paul Tol's schemes (Tol 2021, "Colour schemes", SRON/EPS/TN/09-002:
+// vibrant, light, muted, medium-contrast, bright and discrete rainbow), chosen among those published colours
+// (L* 36-88, greys left out) by a max-min search (greedy, then swaps) to keep every pair apart for normal vision
+// and under simulated deuteranopia and protanopia (Machado et al. 2009, severity 1): the smallest CIEDE2000
+// difference among the 12 is 11.3 normal, 11.9 deuteranopia, 11.4 protanopia (js/test/palette.test.js checks
+// >= 10). Ordered so the first k stay furthest apart (blue and vermillion first).
 // Beyond 12 classes colours repeat: views add a shape (SHAPES) or the class's name so classes stay apart.
 
 export const CATEGORICAL = [
-  "#e69f00", // orange (Okabe-Ito)
-  "#0072b2", // blue (Okabe-Ito)
-  "#99ddff", // light cyan (Tol light)
-  "#666633", // olive (Tol dark)
-  "#ee6677", // red (Tol bright)
-  "#ffaabb", // pink (Tol light)
-  "#aa3377", // purple (Tol bright)
-  "#77aadd", // light blue (Tol light)
-  "#cc79a7", // reddish purple (Okabe-Ito)
-  "#ddcc77", // sand (Tol muted)
-  "#009e73", // bluish green (Okabe-Ito)
+  "#0077bb", // blue (Tol vibrant)
   "#d55e00", // vermillion (Okabe-Ito)
+  "#99ddff", // light cyan (Tol light)
+  "#cae0ab", // pale green (Tol discrete rainbow 17)
+  "#994455", // dark red (Tol medium-contrast)
+  "#f6c141", // yellow (Tol discrete rainbow 20)
+  "#cc6677", // rose (Tol muted)
+  "#77aadd", // light blue (Tol light)
+  "#ee8866", // light orange (Tol light)
+  "#ee99aa", // light red (Tol medium-contrast)
+  "#cc79a7", // reddish purple (Okabe-Ito)
+  "#aa3377", // purple (Tol bright)
 ];
 
 /** Marker shapes, one per round of the palette (class k gets SHAPES[floor(k / 12) % SHAPES.length]). */
