@@ -9,7 +9,7 @@ import { lut } from "./lib/colormap.js";
 import { mountView } from "./lib/frame.js";
 import { CSS } from "./lib/style.js";
 
-const CELL = 112; // the largest cell; cells shrink to fit the output area down to MIN_CELL, then rows wrap
+const CELL = 136; // the largest cell; cells shrink to fit the output area down to MIN_CELL, then rows wrap
 const MIN_CELL = 64;
 /** Captions in words (the metric's full description is on hover, from Python's metric_help). */
 const WORDS = { deletion: "deletion AUC", insertion: "insertion AUC", infidelity: "infidelity", sanity: "sanity check",
@@ -20,6 +20,16 @@ export function rowSigned(maps) {
   if (!maps) return false;
   for (let i = 0; i < maps.length; i++) if (maps[i] < 0) return true;
   return false;
+}
+
+let measurer = /** @type {CanvasRenderingContext2D | null | undefined} */ (undefined);
+/** Width of caption text (12 px UI font) in CSS pixels. @param {string} text */
+function textWidth(text) {
+  if (measurer === undefined) {
+    measurer = typeof document !== "undefined" ? document.createElement("canvas").getContext("2d") : null;
+    if (measurer) measurer.font = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
+  }
+  return (measurer && measurer.measureText(text).width) || text.length * 6.2;
 }
 
 /** Finite [lo, hi] of values (a unit range if there are none). */
@@ -109,8 +119,10 @@ function render({ model, el }) {
 .hw-ae-grid { display: grid; gap: 6px 8px; align-items: start; }
 .hw-ae-rowhead { font-size: 12px; font-weight: 600; align-self: center; min-width: 0; overflow-wrap: anywhere; }
 .hw-ae-grid[data-stacked="true"] .hw-ae-rowhead { grid-column: 1 / -1; margin-top: 6px; }
+.hw-ae-rowhead .hw-ae-legend { font-weight: 400; }
 .hw-ae-rowhead .hw-colorbar { font-weight: 400; font-size: 11px; gap: 3px; }
-.hw-ae-rowhead .hw-colorbar-strip { width: 60px !important; }
+.hw-ae-rowhead .hw-colorbar-strip { width: 40px !important; }
+.hw-ae-rowhead .hw-colorbar-scale { gap: 3px; }
 .hw-ae-cell { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); min-width: 0; }
 .hw-ae-cell canvas { border-radius: 3px; }
 .hw-ae-metric { display: block; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
@@ -254,10 +266,10 @@ function render({ model, el }) {
       let best = 0;
       for (let k = 1; k < classes; k++) if (g.arrays.probs[i * classes + k] > g.arrays.probs[i * classes + best]) best = k;
       const caption = h("div", "");
-      if (g.arrays.labels) caption.append(h("span", "hw-ae-metric", `true class ${name(g.arrays.labels[i])}`));
-      const pred = h("span", "hw-ae-metric", `predicted ${name(best)} (p ${fmt(g.arrays.probs[i * classes + best])})`);
-      pred.title = `the model's most probable class and its probability`;
-      caption.append(pred);
+      const line = (text, tip) => { const e = h("span", "hw-ae-metric", text); e.title = tip || text; caption.append(e); };
+      if (g.arrays.labels) line(`true class ${name(g.arrays.labels[i])}`);
+      line(`predicted ${name(best)}`, "the model's most probable class");
+      line(`p = ${fmt(g.arrays.probs[i * classes + best])}`, "the model's probability of the predicted class");
       cell.append(canvas, caption);
       grid.appendChild(cell);
     }
@@ -269,6 +281,11 @@ function render({ model, el }) {
     for (const c of (r ? r.cells : [])) {
       const head = h("div", "hw-ae-rowhead");
       head.append(h("div", "hw-ae-method-name", c.label));
+      // captions: "name value" where the name fits the cell, else the values alone with their names listed here
+      const metricNames = [...Object.keys(c.metrics || {}).map((k) => WORDS[k] || k), "time"];
+      const texts = Object.entries(c.metrics || {}).flatMap(([k, v]) => Array.from(v || [], (x) => `${WORDS[k] || k} ${fmt(x)}`));
+      const words = texts.every((text) => textWidth(text) <= cellPx - 2);
+      if (c.ready && !c.error && !words) head.append(h("div", "hw-note hw-ae-legend", `under each map: ${metricNames.join(", ")}`));
       head.dataset.method = c.method;
       grid.appendChild(head);
       if (c.method === justTicked) { scrollTo = head; justTicked = ""; }
@@ -298,12 +315,13 @@ function render({ model, el }) {
           }
           const caption = h("div", "");
           for (const [k, v] of Object.entries(c.metrics || {})) {
-            const line = h("span", "hw-ae-metric", `${WORDS[k] || k} ${fmt(v[i])}`);
+            const line = h("span", "hw-ae-metric", words ? `${WORDS[k] || k} ${fmt(v[i])}` : fmt(v[i]));
             line.title = help[k] || k;
             caption.append(line);
           }
           const ms = c.ms[i];
-          const time = h("span", "hw-ae-metric", `time ${ms >= 1000 ? `${fmt(ms / 1000)} s` : `${fmt(ms)} ms`}`);
+          const secs = ms >= 1000 ? `${fmt(ms / 1000)} s` : `${fmt(ms)} ms`;
+          const time = h("span", "hw-ae-metric", words ? `time ${secs}` : secs);
           time.title = "time to compute this map";
           caption.append(time);
           cell.append(canvas, caption);

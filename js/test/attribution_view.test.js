@@ -48,7 +48,7 @@ test("a grid of inputs and methods: maps with metrics, errors in their cells, pe
   assert.equal(errs.length, 2);
   assert.match(errs[0].textContent, /LRP failed: no rule/);
   assert.equal(el.querySelectorAll('.hw-ae-cell[data-method="grad_cam"]')[0].textContent, "waiting…");
-  assert.match(el.textContent, /true class <b>zero<\/b>predicted <b>zero<\/b> \(p 0\.7\)/); // class names stay text
+  assert.match(el.textContent, /true class <b>zero<\/b>predicted <b>zero<\/b>p = 0\.7/); // class names stay text
   assert.equal(el.querySelectorAll("b").length, 0);
   cleanup();
 });
