@@ -35,7 +35,7 @@ const LOCAL_CSS = `
 .hw-pj-legend button:hover { background: var(--jp-layout-color2, #f1f3f5); }
 .hw-pj-swatch { width: 12px; flex: none; text-align: center; font-size: 12px; line-height: 1; }
 .hw-pj-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
-.hw-pj-count { margin-left: auto; color: var(--jp-ui-font-color2, #656d76); font-variant-numeric: tabular-nums; }
+.hw-pj-count { margin-left: auto; font-variant-numeric: tabular-nums; }
 .hw-pj-card { font-size: 12px; min-height: 20px; }
 .hw-pj-thumbs { display: flex; flex-wrap: wrap; gap: 4px; }
 .hw-pj-thumb { display: flex; flex-direction: column; align-items: center; font-size: 10px; cursor: pointer;
