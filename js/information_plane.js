@@ -189,7 +189,7 @@ function render({ model, el }) {
           const x0 = align === "left" ? tx : align === "right" ? tx - wd : tx - wd / 2;
           if (x0 < left || x0 + wd > w - 1 || ty - lineH / 2 < 0 || ty + lineH / 2 > top + ph) continue;
           ctx.textAlign = /** @type {CanvasTextAlign} */ (align);
-          if (Lb.place(name, tx, ty)) {
+          if (Lb.place(name, tx, ty, { halo: t.bg })) {
             if (Math.abs(ty - y) > lineH * 1.1) {
               ctx.strokeStyle = t.muted; ctx.lineWidth = 0.75;
               ctx.beginPath(); ctx.moveTo(x + 3, y); ctx.lineTo(tx - 1, ty); ctx.stroke();
@@ -198,7 +198,7 @@ function render({ model, el }) {
             break;
           }
         }
-        if (!placed) { ctx.textAlign = "left"; Lb.place(name, Math.min(x + 6, w - wd - 1), y, { force: false }); }
+        if (!placed) { ctx.textAlign = "left"; Lb.place(name, Math.min(x + 6, w - wd - 1), y, { halo: t.bg }); }
       }
     }
     Lb.attach(canvas);

@@ -278,6 +278,7 @@ export class LineChart {
       ctx.textAlign = "center"; ctx.textBaseline = "top";
       L.place(L.fit(yTitle, hgt + 10), 1, top + hgt / 2, { angle: -Math.PI / 2 });
     }
+    const markLabels = [];
     for (const mark of d.marks || []) {
       const x = Math.round(X(mark.x)) + 0.5;
       if (!Number.isFinite(x)) continue;
@@ -285,17 +286,24 @@ export class LineChart {
       ctx.setLineDash([4, 3]);
       ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + hgt); ctx.stroke();
       ctx.setLineDash([]);
-      ctx.fillStyle = t.warn;
-      ctx.textBaseline = "bottom"; // at the foot of the line, inside the plot: left of it where it would run out
-      const text = L.fit(mark.label, w - 6);
-      const fitsRight = x + 3 + measure(text) <= left + w;
-      ctx.textAlign = fitsRight ? "left" : "right";
-      L.place(text, fitsRight ? x + 3 : Math.max(left + measure(text), x - 3), top + hgt - 2);
+      markLabels.push({ x, label: mark.label });
     }
+    // (mark labels go on top of the data, after the lines: see placeMarks)
+    const placeMarks = () => {
+      for (const { x, label } of markLabels) {
+        ctx.fillStyle = t.warn;
+        ctx.textBaseline = "bottom"; // at the foot of the line, inside the plot: left of it where it would run out
+        const text = L.fit(label, w - 6);
+        const fitsRight = x + 3 + measure(text) <= left + w;
+        ctx.textAlign = fitsRight ? "left" : "right";
+        L.place(text, fitsRight ? x + 3 : Math.max(left + measure(text), x - 3), top + hgt - 2, { halo: t.bg });
+      }
+    };
     ctx.fillStyle = t.muted;
     if (!n) {
       ctx.textAlign = "center"; ctx.textBaseline = "middle";
       L.place("waiting for data…", left + w / 2, top + hgt / 2);
+      placeMarks();
       L.attach(this.canvas);
       this.readoutEl.textContent = "";
       return;
@@ -332,6 +340,7 @@ export class LineChart {
       ctx.setLineDash([]);
     }
     ctx.restore();
+    placeMarks();
     // clipped spikes: a triangle at the top of the plot over each
     this.clipped = [];
     if (Number.isFinite(cap)) {

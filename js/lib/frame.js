@@ -200,17 +200,23 @@ export class Labels {
 
   /**
    * Draw `text` unless it would overlap a label placed before (then return null).
-   * @param {string} text @param {number} x @param {number} y @param {{ angle?: number, force?: boolean }} [opts]
+   * `halo`: a colour (the background's) drawn around the letters first, for text over data (points, lines).
+   * @param {string} text @param {number} x @param {number} y
+   * @param {{ angle?: number, force?: boolean, halo?: string }} [opts]
    */
   place(text, x, y, opts = {}) {
     const angle = opts.angle || 0;
     const b = this.box(text, x, y, angle);
     if (!opts.force && this.collides(b)) return null;
-    if (angle) {
-      this.ctx.save(); this.ctx.translate(x, y); this.ctx.rotate(angle); this.ctx.fillText(text, 0, 0); this.ctx.restore();
-    } else {
-      this.ctx.fillText(text, x, y);
+    const c = this.ctx;
+    c.save();
+    if (angle) { c.translate(x, y); c.rotate(angle); x = 0; y = 0; }
+    if (opts.halo && typeof c.strokeText === "function") {
+      c.strokeStyle = opts.halo; c.lineWidth = 3; c.lineJoin = "round"; c.setLineDash([]);
+      c.strokeText(text, x, y);
     }
+    c.fillText(text, x, y);
+    c.restore();
     this.boxes.push(b);
     return b;
   }
