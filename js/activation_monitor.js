@@ -278,10 +278,12 @@ function render({ model, el }) {
         }));
       }
       el.dataset.warnings = warns.map((w) => w.kind).join(" ");
-      const inner = w - 24; // the card's padding and border
+      const inner = w - 24; // the card's padding and border (22 px) and a pixel to spare
       const twoCol = inner >= 700;
       const ridgeW = twoCol ? Math.floor(inner * 0.56) : inner;
       const detailW = twoCol ? inner - ridgeW - 20 : inner;
+      ridgeBox.style.width = `${ridgeW}px`;
+      detailBox.style.width = `${detailW}px`;
       if (s) ridge.update(s, ridgeW, f("outside"));
       else ridge.draw();
       const d = store.details.get(name);

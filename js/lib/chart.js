@@ -146,6 +146,7 @@ export class LineChart {
   update(data, width) {
     this.data = data;
     if (width) this.width = Math.max(120, Math.floor(width));
+    this.el.style.width = `${this.width}px`; // its text wraps inside; a flex row lays it out by this width
     this.valueEl.textContent = data.value || "";
     this.draw();
   }
@@ -472,6 +473,7 @@ export class Ridgeline {
     this.series = series;
     this.outsideField = outsideField;
     if (width) this.width = Math.max(160, Math.floor(width));
+    this.el.style.width = `${this.width}px`;
     this.draw();
   }
 
