@@ -208,7 +208,7 @@ export class LineChart {
     const lineH = Math.ceil(t.fontSize * 1.2);
     // the plot's height is fixed; y ticks first (their widths give the left margin)
     const hgt = Math.max(30, this.height - top - lineH - 6 - (xTitle ? lineH + 2 : 0));
-    const yTicks = d.logY ? powerTicks(y0, y1) : fitTicks(y0, y1, hgt, yLabel, () => lineH, { most: Math.max(2, Math.floor(hgt / 26)), gap: 4 });
+    const yTicks = d.logY ? powerTicks(y0, y1) : fitTicks(y0, y1, hgt, yLabel, () => lineH, { most: Math.max(3, Math.floor(hgt / 22)), gap: 4 });
     const left = Math.ceil(Math.max(18, ...yTicks.map((v) => measure(yLabel(v)))) + 6 + (yTitle ? lineH + 2 : 0));
     const endLabels = d.lines.map((l) => l.label).filter(Boolean);
     const right = endLabels.length ? Math.ceil(Math.min(Math.max(...endLabels.map(measure)) + 20, this.width / 3)) : 12;
@@ -538,7 +538,7 @@ export class Ridgeline {
     const stepLabel = (v) => fmt(v);
     const measure = (x) => ctx.measureText(x).width || x.length * 6;
     const ridgeH = Math.max(24, Math.min(56, (this.height - 60) * 0.3)); // a ridge's tallest bin
-    const top = 4 + ridgeH; // the oldest ridge's base: its peak fits above
+    const top = 4 + 1.25 * ridgeH; // the oldest ridge's base: its peak (up to 1.25x, see below) fits above
     const bottom = this.height - 2 * lineH - 10; // the newest ridge's base
     const span = bottom - top;
     const Yb = (step) => (s1 > s0 ? top + ((step - s0) / (s1 - s0)) * span : bottom);
