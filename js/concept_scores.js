@@ -155,8 +155,8 @@ function render({ model, el }) {
     epochText.textContent = ix.epochs[epochAt] >= 0 ? String(ix.epochs[epochAt]) : "";
     legend.replaceChildren(...ix.layers.map((layer, k) => {
       const chip = h("span", "hw-chart-head hw-legend-label");
-      const sw = h("span");
-      sw.style.cssText = `display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;background:${PALETTE[k % PALETTE.length]}`;
+      const sw = h("span", "hw-swatch");
+      sw.style.background = PALETTE[k % PALETTE.length];
       chip.append(sw, layer);
       return chip;
     }));

@@ -33,7 +33,8 @@ const LOCAL_CSS = `
 .hw-pj-legend button { display: flex; gap: 6px; align-items: center; font: inherit; font-size: 12px; border: 0;
   background: transparent; color: inherit; cursor: pointer; padding: 1px 4px; text-align: left; border-radius: 3px; }
 .hw-pj-legend button:hover { background: var(--jp-layout-color2, #f1f3f5); }
-.hw-pj-swatch { width: 12px; flex: none; text-align: center; font-size: 12px; line-height: 1; }
+.hw-pj-swatch { width: 12px; flex: none; text-align: center; font-size: 12px; line-height: 1;
+  -webkit-text-stroke: 0.7px var(--hw-outline); } /* pale colours keep an edge on white, dark ones on black */
 .hw-pj-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
 .hw-pj-count { margin-left: auto; font-variant-numeric: tabular-nums; }
 .hw-pj-card { font-size: 12px; min-height: 20px; }

@@ -8,12 +8,14 @@ export const CSS = `
 .hw-am { --hw-accent: #2f5fc4; --hw-accent-text: #ffffff; --hw-warn: #8a4b00; --hw-bad: #b23a0c;
   --hw-bad-bg: #b23a0c; --hw-ok-tint: rgba(46,160,67,0.16); --hw-warn-tint: rgba(214,140,0,0.18);
   --hw-bad-tint: rgba(194,65,12,0.12); --hw-neutral-tint: rgba(128,128,128,0.14);
+  --hw-outline: rgba(0,0,0,0.55);
   font: 13px/1.45 var(--jp-ui-font-family, system-ui, -apple-system, "Segoe UI", sans-serif);
   color: var(--jp-ui-font-color1, #1f2328); max-width: 1400px; min-width: 0; box-sizing: border-box;
   overflow-wrap: anywhere; }
 body[data-jp-theme-light="false"] .hw-am { --hw-accent: #3d6fd6; --hw-warn: #f2b15f; --hw-bad: #ff9c7a;
   --hw-bad-bg: #b23a0c; --hw-ok-tint: rgba(80,200,110,0.20); --hw-warn-tint: rgba(240,170,60,0.20);
   --hw-bad-tint: rgba(255,120,80,0.16); --hw-neutral-tint: rgba(255,255,255,0.10);
+  --hw-outline: rgba(255,255,255,0.6);
   color: var(--jp-ui-font-color1, #e6e6e6); }
 .hw-am *, .hw-am *::before, .hw-am *::after { box-sizing: border-box; }
 .hw-am canvas { max-width: 100%; }
@@ -75,6 +77,8 @@ body[data-jp-theme-light="false"] .hw-am { --hw-accent: #3d6fd6; --hw-warn: #f2b
   color: var(--jp-ui-font-color2, #59636e); }
 .hw-colorbar-scale { display: inline-flex; align-items: center; gap: 6px; white-space: nowrap; }
 .hw-colorbar-title { color: var(--jp-ui-font-color1, #1f2328); }
+.hw-swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px;
+  box-shadow: inset 0 0 0 1px var(--hw-outline); vertical-align: -1px; }
 .hw-legend-more { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); font-style: italic; }
 .hw-am canvas { display: block; }
 `;
