@@ -46,7 +46,8 @@ const LOCAL_CSS = `
 .hw-ua-crops canvas { image-rendering: pixelated; border-radius: 2px; }
 .hw-ua-label { font-size: 11px; width: 100%; min-height: 15px; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; text-align: center; }
-.hw-ua-chip { background: var(--hw-neutral-tint); color: inherit; border: 1px solid var(--hw-accent); border-radius: 8px; padding: 0 6px; }
+.hw-ua-chip { background: var(--hw-neutral-tint); color: inherit; border: 1px solid var(--hw-accent); border-radius: 8px; padding: 0 6px;
+  display: inline-block; max-width: 100%; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
 .hw-ua-chip[data-weak="true"] { border-color: transparent; color: var(--jp-ui-font-color2, #656d76); }
 .hw-ua-wait { font-size: 11px; color: var(--jp-ui-font-color2, #656d76); }
 .hw-ua-pager { display: flex; gap: 10px; align-items: center; font-size: 12px; margin: 4px 0; }
@@ -296,6 +297,7 @@ function render({ model, el }) {
       chip.title = `dissection: the concept whose masks overlap this unit's top activations most (IoU ${fmt(iou)}; `
         + "Bau et al. call a unit a detector above 0.04)";
       label.appendChild(chip);
+      label.title = chip.textContent || "";
     }
     return box;
   }

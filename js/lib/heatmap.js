@@ -104,8 +104,8 @@ export class Heatmap {
         }
         ctx.fillRect(left + c * cell, top + r * cell, cell - 1, cell - 1);
         if (d.cellText && cell >= 30 && rgb) {
-          const lum = luminance(rgb[0], rgb[1], rgb[2]); // black or white, whichever contrasts more (WCAG)
-          ctx.fillStyle = (lum + 0.05) / 0.0566 > 1.05 / (lum + 0.05) ? "#111111" : "#ffffff";
+          const lum = luminance(rgb[0], rgb[1], rgb[2]); // black or white, whichever contrasts more (WCAG):
+          ctx.fillStyle = (lum + 0.05) / 0.05 > 1.05 / (lum + 0.05) ? "#000000" : "#ffffff"; // >= 4.58:1 on any cell
           ctx.textAlign = "center"; ctx.textBaseline = "middle";
           ctx.fillText(v.toFixed(2), left + c * cell + cell / 2, top + r * cell + cell / 2);
         }
