@@ -99,7 +99,7 @@ export function mountView(root, name, draw) {
   exposeLabelBoxes(root);
   let raf = 0;
   let lastWidth = -1;
-  const run = () => { raf = 0; draw(widthOf(root), readTheme(root)); };
+  const run = () => { raf = 0; lastWidth = widthOf(root); draw(lastWidth, readTheme(root)); };
   const schedule = () => {
     if (raf) return;
     if (typeof requestAnimationFrame === "function") raf = requestAnimationFrame(run);
@@ -110,7 +110,16 @@ export function mountView(root, name, draw) {
     if (w !== lastWidth) { lastWidth = w; schedule(); }
   }) : null;
   if (ro) ro.observe(root);
-  const offTheme = onThemeChange(schedule);
+  // a theme switch swaps style sheets: the layout can be in between for a moment (wider or narrower than it
+  // settles), so draw again once it has settled
+  const timers = new Set();
+  const offTheme = onThemeChange(() => {
+    schedule();
+    for (const ms of [250, 1000]) {
+      const id = setTimeout(() => { timers.delete(id); schedule(); }, ms);
+      timers.add(id);
+    }
+  });
   return {
     schedule,
     /** draw now (tests and first paint) */
@@ -119,6 +128,7 @@ export function mountView(root, name, draw) {
       if (raf && typeof cancelAnimationFrame === "function") cancelAnimationFrame(raf);
       raf = 0;
       if (ro) ro.disconnect();
+      for (const id of timers) clearTimeout(id);
       offTheme();
     },
   };
