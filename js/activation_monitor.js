@@ -5,16 +5,16 @@
 // what Python already has, it only draws it.
 import { HistoryStore } from "./lib/store.js";
 import { LineChart, Ridgeline, colorBar, drawMaps, fmt, h, pct } from "./lib/chart.js";
-import { color } from "./lib/colormap.js";
 import { CSS } from "./lib/style.js";
-
-const PALETTE = ["#3b6fd8", "#d9480f", "#2b8a3e", "#7048e8", "#c2255c", "#0b7285"];
+import { mountView } from "./lib/frame.js";
+import { CATEGORICAL as PALETTE } from "./lib/palette.js";
+import { layerWarnings } from "./lib/warnings.js";
 
 /** @param {{model: any, el: HTMLElement}} ctx */
 function render({ model, el }) {
   const store = new HistoryStore();
   const isStatic = !!model.get("__hw_static");
-  const root = h("div", "hw-am");
+  const root = h("div", "hw-am hw-amon");
   const style = h("style");
   style.textContent = CSS;
   root.appendChild(style);
@@ -43,13 +43,12 @@ function render({ model, el }) {
   const scalarCharts = new Map();
   /** @type {Map<string, ReturnType<typeof layerCard>>} */
   const layerCards = new Map();
-  let raf = 0;
   let resyncAsked = 0;
-
-  const schedule = () => {
-    if (raf) return;
-    raf = requestAnimationFrame(() => { raf = 0; draw(); });
-  };
+  let currentWidth = 900;
+  /** warnings the user dismissed: layer|kind */
+  const dismissed = new Set();
+  const frame = mountView(root, "activation_monitor", (w) => { currentWidth = w; draw(); });
+  const schedule = frame.schedule;
 
   const selected = () => /** @type {string[]} */ (model.get("selected_layers") || []);
 
@@ -85,13 +84,9 @@ function render({ model, el }) {
   model.on("change:title", schedule);
   store.loadSnapshot(model.get("_history"));
 
-  const observer = typeof ResizeObserver !== "undefined" ? new ResizeObserver(schedule) : null;
-  if (observer) observer.observe(root);
   const ticker = setInterval(() => updateHeader(), 1000);
 
-  function width() {
-    return Math.max(320, Math.floor(root.clientWidth || 900));
-  }
+  function width() { return currentWidth; }
 
   function updateHeader() {
     title.textContent = model.get("title") || "Activations";
@@ -104,7 +99,13 @@ function render({ model, el }) {
     else if (Date.now() - store.lastFrameAt < 2000) state = "live";
     status.textContent = state;
     status.dataset.state = isStatic ? "static" : paused ? "paused" : state;
-    frames.textContent = isStatic ? "" : `frames ${store.received} received of ${store.expected} sent · ${store.gaps} lost`;
+    // in words for users; the counters for developers on hover (and in data-* below)
+    const lost = store.gaps;
+    frames.textContent = isStatic ? "" : !store.expected ? "waiting for updates"
+      : lost ? `${lost} update${lost === 1 ? "" : "s"} skipped while the kernel was busy` : "all updates shown";
+    frames.title = isStatic ? "" : `frames ${store.received} received of ${store.expected} sent · ${lost} lost`
+      + " (an update skipped is one Jupyter dropped under load; the view asks Python to resend the history)";
+    frames.dataset.lost = String(lost > 0);
     pause.textContent = paused ? "Resume" : "Pause";
     pause.hidden = isStatic;
     root.dataset.step = String(store.step);
@@ -134,14 +135,27 @@ function render({ model, el }) {
     for (const b of /** @type {HTMLButtonElement[]} */ ([...chips.children])) {
       const on = sel.includes(b.dataset.layer || "");
       b.setAttribute("aria-pressed", String(on));
-      const series = store.layer(b.dataset.layer || "");
-      const bad = series && series.count && anyNonFinite(series, store.statIndex("nonfinite"));
-      const info = store.layerInfo[b.dataset.layer || ""] || {};
+      const layer = b.dataset.layer || "";
+      const info = store.layerInfo[layer] || {};
       const problem = info.state === "never_ran" || info.state === "eval_only" || info.state === "error";
-      b.classList.toggle("hw-chip-bad", !!bad);
-      b.classList.toggle("hw-chip-warn", !bad && problem);
-      b.title = bad ? "NaN or inf seen in this layer" : problem ? String(info.message || "") : "";
+      const warns = warningsOf(layer).filter((w) => !dismissed.has(`${layer}|${w.kind}`));
+      const bad = warns.some((w) => w.level === "bad");
+      b.classList.toggle("hw-chip-bad", bad);
+      b.classList.toggle("hw-chip-warn", !bad && (problem || warns.length > 0));
+      b.dataset.warn = warns.map((w) => w.kind).join(" ");
+      b.title = [...warns.map((w) => w.text), problem ? String(info.message || "") : ""].filter(Boolean).join("\n");
     }
+  }
+
+  function warningsOf(name) {
+    const s = store.layer(name);
+    if (!s || !s.count) return [];
+    return layerWarnings({
+      count: s.count,
+      value: (i, field) => s.value(i, store.statIndex(field)),
+      has: (field) => store.statIndex(field) >= 0,
+      step: (i) => s.step(i),
+    });
   }
 
   function updateEvents() {
@@ -159,7 +173,7 @@ function render({ model, el }) {
     list.forEach((s, k) => {
       let chart = scalarCharts.get(s.name);
       if (!chart) {
-        chart = new LineChart(s.name, { height: 120 });
+        chart = new LineChart(s.name, { height: 120, xTitle: "step", yTitle: s.name });
         chart.el.dataset.scalar = s.name;
         scalarCharts.set(s.name, chart);
         scalars.appendChild(chart.el);
@@ -202,6 +216,8 @@ function render({ model, el }) {
     const meta = h("span", "hw-am-layer-meta");
     const flag = h("span", "hw-flag");
     head.append(nameEl, meta, flag);
+    const warnBox = h("div", "hw-warnings");
+    warnBox.setAttribute("role", "status");
     const notice = h("div", "hw-am-notice");
     notice.setAttribute("role", "status");
     const main = h("div", "hw-am-layer-main");
@@ -217,11 +233,12 @@ function render({ model, el }) {
     detailBox.append(detailTitle, detailCanvas, detailBar, detailNote);
     main.append(ridgeBox, detailBox);
     const small = h("div", "hw-am-layer-small");
-    const moments = new LineChart("mean ± std", { height: 110 });
-    const sparsity = new LineChart("zeros and dead units", { height: 110 });
-    const grad = new LineChart("gradient norm", { height: 110 });
+    const moments = new LineChart("mean ± std", { height: 110, xTitle: "step", yTitle: "activation" });
+    const sparsity = new LineChart("zeros and dead units (%)", { height: 110, xTitle: "step", yTitle: "percent", yFormat: "percent" });
+    const grad = new LineChart("gradient norm", { height: 110, xTitle: "step", yTitle: "‖∂L/∂output‖", clipSpikes: true });
     small.append(moments.el, sparsity.el, grad.el);
-    el.append(head, notice, main, small);
+    el.append(head, warnBox, notice, main, small);
+    let shownWarnings = "";
     let drawnDetail = null;
 
     function update(w) {
@@ -241,16 +258,39 @@ function render({ model, el }) {
       const nonfinite = s && s.count ? sumField(s, f("nonfinite")) : 0;
       flag.textContent = nonfinite ? `NaN/inf: ${fmt(nonfinite)} values` : "";
       flag.hidden = !nonfinite;
-      const inner = w - 24; // the card's padding and border
-      const twoCol = inner >= 740;
+      const warns = warningsOf(name).filter((w) => !dismissed.has(`${name}|${w.kind}`));
+      const key = warns.map((w) => `${w.kind}:${w.text}`).join("|");
+      if (key !== shownWarnings) {
+        shownWarnings = key;
+        warnBox.replaceChildren(...warns.map((w) => {
+          const line = h("div", "hw-warning");
+          line.dataset.kind = w.kind;
+          line.dataset.level = w.level;
+          const text = h("span", "hw-warning-text", w.text);
+          text.title = w.detail;
+          const x = /** @type {HTMLButtonElement} */ (h("button", "hw-dismiss", "×"));
+          x.type = "button";
+          x.title = "Dismiss this warning (it stays dismissed for this layer)";
+          x.setAttribute("aria-label", `dismiss: ${w.text}`);
+          x.addEventListener("click", () => { dismissed.add(`${name}|${w.kind}`); schedule(); });
+          line.append(text, x);
+          return line;
+        }));
+      }
+      el.dataset.warnings = warns.map((w) => w.kind).join(" ");
+      const inner = w - 24; // the card's padding and border (22 px) and a pixel to spare
+      const twoCol = inner >= 700;
       const ridgeW = twoCol ? Math.floor(inner * 0.56) : inner;
       const detailW = twoCol ? inner - ridgeW - 20 : inner;
+      ridgeBox.style.width = `${ridgeW}px`;
+      detailBox.style.width = `${detailW}px`;
       if (s) ridge.update(s, ridgeW, f("outside"));
       else ridge.draw();
       const d = store.details.get(name);
       if (d && (d !== drawnDetail || detailCanvas.dataset.width !== String(detailW))) {
         const scale = drawMaps(detailCanvas, d.values, d.shape, detailW, 240);
-        detailBar.replaceChildren(colorBar(scale.name, scale.lo, scale.hi));
+        detailBar.replaceChildren(colorBar(scale.name, scale.lo, scale.hi, { title: "activation",
+          note: scale.name === "diverging" ? "centred on 0, scaled to the largest magnitude" : "from 0 to the largest value" }));
         const kind = d.kind ? d.kind.replace(" x ", " × ").replace("maps", "feature maps")
           : d.shape.length === 3 ? "feature maps" : "units × examples";
         detailTitle.textContent = `current activations: ${kind} at step ${d.step}`;
@@ -265,7 +305,7 @@ function render({ model, el }) {
           : problem ? "nothing to show: see above" : "waiting for this layer's activations from Python…";
         detailBox.dataset.ready = "false";
       }
-      const cw = inner >= 600 ? Math.floor((inner - 26) / 3) : inner;
+      const cw = inner >= 660 ? Math.floor((inner - 26) / 3) : inner >= 440 ? Math.floor((inner - 14) / 2) : inner;
       if (!s || !s.count) {
         for (const c of [moments, sparsity, grad]) c.update({ xs: [], lines: [] }, cw);
         return;
@@ -279,8 +319,8 @@ function render({ model, el }) {
         xs, value: `${fmt(mean[s.count - 1])} ± ${fmt(std[s.count - 1])}`,
         lines: [
           { ys: mean, lo, hi, label: "mean", color: PALETTE[0] },
-          { ys: column(s, f("min")), label: "min", color: "#868e96", dash: [2, 3] },
-          { ys: column(s, f("max")), label: "max", color: "#868e96", dash: [2, 3] },
+          { ys: column(s, f("min")), label: "min", color: "#8c8c8c", dash: [2, 3] },
+          { ys: column(s, f("max")), label: "max", color: "#8c8c8c", dash: [2, 3] },
         ],
       }, cw);
       const zeros = column(s, f("zero_frac"));
@@ -289,7 +329,7 @@ function render({ model, el }) {
         xs, yMin: 0, yMax: 1,
         value: `zeros ${pct(zeros[s.count - 1])} · dead ${pct(dead[s.count - 1])}`,
         lines: [
-          { ys: zeros, label: "zeros", color: color("viridis", 0.3) },
+          { ys: zeros, label: "zeros", color: PALETTE[7] },
           { ys: dead, label: "dead", color: PALETTE[1] },
         ],
       }, cw);
@@ -297,7 +337,7 @@ function render({ model, el }) {
       const anyGrad = g.some((v) => Number.isFinite(v));
       grad.update({
         xs, value: anyGrad ? fmt(lastFinite(g)) : "not captured",
-        lines: anyGrad ? [{ ys: g, label: "‖∂L/∂out‖", color: PALETTE[2] }] : [],
+        lines: anyGrad ? [{ ys: g, label: "norm", color: PALETTE[10] }] : [],
       }, cw);
     }
 
@@ -314,12 +354,11 @@ function render({ model, el }) {
     updateCards(w);
   }
 
-  draw();
+  frame.now();
 
   return () => {
-    if (raf) cancelAnimationFrame(raf);
+    frame.dispose();
     clearInterval(ticker);
-    if (observer) observer.disconnect();
     pause.removeEventListener("click", onPause);
     model.off("msg:custom", onCustom);
     model.off("change:_history", onSnapshot);
@@ -352,7 +391,6 @@ function sumField(s, field) {
   return total;
 }
 
-function anyNonFinite(s, field) { return field >= 0 && sumField(s, field) > 0; }
 
 function lastFinite(arr) {
   for (let i = arr.length - 1; i >= 0; i--) if (Number.isFinite(arr[i])) return arr[i];

@@ -13,10 +13,10 @@ const PER_PAGE = 60;
 
 const LOCAL_CSS = `
 .hw-ca-body { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
-.hw-ca-side { width: 300px; display: flex; flex-direction: column; gap: 8px; }
+.hw-ca-side { width: 300px; max-width: 100%; display: flex; flex-direction: column; gap: 8px; }
 .hw-ca-concept { display: flex; flex-direction: column; gap: 3px; padding: 5px 7px; border-radius: 5px;
   border: 1px solid var(--jp-border-color2, #e3e6ea); cursor: pointer; }
-.hw-ca-concept[aria-current="true"] { border-color: #3b6fd8; box-shadow: inset 0 0 0 1px #3b6fd8; }
+.hw-ca-concept[aria-current="true"] { border-color: var(--hw-accent); box-shadow: inset 0 0 0 1px var(--hw-accent); }
 .hw-ca-row { display: flex; gap: 6px; align-items: center; }
 .hw-ca-swatch { width: 12px; height: 12px; border-radius: 3px; flex: none; }
 .hw-ca-name { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; flex: 1; }
@@ -25,19 +25,19 @@ const LOCAL_CSS = `
 .hw-ca-actions .hw-btn { font-size: 11px; padding: 1px 6px; }
 .hw-ca-new { display: flex; gap: 6px; }
 .hw-ca-new input { flex: 1; font: inherit; }
-.hw-ca-status { font-size: 12px; padding: 2px 8px; border-radius: 10px; background: #eef1f4; }
-.hw-ca-status[data-state="saved"] { background: #d3f9d8; color: #1b5e20; }
-.hw-ca-status[data-state="pending"] { background: #fff3bf; color: #7a4a00; }
-.hw-ca-status[data-state="error"] { background: #ffe3e3; color: #9a3412; }
-.hw-ca-error { font-size: 12px; color: #9a3412; }
+.hw-ca-status { font-size: 12px; padding: 2px 8px; border-radius: 10px; background: var(--hw-neutral-tint); }
+.hw-ca-status[data-state="saved"] { background: var(--hw-ok-tint); }
+.hw-ca-status[data-state="pending"] { background: var(--hw-warn-tint); }
+.hw-ca-status[data-state="error"] { background: var(--hw-bad-tint); color: var(--hw-bad); }
+.hw-ca-error { font-size: 12px; color: var(--hw-bad); }
 .hw-ca-error:empty { display: none; }
-.hw-ca-main { flex: 1; min-width: 320px; }
+.hw-ca-main { flex: 1; min-width: min(320px, 100%); }
 .hw-ca-tabs { display: flex; gap: 6px; margin-bottom: 6px; flex-wrap: wrap; align-items: center; }
 .hw-ca-grid { display: flex; flex-wrap: wrap; gap: 4px; }
 .hw-ca-item { position: relative; display: flex; flex-direction: column; align-items: center; font-size: 10px;
   padding: 2px; border-radius: 4px; border: 2px solid transparent; cursor: pointer;
   color: var(--jp-ui-font-color2, #656d76); }
-.hw-ca-item[aria-selected="true"] { border-color: #3b6fd8; background: rgba(59,111,216,0.08); }
+.hw-ca-item[aria-selected="true"] { border-color: var(--hw-accent); background: rgba(59,111,216,0.10); }
 .hw-ca-item canvas { image-rendering: pixelated; }
 .hw-ca-dots { display: flex; gap: 2px; height: 6px; }
 .hw-ca-dot { width: 6px; height: 6px; border-radius: 50%; }
@@ -121,6 +121,7 @@ function render({ model, el }) {
   const storage = typeof localStorage !== "undefined" && !isStatic ? localStorage : null;
   const queue = queueFor(model.get("store_key") || "default", storage);
   const root = h("div", "hw-am hw-ca");
+  root.dataset.hwView = "concept_annotator";
   root.tabIndex = 0;
   const style = h("style");
   style.textContent = CSS + LOCAL_CSS;

@@ -3,8 +3,10 @@
 // Tishby's figure, with the estimator switchable, and the gradient mean / standard deviation per layer on
 // log-log axes with the drift -> diffusion transition marked. All numbers come from Python.
 import { decodeArrays } from "./lib/codec.js";
-import { LineChart, colorBar, fmt, h, nearestIndex, setupCanvas, theme, trackHover, niceTicks } from "./lib/chart.js";
+import { LineChart, colorBar, fitTicks, fmt, h, setupCanvas, trackHover } from "./lib/chart.js";
 import { color } from "./lib/colormap.js";
+import { CATEGORICAL } from "./lib/palette.js";
+import { Labels, mountView, readTheme } from "./lib/frame.js";
 import { CSS } from "./lib/style.js";
 
 /** @param {any} state */
@@ -19,6 +21,7 @@ export function decodeState(state) {
 /** @param {{model: any, el: HTMLElement}} ctx */
 function render({ model, el }) {
   const root = h("div", "hw-am hw-ip");
+  root.dataset.hwView = "information_plane";
   const style = h("style");
   style.textContent = CSS;
   const header = h("div", "hw-am-header");
@@ -42,7 +45,7 @@ function render({ model, el }) {
   const bar = h("div", "hw-detail-bar");
   const notes = h("div", "hw-am-events");
   plane.append(planeTitle, notes, canvas, bar, readout);
-  const gradsTitle = h("div", "hw-panel-title", "gradient mean and standard deviation over mini-batches (log-log)");
+  const gradsTitle = h("div", "hw-panel-title", "gradient mean and standard deviation over mini-batches, per layer (log-log)");
   const grads = h("div", "hw-am-layer-small");
   root.append(style, header, plane, gradsTitle, grads);
   el.appendChild(root);
@@ -61,7 +64,7 @@ function render({ model, el }) {
   };
   select.addEventListener("change", onSelect);
   bins.addEventListener("change", onBins);
-  const layout = { left: 52, right: 90, top: 12, bottom: 36 };
+  let viewWidth = 900;
   const stopHover = trackHover(canvas, (x, y) => { hover = { x, y }; drawPlane(); }, () => { hover = null; drawPlane(); });
 
   function update() {
@@ -82,54 +85,75 @@ function render({ model, el }) {
     bins.value = String(model.get("n_bins"));
     binsLabel.hidden = model.get("estimator") !== "binned";
     planeTitle.textContent = `information plane: ${data.label}`;
-    notes.replaceChildren(...(data.notes || []).map((n) => h("div", "hw-event", n)));
+    showNotes(data.notes || []);
     root.dataset.recorded = String(data.epochs.length);
     drawPlane();
     drawGrads();
   }
 
-  function width() { return Math.max(320, Math.floor(root.clientWidth || 900)); }
+  function width() { return viewWidth; }
+
+  // several warnings fold into one line (click to read them all); one warning shows as it is
+  let notesKey = "";
+  function showNotes(list) {
+    const key = list.join("\n");
+    if (key === notesKey) return;
+    notesKey = key;
+    if (list.length <= 1) { notes.replaceChildren(...list.map((n) => h("div", "hw-event", n))); return; }
+    const fold = h("details", "hw-fold");
+    const summary = h("summary", "", `⚠ ${list.length} warnings about this estimate — click to read: ${list[0]}`);
+    summary.style.whiteSpace = "nowrap"; summary.style.overflow = "hidden"; summary.style.textOverflow = "ellipsis";
+    fold.append(summary, ...list.map((n) => h("div", "hw-event", n)));
+    notes.replaceChildren(fold);
+  }
 
   function drawPlane() {
-    const w = Math.min(width(), 760);
-    const hgt = Math.round(w * 0.62);
+    const w = Math.min(width(), 900);
+    const hgt = Math.max(220, Math.round(Math.min(w * 0.62, 520)));
     const ctx = setupCanvas(canvas, w, hgt);
     if (!ctx || !data) return;
-    const t = theme(root);
+    const t = readTheme(root);
     const { epochs, points, L } = data;
     const E = epochs.length;
+    ctx.font = t.font;
+    const Lb = new Labels(ctx, t.fontSize);
+    const lineH = Math.ceil(t.fontSize * 1.2);
+    const measure = (x) => ctx.measureText(x).width || x.length * 6;
     const xMax = Math.max(data.bounds.I_XT, 1e-6);
     const yMax = Math.max(data.bounds.I_TY, 1e-6);
-    const pw = w - layout.left - layout.right;
-    const ph = hgt - layout.top - layout.bottom;
-    const X = (v) => layout.left + (v / xMax) * pw;
-    const Y = (v) => layout.top + (1 - v / yMax) * ph;
-    ctx.font = t.font;
+    const top = 10; const bottom = 2 * lineH + 10;
+    const ph = hgt - top - bottom;
+    const yTicks = fitTicks(0, yMax, ph, fmt, () => lineH, { most: 6, gap: 8 });
+    const left = Math.ceil(Math.max(...yTicks.map((v) => measure(fmt(v))), 10) + 8 + lineH + 2);
+    const labelW = Math.min(w * 0.25, Math.max(20, ...data.layers.map(measure)) + 10);
+    const right = Math.ceil(labelW);
+    const pw = w - left - right;
+    const X = (v) => left + (v / xMax) * pw;
+    const Y = (v) => top + (1 - v / yMax) * ph;
     ctx.strokeStyle = t.grid;
     ctx.fillStyle = t.muted;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (const tick of niceTicks(0, yMax, 4)) {
-      ctx.beginPath(); ctx.moveTo(layout.left, Y(tick)); ctx.lineTo(layout.left + pw, Y(tick)); ctx.stroke();
-      ctx.fillText(fmt(tick), layout.left - 4, Y(tick));
+    for (const tick of yTicks) {
+      ctx.beginPath(); ctx.moveTo(left, Y(tick)); ctx.lineTo(left + pw, Y(tick)); ctx.stroke();
+      Lb.place(fmt(tick), left - 4, Math.max(top + lineH / 2, Y(tick)));
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const tick of niceTicks(0, xMax, 6)) ctx.fillText(fmt(tick), X(tick), layout.top + ph + 4);
-    ctx.fillText("I(X;T)  [bits]", layout.left + pw / 2, layout.top + ph + 18);
-    ctx.save();
-    ctx.translate(12, layout.top + ph / 2);
-    ctx.rotate(-Math.PI / 2);
-    ctx.fillText("I(T;Y)  [bits]", 0, 0);
-    ctx.restore();
+    for (const tick of fitTicks(0, xMax, pw, fmt, measure, { most: 8 })) Lb.place(fmt(tick), Math.min(X(tick), w - measure(fmt(tick)) / 2), top + ph + 4);
+    ctx.textBaseline = "bottom";
+    Lb.place("I(X;T)  [bits]", left + pw / 2, hgt - 1);
+    ctx.textBaseline = "top";
+    Lb.place("I(T;Y)  [bits]", 1, top + ph / 2, { angle: -Math.PI / 2 });
     const logE = (e) => Math.log10(e + 1);
     const e0 = E ? logE(epochs[0]) : 0;
     const e1 = E ? logE(epochs[E - 1]) : 1;
     const tOf = (e) => (e1 > e0 ? (logE(e) - e0) / (e1 - e0) : 1);
     const at = (i, l, k) => points[(i * L + l) * 2 + k];
     let best = null;
+    const c0 = t.dark ? 0.3 : 0; const c1 = t.dark ? 1 : 0.92;
     for (let l = 0; l < L; l++) {
-      ctx.strokeStyle = "rgba(140,140,140,0.5)";
+      ctx.strokeStyle = t.dark ? "rgba(200,200,200,0.45)" : "rgba(120,120,120,0.5)";
       ctx.lineWidth = 1;
       ctx.beginPath();
       for (let i = 0; i < E; i++) {
@@ -139,20 +163,45 @@ function render({ model, el }) {
       ctx.stroke();
       for (let i = 0; i < E; i++) {
         const x = X(at(i, l, 0)); const y = Y(at(i, l, 1));
-        ctx.fillStyle = color("viridis", tOf(epochs[i]));
+        ctx.fillStyle = color("viridis", c0 + (c1 - c0) * tOf(epochs[i]));
         ctx.beginPath(); ctx.arc(x, y, 3.2, 0, 2 * Math.PI); ctx.fill();
         if (hover) {
           const d = (x - hover.x) ** 2 + (y - hover.y) ** 2;
           if (!best || d < best.d) best = { d, i, l, x, y };
         }
       }
-      if (E) {
-        ctx.fillStyle = t.text;
-        ctx.textAlign = "left";
-        ctx.textBaseline = "middle";
-        ctx.fillText(data.layers[l], X(at(E - 1, l, 0)) + 6, Y(at(E - 1, l, 1)));
+    }
+    // layer names at their trajectory's last point: right of it, else left, above or below; with a leader line
+    // when pushed further away, never over another name
+    if (E) {
+      ctx.fillStyle = t.text;
+      ctx.textBaseline = "middle";
+      for (let l = 0; l < L; l++) {
+        const x = X(at(E - 1, l, 0)); const y = Y(at(E - 1, l, 1));
+        const name = Lb.fit(data.layers[l], right + pw / 3);
+        const wd = measure(name);
+        /** @type {{x: number, y: number, align: string}[]} */
+        const tries = [{ x: x + 6, y, align: "left" }, { x: x - 6, y, align: "right" }, { x, y: y - lineH, align: "center" },
+          { x, y: y + lineH, align: "center" }];
+        for (let k = 2; k < 8; k++) tries.push({ x: x + 6, y: y - k * lineH * 0.9, align: "left" }, { x: x + 6, y: y + k * lineH * 0.9, align: "left" });
+        let placed = false;
+        for (const { x: tx, y: ty, align } of tries) {
+          const x0 = align === "left" ? tx : align === "right" ? tx - wd : tx - wd / 2;
+          if (x0 < left || x0 + wd > w - 1 || ty - lineH / 2 < 0 || ty + lineH / 2 > top + ph) continue;
+          ctx.textAlign = /** @type {CanvasTextAlign} */ (align);
+          if (Lb.place(name, tx, ty, { halo: t.bg })) {
+            if (Math.abs(ty - y) > lineH * 1.1) {
+              ctx.strokeStyle = t.muted; ctx.lineWidth = 0.75;
+              ctx.beginPath(); ctx.moveTo(x + 3, y); ctx.lineTo(tx - 1, ty); ctx.stroke();
+            }
+            placed = true;
+            break;
+          }
+        }
+        if (!placed) { ctx.textAlign = "left"; Lb.place(name, Math.min(x + 6, w - wd - 1), y, { halo: t.bg }); }
       }
     }
+    Lb.attach(canvas);
     if (best && best.d < 400) {
       ctx.strokeStyle = t.text;
       ctx.lineWidth = 1.5;
@@ -162,17 +211,22 @@ function render({ model, el }) {
     } else {
       readout.textContent = E ? "hover a point for its layer, epoch and values" : "waiting for the first recorded epoch…";
     }
-    if (E) bar.replaceChildren(h("span", "hw-note", "epoch"), colorBar("viridis", epochs[0], epochs[E - 1]),
-      h("span", "hw-note", "(log scale)"));
+    if (E) {
+      const key = `${epochs[0]}|${epochs[E - 1]}|${t.dark}`;
+      if (bar.dataset.key !== key) {
+        bar.dataset.key = key;
+        bar.replaceChildren(colorBar("viridis", epochs[0], epochs[E - 1], { title: "point colour: epoch", note: "log scale" }));
+      }
+    }
   }
 
   function drawGrads() {
     if (!data) return;
     const w = width();
-    const cols = Math.max(1, Math.min(data.L, Math.floor(w / 260)));
+    const cols = Math.max(1, Math.min(data.L, Math.floor(w / 280)));
     const cw = Math.floor((w - (cols - 1) * 12) / cols) - 2;
     while (gradCharts.length < data.L) {
-      const c = new LineChart(data.layers[gradCharts.length], { height: 130 });
+      const c = new LineChart(data.layers[gradCharts.length], { height: 140, xTitle: "epoch (log)", yTitle: "|gradient| (log)" });
       c.el.dataset.layer = data.layers[gradCharts.length];
       gradCharts.push(c);
       grads.appendChild(c.el);
@@ -189,8 +243,8 @@ function render({ model, el }) {
         value: G ? `SNR ${fmt(snr)}` : "",
         marks: tr === null || tr === undefined ? [] : [{ x: tr + 1, label: "drift → diffusion" }],
         lines: [
-          { ys: mean, label: "mean", color: "#3b6fd8" },
-          { ys: std, label: "std", color: "#d9480f", dash: [4, 3] },
+          { ys: mean, label: "mean", color: CATEGORICAL[1] },
+          { ys: std, label: "std", color: CATEGORICAL[0], dash: [4, 3] },
         ],
       }, cw);
     }
@@ -198,13 +252,13 @@ function render({ model, el }) {
 
   const events = ["change:_state", "change:estimator", "change:n_bins", "change:status", "change:title"];
   for (const ev of events) model.on(ev, update);
-  const observer = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => { drawPlane(); drawGrads(); }) : null;
-  if (observer) observer.observe(root);
+  const sizing = mountView(root, "information_plane", (w) => { viewWidth = w; drawPlane(); drawGrads(); });
+  viewWidth = Math.max(160, Math.floor(root.clientWidth || 900));
   update();
 
   return () => {
     for (const ev of events) model.off(ev, update);
-    if (observer) observer.disconnect();
+    sizing.dispose();
     select.removeEventListener("change", onSelect);
     bins.removeEventListener("change", onBins);
     stopHover();

@@ -10,15 +10,15 @@ const LOCAL_CSS = `
 .hw-iv-grid { display: flex; flex-wrap: wrap; gap: 6px; }
 .hw-iv-item { display: flex; flex-direction: column; align-items: center; gap: 2px; padding: 3px; width: 76px;
   border: 2px solid transparent; border-radius: 5px; font-size: 11px; font-variant-numeric: tabular-nums; }
-.hw-iv-item[data-changed="true"] { border-color: #c2410c; background: rgba(194,65,12,0.06); }
-.hw-iv-bar { position: relative; width: 64px; height: 6px; background: #e9ecef; border-radius: 3px; }
+.hw-iv-item[data-changed="true"] { border-color: var(--hw-bad); background: var(--hw-bad-tint); }
+.hw-iv-bar { position: relative; width: 64px; height: 6px; background: var(--hw-neutral-tint); border-radius: 3px; }
 .hw-iv-bar span { position: absolute; left: 0; top: 0; height: 6px; border-radius: 3px; }
 .hw-iv-text { font-size: 11px; max-width: 70px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 `;
 
 function render({ model, el }) {
   const isStatic = Boolean(model.get("__hw_static"));
-  const { root, title, note } = viewFrame("hw-iv", CSS, LOCAL_CSS);
+  const { root, title, note } = viewFrame("hw-iv", CSS, LOCAL_CSS, "intervention_view");
   const tabs = h("div", "hw-am-chips");
   const summary = h("div", "hw-note");
   const grid = h("div", "hw-iv-grid");
@@ -58,8 +58,8 @@ function render({ model, el }) {
       else if (kind === "text") item.append(h("span", "hw-iv-text", p && p.texts ? String(p.texts[i % PAGE] ?? "") : "…"));
       item.append(h("span", "", after[i] !== before[i] ? `${name(before[i])} → ${name(after[i])}` : name(before[i])));
       const bar = h("div", "hw-iv-bar");
-      const was = h("span"); was.style.width = `${Math.round(64 * pBefore[i])}px`; was.style.background = "#adb5bd";
-      const now = h("span"); now.style.width = `${Math.round(64 * pWas[i])}px`; now.style.background = "#3b6fd8"; now.style.height = "3px";
+      const was = h("span"); was.style.width = `${Math.round(64 * pBefore[i])}px`; was.style.background = "#8c8c8c";
+      const now = h("span"); now.style.width = `${Math.round(64 * pWas[i])}px`; now.style.background = "var(--hw-accent)"; now.style.height = "3px";
       bar.append(was, now);
       bar.title = `p(${name(before[i])}) ${fmt(pBefore[i])} before, ${fmt(pWas[i])} after`;
       item.append(bar);

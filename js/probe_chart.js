@@ -4,6 +4,8 @@
 import { LineChart, fmt, h, pct, viewFrame } from "./lib/chart.js";
 import { Heatmap } from "./lib/heatmap.js";
 import { CSS } from "./lib/style.js";
+import { mountView } from "./lib/frame.js";
+import { CATEGORICAL } from "./lib/palette.js";
 
 /** Records -> { layers, epochs, at(epoch, layer) } keeping first-seen layer order and ascending epochs. */
 export function table(records) {
@@ -21,7 +23,7 @@ export function table(records) {
 }
 
 function render({ model, el }) {
-  const { root, title, note } = viewFrame("hw-pc", CSS);
+  const { root, title, note } = viewFrame("hw-pc", CSS, "", "probe_chart");
   const controls = h("div", "hw-am-chips");
   const range = /** @type {HTMLInputElement} */ (h("input"));
   range.type = "range";
@@ -31,7 +33,7 @@ function render({ model, el }) {
   let t = table([]);
   let shown = -1;
   const chart = new LineChart("held-out accuracy per layer", {
-    height: 200,
+    height: 200, xTitle: "layer", yTitle: "accuracy (%)", yFormat: "percent",
     readout: (i) => {
       const r = t.at(t.epochs[shown], t.layers[i]);
       if (!r) return "";
@@ -49,6 +51,7 @@ function render({ model, el }) {
   root.append(controls, chart.el, overTitle, over.el);
   el.appendChild(root);
 
+  let width = 0;
   function draw() {
     t = table(model.get("records") || []);
     title.textContent = model.get("title") || "Probes";
@@ -63,14 +66,15 @@ function render({ model, el }) {
     epochText.textContent = many ? String(t.epochs[shown]) : "";
     const e = t.epochs[shown];
     const col = (key) => t.layers.map((layer) => { const r = t.at(e, layer); const v = r ? r[key] : null; return v === null || v === undefined ? NaN : v; });
-    const lines = [{ ys: col("accuracy"), label: "probe", color: "#3b6fd8" }];
-    if (col("control_accuracy").some(Number.isFinite)) lines.push({ ys: col("control_accuracy"), label: "control", color: "#c2410c", dash: [4, 3] });
-    lines.push({ ys: col("chance"), label: "chance", color: "#868e96", dash: [2, 3] });
+    const lines = [{ ys: col("accuracy"), label: "probe", color: CATEGORICAL[1] }];
+    if (col("control_accuracy").some(Number.isFinite)) lines.push({ ys: col("control_accuracy"), label: "control", color: CATEGORICAL[0], dash: [4, 3] });
+    lines.push({ ys: col("chance"), label: "chance", color: "#8c8c8c", dash: [2, 3] });
     chart.update({ xs: t.layers.map((_, i) => i), xLabels: t.layers, lines, yMin: 0, yMax: 1,
-      value: `best: ${t.layers.length ? t.layers[col("accuracy").indexOf(Math.max(...col("accuracy").filter(Number.isFinite)))] ?? "–" : "–"}` }, 560);
+      value: `best: ${t.layers.length ? t.layers[col("accuracy").indexOf(Math.max(...col("accuracy").filter(Number.isFinite)))] ?? "–" : "–"}` }, width);
     if (many) {
       over.update({ values: t.epochs.map((ep) => t.layers.map((layer) => t.at(ep, layer)?.accuracy ?? null)),
-        rows: t.epochs.map(String), cols: t.layers, lo: 0, hi: 1, rowTitle: "epoch", colTitle: "layer", cellText: t.epochs.length <= 20 });
+        rows: t.epochs.map(String), cols: t.layers, rowTitle: "epoch", colTitle: "layer", cellText: t.epochs.length <= 20,
+        valueTitle: "held-out accuracy" }, width);
     }
   }
   const onRange = () => { shown = Number(range.value); draw(); };
@@ -78,8 +82,10 @@ function render({ model, el }) {
   const events = ["change:records", "change:title", "change:description"];
   const redraw = () => { shown = -1; draw(); };
   for (const ev of events) model.on(ev, redraw);
-  draw();
+  const frame = mountView(root, "probe_chart", (w) => { width = w; draw(); });
+  frame.now();
   return () => {
+    frame.dispose();
     for (const ev of events) model.off(ev, redraw);
     range.removeEventListener("input", onRange);
     chart.dispose();

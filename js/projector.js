@@ -9,10 +9,11 @@ import { fmt, h, setupCanvas } from "./lib/chart.js";
 import { ExamplePages, PAGE, imageOf, thumbCanvas } from "./lib/examples.js";
 import { lut } from "./lib/colormap.js";
 import { PALETTE, PointGrid, View, boxSelect, combine, hexRgb, lassoSelect, pack, rasterise } from "./lib/scatter.js";
+import { shapeGlyph, shapeOf, SHAPES } from "./lib/palette.js";
+import { mountView, readTheme } from "./lib/frame.js";
 import { CSS } from "./lib/style.js";
 
-const WIDTH = 620;
-const HEIGHT = 460;
+const SIDE = 280; // the side panel's width when it fits beside the plot
 const THUMB_PX = 56;
 
 const LOCAL_CSS = `
@@ -22,15 +23,20 @@ const LOCAL_CSS = `
 .hw-pj-plot canvas { position: absolute; left: 0; top: 0; }
 .hw-pj-plot[data-tool="pan"] { cursor: grab; }
 .hw-pj-plot[data-tool="lasso"], .hw-pj-plot[data-tool="box"] { cursor: crosshair; }
-.hw-pj-side { width: 280px; display: flex; flex-direction: column; gap: 10px; }
+.hw-pj-side { width: ${SIDE}px; max-width: 100%; display: flex; flex-direction: column; gap: 10px; min-width: 0; }
+.hw-pj-side[data-below="true"] { width: 100%; }
 .hw-pj-controls { display: flex; gap: 10px; flex-wrap: wrap; align-items: center; margin: 4px 0 8px; font-size: 12px; }
 .hw-pj-controls select, .hw-pj-controls input { font: inherit; }
-.hw-pj-legend { display: flex; flex-direction: column; gap: 1px; max-height: 200px; overflow-y: auto; }
+.hw-pj-legend { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 1px 6px;
+  max-height: 340px; overflow-y: auto; }
+.hw-pj-legend-more { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); }
 .hw-pj-legend button { display: flex; gap: 6px; align-items: center; font: inherit; font-size: 12px; border: 0;
   background: transparent; color: inherit; cursor: pointer; padding: 1px 4px; text-align: left; border-radius: 3px; }
 .hw-pj-legend button:hover { background: var(--jp-layout-color2, #f1f3f5); }
-.hw-pj-swatch { width: 10px; height: 10px; border-radius: 2px; flex: none; }
-.hw-pj-count { margin-left: auto; color: var(--jp-ui-font-color2, #656d76); font-variant-numeric: tabular-nums; }
+.hw-pj-swatch { width: 12px; flex: none; text-align: center; font-size: 12px; line-height: 1;
+  -webkit-text-stroke: 0.7px var(--hw-outline); } /* pale colours keep an edge on white, dark ones on black */
+.hw-pj-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
+.hw-pj-count { margin-left: auto; font-variant-numeric: tabular-nums; }
 .hw-pj-card { font-size: 12px; min-height: 20px; }
 .hw-pj-thumbs { display: flex; flex-wrap: wrap; gap: 4px; }
 .hw-pj-thumb { display: flex; flex-direction: column; align-items: center; font-size: 10px; cursor: pointer;
@@ -38,15 +44,35 @@ const LOCAL_CSS = `
 .hw-pj-thumb canvas { image-rendering: pixelated; border: 1px solid var(--jp-border-color2, #e3e6ea); }
 .hw-pj-text { font-size: 12px; white-space: pre-wrap; max-height: 90px; overflow: hidden; }
 .hw-pj-row td { padding: 0 6px 0 0; font-size: 11px; font-variant-numeric: tabular-nums; }
-.hw-btn[aria-pressed="true"] { background: #3b6fd8; border-color: #3b6fd8; color: #fff; }
+.hw-btn[aria-pressed="true"] { background: var(--hw-accent); border-color: var(--hw-accent); color: var(--hw-accent-text); }
 .hw-pj-status { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); }
-.hw-pj-status[data-error="true"] { color: #9a3412; }
+.hw-pj-status[data-error="true"] { color: var(--hw-bad); }
 `;
 
 /** @param {any} state */
 function decode(state) {
   if (!state || !state.header || !state.data) return null;
   return { ...state.header, arrays: decodeArrays(state.header.index || {}, state.data) };
+}
+
+/** Marker shape per point: square for the first 12 classes, then ring, cross, diamond (colours repeat). */
+export function shapePoints(values, field, n) {
+  if (!values || !field || field.kind !== "category" || field.names.length <= PALETTE.length) return null;
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = values[i] >= 0 ? SHAPES.indexOf(shapeOf(values[i])) : 0;
+  return out;
+}
+
+/** Packed colour of a CSS colour as the canvas reads it ("#rrggbb" or "rgb(a)(...)"); white if unreadable. */
+function packCss(ctx, css) {
+  if (!ctx) return 0xffffffff;
+  ctx.fillStyle = "#ffffff";
+  ctx.fillStyle = css;
+  const v = String(ctx.fillStyle);
+  if (v.startsWith("#") && v.length === 7) return pack(...hexRgb(v));
+  const m = v.match(/rgba?\(([^)]+)\)/);
+  if (m) { const [r, g, b] = m[1].split(",").map((x) => Math.round(Number(x))); return pack(r, g, b); }
+  return 0xffffffff;
 }
 
 /** Packed colours per point for a field: palette for categories, viridis over [min, max] for values. */
@@ -81,6 +107,7 @@ export function pointsKey(layer, epoch, epochs, method) {
 function render({ model, el }) {
   const isStatic = Boolean(model.get("__hw_static"));
   const root = h("div", "hw-am hw-pj");
+  root.dataset.hwView = "projector";
   const style = h("style");
   style.textContent = CSS + LOCAL_CSS;
   const head = h("div", "hw-am-header");
@@ -122,8 +149,6 @@ function render({ model, el }) {
   const body = h("div", "hw-pj-body");
   const plot = h("div", "hw-pj-plot");
   plot.tabIndex = 0;
-  plot.style.width = `${WIDTH}px`;
-  plot.style.height = `${HEIGHT}px`;
   const base = /** @type {HTMLCanvasElement} */ (h("canvas"));
   const overlay = /** @type {HTMLCanvasElement} */ (h("canvas"));
   plot.append(base, overlay);
@@ -136,17 +161,47 @@ function render({ model, el }) {
   const nbCard = h("div", "hw-pj-card");
   const selTitle = h("div", "hw-panel-title");
   const selCard = h("div", "hw-pj-card");
-  side.append(legendTitle, legend, selTitle, selCard, hoverTitle, hoverCard, nbTitle, nbCard);
+  const legendMore = h("div", "hw-pj-legend-more");
+  legendMore.hidden = true;
+  side.append(legendTitle, legend, legendMore, selTitle, selCard, hoverTitle, hoverCard, nbTitle, nbCard);
   body.append(plot, side);
   root.append(style, head, controls, body);
   el.appendChild(root);
 
   const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
-  const ctx = setupCanvas(base, WIDTH, HEIGHT);
-  const octx = setupCanvas(overlay, WIDTH, HEIGHT);
-  const image = ctx && typeof ImageData !== "undefined" ? new ImageData(base.width, base.height) : null;
-  const pixels = image ? new Uint32Array(image.data.buffer) : null;
-  const view = new View(WIDTH, HEIGHT);
+  // the plot's size follows the output area: beside the side panel when both fit, else the side panel below
+  let WIDTH = 0; let HEIGHT = 0;
+  let ctx = /** @type {CanvasRenderingContext2D | null} */ (null);
+  let octx = /** @type {CanvasRenderingContext2D | null} */ (null);
+  let image = /** @type {ImageData | null} */ (null);
+  let pixels = /** @type {Uint32Array | null} */ (null);
+  let background = 0xffffffff;
+  let ringColour = "#111111";
+  const view = new View(620, 460);
+  let shapes = /** @type {Uint8Array | null} */ (null);
+  function layout(width, theme) {
+    const beside = width >= SIDE + 14 + 320;
+    const w = Math.max(160, Math.floor(beside ? Math.min(900, width - SIDE - 16) : width - 2));
+    const hgt = Math.max(220, Math.min(560, Math.round(w * 0.74)));
+    side.dataset.below = String(!beside);
+    background = packCss(base.getContext("2d"), theme.bg);
+    ringColour = theme.hover;
+    if (w !== WIDTH || hgt !== HEIGHT) {
+      const cx = view.cx; const cy = view.cy; const sc = view.scale;
+      const refit = !WIDTH;
+      WIDTH = w; HEIGHT = hgt;
+      plot.style.width = `${WIDTH}px`;
+      plot.style.height = `${HEIGHT}px`;
+      ctx = setupCanvas(base, WIDTH, HEIGHT);
+      octx = setupCanvas(overlay, WIDTH, HEIGHT);
+      image = ctx && typeof ImageData !== "undefined" ? new ImageData(base.width, base.height) : null;
+      pixels = image ? new Uint32Array(image.data.buffer) : null;
+      view.width = WIDTH; view.height = HEIGHT;
+      if (grid && (refit || !userMoved)) view.fit(grid.b);
+      else { view.cx = cx; view.cy = cy; view.scale = sc; }
+    }
+    draw();
+  }
 
   /** @type {Map<string, Float32Array>} */
   const pointsCache = new Map();
@@ -179,7 +234,7 @@ function render({ model, el }) {
     if (!ctx || !image || !pixels || !xy) return;
     const t0 = performance.now();
     rasterise(pixels, base.width, base.height, dpr, xy, colours, view,
-      { size: n() > 20000 ? 2 : 3, selected: selMask && selection.length ? selMask : null });
+      { size: shapes ? 5 : n() > 20000 ? 2 : 3, selected: selMask && selection.length ? selMask : null, background, shapes });
     ctx.putImageData(image, 0, 0);
     if (typeof performance.measure === "function") performance.measure("hw-projector-draw", { start: t0, end: performance.now() });
     drawOverlay();
@@ -213,8 +268,8 @@ function render({ model, el }) {
     if (!octx) return;
     octx.clearRect(0, 0, WIDTH, HEIGHT);
     if (neighbours && neighbours.index === focus) for (const j of neighbours.indices) ring(j, "#c2410c", 5);
-    ring(focus, "#111", 7);
-    ring(hovered, "#111", 5);
+    ring(focus, ringColour, 7);
+    ring(hovered, ringColour, 5);
     if (drag && drag.moved && tool !== "pan") {
       octx.beginPath();
       octx.strokeStyle = "#3b6fd8";
@@ -279,6 +334,7 @@ function render({ model, el }) {
     const fields = model.get("color_fields") || {};
     const by = model.get("color_by");
     colours = colourPoints(colourArrays[by], fields[by], n());
+    shapes = shapePoints(colourArrays[by], fields[by], n());
     drawLegend();
     requestDraw();
   }
@@ -298,11 +354,14 @@ function render({ model, el }) {
     const total = new Array(field.names.length).fill(0);
     const picked = new Array(field.names.length).fill(0);
     for (let i = 0; i < values.length; i++) { total[values[i]]++; if (selMask && selMask[i]) picked[values[i]]++; }
+    legendTitle.textContent = `colour: ${by} · ${field.names.length} classes`
+      + (field.names.length > PALETTE.length ? ` (${PALETTE.length} colours; after them the colours repeat with ○ ✕ ◆ markers)` : "");
     legend.replaceChildren(...field.names.map((name, k) => {
-      const b = h("button");
-      const sw = h("span", "hw-pj-swatch");
-      sw.style.background = PALETTE[k % PALETTE.length];
-      const label = h("span", "", String(name));
+      const b = h("button", "hw-pj-legend-item");
+      const sw = h("span", "hw-pj-swatch", shapeGlyph(shapeOf(k)));
+      sw.style.color = PALETTE[k % PALETTE.length];
+      const label = h("span", "hw-pj-name hw-legend-label", String(name));
+      label.title = String(name);
       const count = h("span", "hw-pj-count", selection.length ? `${picked[k]} / ${total[k]}` : String(total[k]));
       b.append(sw, label, count);
       b.title = "Select this class (Shift adds, Alt removes)";
@@ -313,6 +372,12 @@ function render({ model, el }) {
       });
       return b;
     }));
+  }
+  function legendCue() {
+    // a legend taller than its box scrolls: say how many entries are below (no class hidden without a cue)
+    const hidden = legend.scrollHeight - legend.clientHeight > 2;
+    legendMore.textContent = hidden ? "scroll the list for more classes ↓" : "";
+    legendMore.hidden = !hidden;
   }
   function setSelection(indices, fromView) {
     selection = indices;
@@ -550,12 +615,15 @@ function render({ model, el }) {
       drawOverlay();
     }
   };
+  const sizing = mountView(root, "projector", (width, theme) => { layout(width, theme); drawLegend(); legendCue(); });
+  on(legend, "scroll", () => { if (legend.scrollTop + legend.clientHeight >= legend.scrollHeight - 2) legendMore.hidden = true; });
   const events = [["change:_points", onPoints], ["change:layer change:epoch change:method change:epochs change:layers change:status change:title", onView],
     ["change:color_by change:color_fields change:_colors", onColours], ["change:_selection", onSelection], ["msg:custom", onMsg]];
   const bound = [];
   for (const [names, fn] of events) for (const ev of String(names).split(" ")) { model.on(ev, fn); bound.push([ev, fn]); }
 
   setTool("lasso");
+  layout(Math.max(160, Math.floor(root.clientWidth || 920)), readTheme(root));
   updateControls();
   takePoints(model.get("_points"));
   showPoints();
@@ -565,6 +633,7 @@ function render({ model, el }) {
   showHover();
   showNeighbours();
   return () => {
+    sizing.dispose();
     for (const [ev, fn] of bound) model.off(ev, fn);
     for (const off of listeners) off();
     if (playing) clearInterval(playing);

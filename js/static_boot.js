@@ -41,7 +41,20 @@ function placeBuffers(state, buffers) {
   return state;
 }
 
+/**
+ * Follow the reader's colour scheme: the page's style sheet (hiddenwidgets/pipeline/export.py) defines
+ * JupyterLab's --jp-* variables for light and dark under prefers-color-scheme, and the views read the theme
+ * from body[data-jp-theme-light] as in JupyterLab; a change of the system setting redraws them (lib/frame.js).
+ */
+function followColourScheme() {
+  const mm = typeof window.matchMedia === "function" ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  const apply = () => { document.body.dataset.jpThemeLight = String(!(mm && mm.matches)); };
+  apply();
+  if (mm && typeof mm.addEventListener === "function") mm.addEventListener("change", apply);
+}
+
 async function boot() {
+  followColourScheme();
   const root = document.getElementById("hw-root");
   const holder = document.getElementById("hw-payload");
   if (!root || !holder) return;

@@ -10,6 +10,7 @@ import { fmt, h } from "./lib/chart.js";
 import { thumbCanvas } from "./lib/examples.js";
 import { FrameMeter, drawHistogram, drawImage, nth } from "./lib/pictures.js";
 import { CSS } from "./lib/style.js";
+import { mountView } from "./lib/frame.js";
 
 const IMG = 104; // tile image, CSS pixels
 const CROP = 24; // tile crops
@@ -20,11 +21,12 @@ const NEEDS_KERNEL = "needs a running kernel: this page shows what was computed 
 
 const LOCAL_CSS = `
 .hw-ua { max-width: 1100px; }
+.hw-ua-ex, .hw-ua-facet, .hw-ua-fig { max-width: 100%; }
 .hw-ua-bar { display: flex; gap: 10px; flex-wrap: wrap; align-items: center; margin: 4px 0 6px; font-size: 12px; }
 .hw-ua-bar select, .hw-ua-bar input { font: inherit; font-size: 12px; }
 .hw-ua-bar input[type="number"] { width: 64px; }
 .hw-ua-status { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); overflow-wrap: anywhere; }
-.hw-ua-status[data-error="true"] { color: #9a3412; }
+.hw-ua-status[data-error="true"] { color: var(--hw-bad); }
 .hw-ua-live { display: flex; gap: 8px; align-items: center; font-size: 12px; min-height: 20px;
   font-variant-numeric: tabular-nums; color: var(--jp-ui-font-color2, #656d76); }
 .hw-ua-live progress { width: 140px; }
@@ -33,19 +35,20 @@ const LOCAL_CSS = `
 .hw-ua-tile { border: 1px solid var(--jp-border-color2, #e3e6ea); border-radius: 6px; padding: 4px; cursor: pointer;
   display: flex; flex-direction: column; align-items: center; gap: 3px; background: var(--jp-layout-color1, #fff);
   min-width: 0; }
-.hw-ua-tile:hover, .hw-ua-tile:focus { border-color: #3b6fd8; outline: none; }
-.hw-ua-tile[aria-pressed="true"] { border-color: #3b6fd8; box-shadow: 0 0 0 1px #3b6fd8; }
+.hw-ua-tile:hover, .hw-ua-tile:focus { border-color: var(--hw-accent); outline: none; }
+.hw-ua-tile[aria-pressed="true"] { border-color: var(--hw-accent); box-shadow: 0 0 0 1px var(--hw-accent); }
 .hw-ua-tile-head { display: flex; justify-content: space-between; width: ${IMG}px; font-size: 11px; gap: 4px; }
 .hw-ua-unit { font-weight: 600; white-space: nowrap; }
 .hw-ua-value { font-variant-numeric: tabular-nums; color: var(--jp-ui-font-color2, #656d76); white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; }
-.hw-ua-img { width: ${IMG}px; height: ${IMG}px; background: #eef1f4; border-radius: 3px; image-rendering: pixelated; }
+.hw-ua-img { width: ${IMG}px; height: ${IMG}px; background: var(--hw-neutral-tint); border-radius: 3px; image-rendering: pixelated; }
 .hw-ua-crops { display: flex; gap: 2px; width: ${IMG}px; justify-content: space-between; min-height: ${CROP}px; }
 .hw-ua-crops canvas { image-rendering: pixelated; border-radius: 2px; }
 .hw-ua-label { font-size: 11px; width: 100%; min-height: 15px; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; text-align: center; }
-.hw-ua-chip { background: #e7f0ff; color: #1c3d7a; border-radius: 8px; padding: 0 6px; }
-.hw-ua-chip[data-weak="true"] { background: #f1f3f5; color: var(--jp-ui-font-color2, #656d76); }
+.hw-ua-chip { background: var(--hw-neutral-tint); color: inherit; border: 1px solid var(--hw-accent); border-radius: 8px; padding: 0 6px;
+  display: inline-block; max-width: 100%; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
+.hw-ua-chip[data-weak="true"] { border-color: transparent; color: var(--jp-ui-font-color2, #656d76); }
 .hw-ua-wait { font-size: 11px; color: var(--jp-ui-font-color2, #656d76); }
 .hw-ua-pager { display: flex; gap: 10px; align-items: center; font-size: 12px; margin: 4px 0; }
 .hw-ua-panel { border: 1px solid var(--jp-border-color2, #e3e6ea); border-radius: 6px; padding: 8px 10px; margin: 8px 0; }
@@ -84,6 +87,7 @@ export function pageUnits(units, page, size) { return (units || []).slice(page *
 function render({ model, el }) {
   const isStatic = Boolean(model.get("__hw_static"));
   const root = h("div", "hw-am hw-ua");
+  root.dataset.hwView = "unit_atlas";
   const style = h("style");
   style.textContent = CSS + LOCAL_CSS;
   const head = h("div", "hw-am-header");
@@ -293,6 +297,7 @@ function render({ model, el }) {
       chip.title = `dissection: the concept whose masks overlap this unit's top activations most (IoU ${fmt(iou)}; `
         + "Bau et al. call a unit a detector above 0.04)";
       label.appendChild(chip);
+      label.title = chip.textContent || "";
     }
     return box;
   }
@@ -375,7 +380,7 @@ function render({ model, el }) {
     const fig = h("div", `hw-ua-fig ${cls || ""}`);
     const c = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-ua-liveimg"));
     if (pixels) drawImage(c, pixels, shape, size);
-    else { c.width = c.height = 0; c.style.width = c.style.height = `${size}px`; c.style.background = "#eef1f4"; }
+    else { c.width = c.height = 0; c.style.width = c.style.height = `${size}px`; c.style.background = "rgba(128,128,128,0.14)"; }
     fig.append(c, ...(Array.isArray(caption) ? caption : [caption]).map((line) => h("span", "hw-ua-cap", line)));
     return fig;
   }
@@ -421,7 +426,7 @@ function render({ model, el }) {
       const c = /** @type {HTMLCanvasElement} */ (h("canvas"));
       const marks = [];
       if (d.comparable) {
-        if (a.image || (t && j >= 0)) marks.push({ value: a.image ? d.value : t.arrays.values[j], label: "optimised", color: "#2f9e44" });
+        if (a.image || (t && j >= 0)) marks.push({ value: a.image ? d.value : t.arrays.values[j], label: "optimised", color: "#009e73" });
         if (neg) marks.push({ value: neg.value, label: "negative", color: "#c2410c" });
       }
       drawHistogram(c, a.hist_counts, a.hist_edges, marks, 300, 128);
@@ -562,6 +567,7 @@ function render({ model, el }) {
   const bound = [];
   for (const [names, fn] of events) for (const ev of String(names).split(" ")) { model.on(ev, fn); bound.push([ev, fn]); }
 
+  const sizing = mountView(root, "unit_atlas", () => { drawDetail(); drawInversion(); }); // canvases follow the theme
   update();
   if (!isStatic) {
     if (!tiles.has(pageKey())) fetch("page");
@@ -571,6 +577,7 @@ function render({ model, el }) {
     for (const node of [layerSel, objSel, seedBox, invExample]) node.title = `${node.title ? `${node.title}. ` : ""}Only what was computed before saving can be shown here`;
   }
   return () => {
+    sizing.dispose();
     for (const [ev, fn] of bound) model.off(ev, fn);
     for (const off of listeners) off();
     root.remove();

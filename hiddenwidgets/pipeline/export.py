@@ -38,6 +38,20 @@ CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-
        "connect-src 'none'")
 
 
+# The page follows the reader's colour scheme: JupyterLab's theme variables (those the views read) for light and
+# for dark under prefers-color-scheme; js/static_boot.js sets body[data-jp-theme-light] to match, as JupyterLab does.
+PAGE_CSS = (
+    ":root{color-scheme:light dark;--jp-ui-font-color1:rgba(0,0,0,0.87);--jp-ui-font-color2:rgba(0,0,0,0.6);"
+    "--jp-layout-color0:#ffffff;--jp-layout-color1:#ffffff;--jp-layout-color2:#eeeeee;"
+    "--jp-border-color1:#bdbdbd;--jp-border-color2:#e0e0e0}"
+    "@media (prefers-color-scheme: dark){:root{--jp-ui-font-color1:rgba(255,255,255,0.87);"
+    "--jp-ui-font-color2:rgba(255,255,255,0.6);--jp-layout-color0:#111111;--jp-layout-color1:#212121;"
+    "--jp-layout-color2:#424242;--jp-border-color1:#616161;--jp-border-color2:#424242}}"
+    "body{margin:16px;font-family:system-ui,-apple-system,'Segoe UI',sans-serif;"
+    "background:var(--jp-layout-color0);color:var(--jp-ui-font-color1)}"
+)
+
+
 def _json_for_html(value: Any) -> str:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -69,7 +83,7 @@ def page(widget: Any, *, title: str | None = None) -> str:
         f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         f"<title>{html.escape(heading)}</title>\n"
-        "<style>body{margin:16px;font-family:system-ui,-apple-system,'Segoe UI',sans-serif;background:#fff}</style>\n"
+        f"<style>{PAGE_CSS}</style>\n"
         "</head>\n<body>\n<div id=\"hw-root\"></div>\n"
         f"<script type=\"application/json\" id=\"hw-payload\">{_json_for_html(payload)}</script>\n"
         f"<script>{boot}</script>\n</body>\n</html>\n"

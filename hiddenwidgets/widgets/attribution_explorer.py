@@ -37,6 +37,21 @@ DEFAULT_METHODS = ["saliency", "integrated_gradients", "input_x_gradient", "guid
                    "grad_cam_plus_plus", "layer_cam", "score_cam", "occlusion"]
 
 
+def _one_per_output(model: Any, layers: list[str], keep: str | None = None) -> list[str]:
+    """The layer menu without the only child of a listed ``nn.Sequential`` (``conv1.0`` under ``conv1``): the two
+    give the same output, so the menu shows the container once. ``keep`` (the layer asked for) always stays."""
+    modules = dict(model.named_modules()) if isinstance(model, torch.nn.Module) else {}
+    listed = set(layers)
+    drop = set()
+    for name in layers:
+        m = modules.get(name)
+        if isinstance(m, torch.nn.Sequential) and len(m) == 1:
+            child = f"{name}.{next(iter(m._modules))}"
+            if child in listed and child != keep:
+                drop.add(child)
+    return [n for n in layers if n not in drop]
+
+
 class AttributionExplorer(HiddenWidget):
     """Compare attribution methods on a gallery of inputs, with deletion/insertion AUC and run time per cell.
 
@@ -139,7 +154,7 @@ class AttributionExplorer(HiddenWidget):
         self._cancel = threading.Event()
         self._refreshed = threading.Event()
         self._state_lock = threading.RLock()
-        layers = conv_layers(model)
+        layers = _one_per_output(model, conv_layers(model), keep=layer)
         work = self._snapshot.model
         with evaluation_mode(work):
             self.probs = torch.softmax(probe(work, self.inputs), dim=1)  # a clear error for inputs it cannot take

@@ -1,8 +1,28 @@
 // @ts-check
-// A labelled heatmap on a canvas (rows x columns of values in [lo, hi], viridis), with a hover readout.
-// Row and column names are drawn with fillText, never inserted as HTML.
-import { fmt, setupCanvas, theme, trackHover } from "./chart.js";
+// A labelled heatmap on a canvas (rows x columns of values), sized to the width it is given, with a hover
+// readout and a colour key. The colour scale spans the data's own range (not a fixed 0-1, where 0.69-0.99 would
+// all look alike) and the key says so; signed data get the diverging map centred on 0. Row and column names are
+// drawn with fillText, never inserted as HTML; names too long are shortened with "…" (in full on hover).
+import { colorBar, fmt, setupCanvas, trackHover } from "./chart.js";
 import { lut } from "./colormap.js";
+import { Labels, readTheme } from "./frame.js";
+
+/** The colour scale for values: [lo, hi, map name, how it is scaled (words)]. */
+export function heatScale(values, fixed) {
+  let lo = Infinity; let hi = -Infinity;
+  for (const row of values) for (const v of row) if (v !== null && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  if (!Number.isFinite(lo)) return { lo: 0, hi: 1, name: "viridis", note: "no values" };
+  if (fixed && fixed.lo !== undefined && fixed.hi !== undefined) return { lo: fixed.lo, hi: fixed.hi, name: "viridis", note: `fixed scale ${fmt(fixed.lo)}–${fmt(fixed.hi)}` };
+  if (lo < 0 && hi > 0) { const m = Math.max(-lo, hi); return { lo: -m, hi: m, name: "diverging", note: "centred on 0" }; }
+  if (hi === lo) return { lo: lo - 0.5, hi: hi + 0.5, name: "viridis", note: "all values equal" };
+  return { lo, hi, name: "viridis", note: `scaled to the data's range ${fmt(lo)}–${fmt(hi)}` };
+}
+
+/** Relative luminance of an sRGB triple in 0-255 (WCAG). */
+function luminance(r, g, b) {
+  const f = (c) => { c /= 255; return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+}
 
 export class Heatmap {
   /** @param {(row: number, col: number) => string} readout */
@@ -10,10 +30,13 @@ export class Heatmap {
     this.canvas = /** @type {HTMLCanvasElement} */ (document.createElement("canvas"));
     this.readoutEl = document.createElement("div");
     this.readoutEl.className = "hw-chart-readout";
+    this.keyEl = document.createElement("div");
     this.el = document.createElement("div");
-    this.el.append(this.canvas, this.readoutEl);
+    this.el.className = "hw-heatmap";
+    this.el.append(this.canvas, this.keyEl, this.readoutEl);
     this.readout = readout;
     this.data = null;
+    this.width = 520;
     this.geom = null;
     this.hover = [-1, -1];
     this.dispose = trackHover(this.canvas, (x, y) => {
@@ -27,10 +50,13 @@ export class Heatmap {
 
   /**
    * @param {{ values: (number | null)[][], rows: string[], cols: string[], lo?: number, hi?: number,
-   *   rowTitle?: string, colTitle?: string, cellText?: boolean }} data
+   *   rowTitle?: string, colTitle?: string, cellText?: boolean, valueTitle?: string }} data
+   *   lo/hi: a fixed scale (otherwise the data's range); valueTitle: what the colour encodes, with its unit
+   * @param {number} [width] the width available
    */
-  update(data) {
+  update(data, width) {
     this.data = data;
+    if (width) this.width = Math.max(140, Math.floor(width));
     this.draw();
   }
 
@@ -38,35 +64,48 @@ export class Heatmap {
     const d = this.data;
     if (!d) return;
     const rows = d.rows.length; const cols = d.cols.length;
-    const probe = setupCanvas(this.canvas, 10, 10);
+    const probe = this.canvas.getContext("2d");
     if (!probe) return;
-    const t = theme(this.el);
+    const t = readTheme(this.el);
     probe.font = t.font;
-    const rowW = Math.min(160, Math.max(30, ...d.rows.map((s) => probe.measureText(s).width || 0)) + 8);
-    const cell = Math.max(10, Math.min(44, Math.floor(520 / Math.max(rows, cols))));
-    const left = rowW + (d.rowTitle ? 16 : 0); const top = 8;
-    const width = left + cols * cell + 70; const height = top + rows * cell + 64;
+    const lineH = Math.ceil(t.fontSize * 1.2);
+    const measure = (s) => probe.measureText(s).width || s.length * 6;
+    const titleW = d.rowTitle ? lineH + 4 : 0;
+    // row names: at most a third of the width
+    const rowW = Math.ceil(Math.min(this.width / 3, Math.max(20, ...d.rows.map(measure))) + 6);
+    const left = titleW + rowW;
+    const avail = this.width - left - 8;
+    const cell = Math.max(6, Math.min(44, Math.floor(avail / Math.max(1, cols)), Math.floor(520 / Math.max(rows, 1))));
+    const widest = Math.max(10, ...d.cols.map(measure));
+    // column names: horizontal if they fit a cell, else vertical (shortened to 100 px) and thinned to fit
+    const rotate = widest + 4 > cell;
+    const colMax = rotate ? Math.min(100, widest) : widest;
+    const colEvery = rotate ? Math.max(1, Math.ceil((lineH + 1) / cell)) : 1;
+    const top = 4;
+    const axisH = rotate ? Math.ceil(colMax) + 12 : lineH + 6;
+    const height = top + rows * cell + axisH + (d.colTitle ? lineH + 2 : 0) + 2;
+    const width = Math.min(this.width, left + cols * cell + 8 + (rotate ? 0 : 0));
     const ctx = setupCanvas(this.canvas, width, height);
     if (!ctx) return;
-    this.geom = { left, top, cw: cell, ch: cell, rows, cols };
-    let lo = d.lo; let hi = d.hi;
-    if (lo === undefined || hi === undefined) {
-      lo = Infinity; hi = -Infinity;
-      for (const row of d.values) for (const v of row) if (v !== null && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-      if (!Number.isFinite(lo)) { lo = 0; hi = 1; }
-    }
-    const table = lut("viridis");
     ctx.font = t.font;
+    const L = new Labels(ctx, t.fontSize);
+    this.geom = { left, top, cw: cell, ch: cell, rows, cols };
+    const scale = heatScale(d.values, d.lo !== undefined && d.hi !== undefined ? { lo: d.lo, hi: d.hi } : null);
+    const { lo, hi } = scale;
+    const table = lut(/** @type {any} */ (scale.name));
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) {
         const v = d.values[r][c];
-        if (v === null || !Number.isFinite(v)) { ctx.fillStyle = "#ddd"; } else {
+        let rgb = null;
+        if (v === null || !Number.isFinite(v)) { ctx.fillStyle = t.missing; } else {
           const q = Math.round(Math.max(0, Math.min(1, (v - lo) / (hi - lo || 1))) * 255) * 4;
-          ctx.fillStyle = `rgb(${table[q]},${table[q + 1]},${table[q + 2]})`;
+          rgb = [table[q], table[q + 1], table[q + 2]];
+          ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
         }
         ctx.fillRect(left + c * cell, top + r * cell, cell - 1, cell - 1);
-        if (d.cellText && cell >= 28 && v !== null && Number.isFinite(v)) {
-          ctx.fillStyle = (v - lo) / (hi - lo || 1) > 0.6 ? "#222" : "#fff";
+        if (d.cellText && cell >= 30 && rgb) {
+          const lum = luminance(rgb[0], rgb[1], rgb[2]); // black or white, whichever contrasts more (WCAG):
+          ctx.fillStyle = (lum + 0.05) / 0.05 > 1.05 / (lum + 0.05) ? "#000000" : "#ffffff"; // >= 4.58:1 on any cell
           ctx.textAlign = "center"; ctx.textBaseline = "middle";
           ctx.fillText(v.toFixed(2), left + c * cell + cell / 2, top + r * cell + cell / 2);
         }
@@ -74,40 +113,38 @@ export class Heatmap {
     }
     ctx.fillStyle = t.text;
     ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    d.rows.forEach((name, r) => ctx.fillText(name, left - 4, top + r * cell + cell / 2));
-    ctx.save();
-    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    const rowEvery = Math.max(1, Math.ceil((lineH + 1) / cell));
+    d.rows.forEach((name, r) => { if (r % rowEvery === 0) L.place(L.fit(name, rowW - 6), left - 4, top + r * cell + cell / 2); });
     d.cols.forEach((name, c) => {
-      ctx.save();
-      ctx.translate(left + c * cell + cell / 2, top + rows * cell + 4);
-      ctx.rotate(-Math.PI / 4);
-      ctx.fillText(name, 0, 0);
-      ctx.restore();
+      if (c % colEvery) return;
+      const x = left + c * cell + cell / 2;
+      if (rotate) {
+        ctx.textAlign = "right"; ctx.textBaseline = "middle";
+        L.place(L.fit(name, colMax), x, top + rows * cell + 8, { angle: -Math.PI / 2 });
+      } else {
+        ctx.textAlign = "center"; ctx.textBaseline = "top";
+        L.place(name, x, top + rows * cell + 4);
+      }
     });
-    ctx.restore();
     ctx.fillStyle = t.muted;
-    if (d.colTitle) { ctx.textAlign = "center"; ctx.textBaseline = "bottom"; ctx.fillText(d.colTitle, left + (cols * cell) / 2, height - 2); }
+    if (d.colTitle) { ctx.textAlign = "center"; ctx.textBaseline = "bottom"; L.place(L.fit(d.colTitle, cols * cell + rowW), left + (cols * cell) / 2, height - 1); }
     if (d.rowTitle) {
-      ctx.save(); ctx.translate(10, top + (rows * cell) / 2); ctx.rotate(-Math.PI / 2);
-      ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.fillText(d.rowTitle, 0, 0); ctx.restore();
+      ctx.textAlign = "center"; ctx.textBaseline = "top";
+      L.place(L.fit(d.rowTitle, rows * cell + 20), 1, top + (rows * cell) / 2, { angle: -Math.PI / 2 });
     }
-    // colour bar
-    const bx = left + cols * cell + 14; const bh = Math.min(rows * cell, 160);
-    for (let i = 0; i < bh; i++) {
-      const q = Math.round((1 - i / (bh - 1 || 1)) * 255) * 4;
-      ctx.fillStyle = `rgb(${table[q]},${table[q + 1]},${table[q + 2]})`;
-      ctx.fillRect(bx, top + i, 10, 1);
+    L.attach(this.canvas);
+    const key = `${scale.name}|${lo}|${hi}|${d.valueTitle}`;
+    if (this.keyEl.dataset.key !== key) {
+      this.keyEl.replaceChildren(colorBar(scale.name, lo, hi, { title: d.valueTitle || "value", note: scale.note }));
+      this.keyEl.dataset.key = key;
     }
-    ctx.fillStyle = t.muted; ctx.textAlign = "left"; ctx.textBaseline = "middle";
-    ctx.fillText(fmt(hi), bx + 14, top + 4);
-    ctx.fillText(fmt(lo), bx + 14, top + bh - 4);
     const [hr, hc] = this.hover;
     if (hr >= 0) {
-      ctx.strokeStyle = "#111"; ctx.lineWidth = 2;
+      ctx.strokeStyle = t.hover; ctx.lineWidth = 2;
       ctx.strokeRect(left + hc * cell + 0.5, top + hr * cell + 0.5, cell - 2, cell - 2);
       this.readoutEl.textContent = this.readout(hr, hc);
     } else {
-      this.readoutEl.textContent = "";
+      this.readoutEl.textContent = "hover a cell for its row, column and value";
     }
   }
 }

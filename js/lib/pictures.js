@@ -85,7 +85,7 @@ export function drawHistogram(canvas, counts, edges, marks, width, height) {
   for (let i = 0; i < n; i++) top = Math.max(top, counts[i]);
   top = top || 1;
   ctx.font = t.font;
-  ctx.fillStyle = "#8da4d8";
+  ctx.fillStyle = t.dark ? "#6f8fcf" : "#8da4d8";
   for (let i = 0; i < n; i++) {
     const x0 = x(edges[i]);
     const x1 = x(edges[i + 1]);
@@ -107,6 +107,7 @@ export function drawHistogram(canvas, counts, edges, marks, width, height) {
     const mx = x(m.value);
     ctx.fillStyle = m.color;
     ctx.fillRect(mx - 1, pad.top - 2, 2, ph + 2);
+    ctx.fillStyle = t.text; // the label in the text colour (legible in any theme), the mark in its own
     ctx.textAlign = mx > pad.left + pw / 2 ? "right" : "left";
     ctx.fillText(m.label, mx + (ctx.textAlign === "right" ? -4 : 4), pad.top + 8 + 12 * j);
   });

@@ -4,12 +4,10 @@
 // milliseconds even where Chromium has no GPU. A uniform grid over the data finds the point under the pointer;
 // lasso and box selection test every point once.
 
-/** Category colours (Tableau 10, then 14 more distinguishable hues); index i % length. */
-export const PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-  "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79",
-  "#637939", "#8c6d31", "#843c39", "#7b4173",
-];
+import { CATEGORICAL } from "./palette.js";
+
+/** Category colours: the colour-blind-safe palette of lib/palette.js (index i % length; shapes tell repeats apart). */
+export const PALETTE = CATEGORICAL;
 
 /** @param {string} hex @returns {[number, number, number]} */
 export function hexRgb(hex) {
@@ -22,12 +20,28 @@ export function pack(r, g, b) {
   return ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0;
 }
 
-/** Mix a packed pixel with white: t = 0 keeps it, t = 1 gives white (for points outside the selection). */
-export function fade(pixel, t) {
-  const r = pixel & 255;
-  const g = (pixel >> 8) & 255;
-  const b = (pixel >> 16) & 255;
-  return pack(Math.round(r + (255 - r) * t), Math.round(g + (255 - g) * t), Math.round(b + (255 - b) * t));
+/**
+ * Mix a packed pixel with `to` (packed; white by default): t = 0 keeps it, t = 1 gives `to` (for points outside
+ * the selection, faded towards the page's background).
+ */
+export function fade(pixel, t, to = 0xffffffff) {
+  const r = pixel & 255; const g = (pixel >> 8) & 255; const b = (pixel >> 16) & 255;
+  const r1 = to & 255; const g1 = (to >> 8) & 255; const b1 = (to >> 16) & 255;
+  return pack(Math.round(r + (r1 - r) * t), Math.round(g + (g1 - g) * t), Math.round(b + (b1 - b) * t));
+}
+
+/** Pixel masks of the marker shapes (lib/palette.js SHAPES order: square, ring, cross, diamond) for a size. */
+function shapeMask(shape, size) {
+  const m = new Uint8Array(size * size);
+  const c = (size - 1) / 2;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const dx = Math.abs(x - c); const dy = Math.abs(y - c);
+      const edge = x === 0 || y === 0 || x === size - 1 || y === size - 1;
+      m[y * size + x] = shape === 1 ? +edge : shape === 2 ? +(Math.abs(dx - dy) < 0.75) : shape === 3 ? +(dx + dy <= c + 0.25) : 1;
+    }
+  }
+  return m;
 }
 
 /** Bounds of interleaved xy: [xmin, xmax, ymin, ymax] (non-finite points ignored; a unit box when empty). */
@@ -84,8 +98,10 @@ export class View {
  * @param {Float32Array} xy interleaved data coordinates
  * @param {Uint32Array} colours packed colour per point
  * @param {View} view
- * @param {{ size?: number, background?: number, selected?: Uint8Array | null, fadeTo?: number }} [opts]
- *   selected: 1 for points in the selection; when given, the others are faded and drawn first
+ * @param {{ size?: number, background?: number, selected?: Uint8Array | null, fadeTo?: number,
+ *   shapes?: Uint8Array | null }} [opts]
+ *   selected: 1 for points in the selection; when given, the others are faded (towards the background) and drawn
+ *   first; shapes: a marker shape per point (0 square, 1 ring, 2 cross, 3 diamond)
  */
 export function rasterise(pixels, w, h, dpr, xy, colours, view, opts = {}) {
   const size = Math.max(1, Math.round((opts.size || 3) * dpr));
@@ -94,6 +110,9 @@ export function rasterise(pixels, w, h, dpr, xy, colours, view, opts = {}) {
   const n = xy.length >> 1;
   const sel = opts.selected || null;
   const fadeT = opts.fadeTo ?? 0.7;
+  const bg = opts.background ?? 0xffffffff;
+  const shapes = opts.shapes || null;
+  const masks = shapes ? [0, 1, 2, 3].map((k) => shapeMask(k, size)) : null;
   const ax = view.scale * dpr;
   const bx = (view.width / 2 - view.cx * view.scale) * dpr;
   const by = (view.height / 2 + view.cy * view.scale) * dpr;
@@ -105,12 +124,18 @@ export function rasterise(pixels, w, h, dpr, xy, colours, view, opts = {}) {
       const px = Math.round(x * ax + bx) - half;
       const py = Math.round(by - y * ax) - half;
       if (px >= w || py >= h || px + size <= 0 || py + size <= 0 || px !== px || py !== py) continue;
-      const c = sel && !want ? fade(colours[i], fadeT) : colours[i];
+      const c = sel && !want ? fade(colours[i], fadeT, bg) : colours[i];
       const x0 = px < 0 ? 0 : px; const x1 = px + size > w ? w : px + size;
       const y0 = py < 0 ? 0 : py; const y1 = py + size > h ? h : py + size;
+      const mask = masks && shapes[i] ? masks[shapes[i] & 3] : null;
       for (let yy = y0; yy < y1; yy++) {
         const row = yy * w;
-        for (let xx = x0; xx < x1; xx++) pixels[row + xx] = c;
+        if (mask) {
+          const mrow = (yy - py) * size - px;
+          for (let xx = x0; xx < x1; xx++) if (mask[mrow + xx]) pixels[row + xx] = c;
+        } else {
+          for (let xx = x0; xx < x1; xx++) pixels[row + xx] = c;
+        }
       }
       drawn++;
     }

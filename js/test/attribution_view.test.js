@@ -42,12 +42,13 @@ test("a grid of inputs and methods: maps with metrics, errors in their cells, pe
   const { el, cleanup } = mount();
   const ready = el.querySelectorAll('.hw-ae-cell[data-method="saliency"][data-ready="true"]');
   assert.equal(ready.length, 2);
-  assert.equal(ready[0].textContent, "del 0.1 · ins 0.9 · 1.5 ms");
+  assert.deepEqual([...ready[0].querySelectorAll(".hw-ae-metric")].map((e) => e.textContent),
+    ["deletion AUC 0.1", "insertion AUC 0.9", "time 1.5 ms"]);
   const errs = el.querySelectorAll('.hw-ae-cell[data-method="lrp"][data-error="true"]');
   assert.equal(errs.length, 2);
   assert.match(errs[0].textContent, /LRP failed: no rule/);
   assert.equal(el.querySelectorAll('.hw-ae-cell[data-method="grad_cam"]')[0].textContent, "waiting…");
-  assert.match(el.textContent, /true <b>zero<\/b> · pred <b>zero<\/b> \(0\.7\)/); // class names stay text
+  assert.match(el.textContent, /true class <b>zero<\/b>predicted <b>zero<\/b>p = 0\.7/); // class names stay text
   assert.equal(el.querySelectorAll("b").length, 0);
   cleanup();
 });

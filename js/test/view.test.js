@@ -70,7 +70,8 @@ test("live frames update the view; a gap makes it ask Python for a resend", asyn
   model.emit("msg:custom", { type: "frame", ...f2.header }, [dataView(f2.data)]);
   await flush();
   assert.deepEqual(model.sent, [{ type: "resync" }]);
-  assert.match(el.querySelector(".hw-am-frames").textContent, /2 received of 3 sent · 1 lost/);
+  assert.equal(el.querySelector(".hw-am-frames").textContent, "1 update skipped while the kernel was busy");
+  assert.match(el.querySelector(".hw-am-frames").title, /2 received of 3 sent · 1 lost/);
   cleanup();
 });
 
