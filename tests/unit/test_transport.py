@@ -187,7 +187,7 @@ def test_streamer_sends_at_most_fps_frames_per_second_however_fast_steps_come():
     live = [t for t in sent if t - t0 <= 1.0]
     # at most fps frames per second (10, plus the first and a final one); a loaded machine can only send fewer,
     # so the lower bound is that frames were sent at all, not a count that depends on the scheduler
-    assert 1 <= len(sent) and len(live) <= 12
+    assert len(sent) >= 1 and len(live) <= 12
     assert h.scalar("loss").samples == step  # every step reached the history
 
 
