@@ -129,6 +129,8 @@ def test_views_in_jupyterlab_800px_light_and_dark():
     if not files:
         pytest.skip("no e2e test audited its views in JupyterLab in this run (run the e2e tests with this one)")
     records = [r for p in files for r in json.loads(p.read_text())]
+    failed = [f"{r['view']}: the audit in JupyterLab failed: {r['error']}" for r in records if r.get("error")]
+    assert not failed, "\n".join(failed)
     bad = [r for r in records if r["overflow"] or r["overlaps"] or r["contrast"]]
     assert not bad, (f"{len(bad)} of {len(records)} views in JupyterLab:\n"
                      + "\n".join(visual.describe(r) for r in bad))

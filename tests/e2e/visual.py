@@ -227,11 +227,12 @@ def audit_in_lab(page, example: str, artifacts: Path) -> list[dict]:
             outputs = page.query_selector_all(".jp-OutputArea-output")
             k = 0
             for out in outputs:
+                # JupyterLab renders cells lazily: bring each output on screen before looking inside it
+                out.scroll_into_view_if_needed()
+                settle(page)
                 if not out.query_selector('[class*="hw-"]'):
                     continue
                 k += 1
-                out.scroll_into_view_if_needed()
-                settle(page)
                 out.evaluate("(el) => el.setAttribute('data-hw-audit', '1')")
                 raw = page.evaluate(AUDIT_JS, '[data-hw-audit="1"]')
                 out.evaluate("(el) => el.removeAttribute('data-hw-audit')")
@@ -240,10 +241,17 @@ def audit_in_lab(page, example: str, artifacts: Path) -> list[dict]:
                 out.screenshot(path=str(shots / f"{view}-{LAB_WIDTH}-{theme}.png"))
                 records.append({"view": view, "width": LAB_WIDTH, "theme": theme, "where": "jupyterlab",
                                 **judge(raw)})
+    except Exception as err:  # recorded for test_visual.py to report; never breaks the test that called it
+        records.append({"view": f"{ex}-lab", "width": LAB_WIDTH, "theme": "?", "where": "jupyterlab",
+                        "error": f"{type(err).__name__}: {str(err)[:500]}", "overflow": [], "overlaps": [],
+                        "contrast": [], "roots": []})
     finally:
-        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
-                      "{theme: 'JupyterLab Light'})")
-        page.set_viewport_size(size)
+        try:
+            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                          "{theme: 'JupyterLab Light'})")
+            page.set_viewport_size(size)
+        except Exception:  # the page is gone; nothing to restore
+            pass
     (shots / f"lab-{ex}.json").write_text(json.dumps(records, indent=1))
     return records
 
