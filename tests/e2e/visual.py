@@ -45,12 +45,12 @@ QUICK: dict[str, dict[str, str]] = {
     "01_live_training": {"EPOCHS = 120": "EPOCHS = 6", "run_in_background(more_training, 5)":
                          "run_in_background(more_training, 1)"},
     "02_attribution": {"for _ in range(20):": "for _ in range(4):"},
-    "03_information_plane": {"EPOCHS = 3000": "EPOCHS = 400", "train(relu_net, relu_plane, 1000)":
-                             "train(relu_net, relu_plane, 150)"},
+    "03_information_plane": {"EPOCHS = 3000": "EPOCHS = 80", "train(relu_net, relu_plane, 1000)":
+                             "train(relu_net, relu_plane, 40)"},
     "04_representations": {"EPOCHS = 12": "EPOCHS = 3"},
     "05_pretrained_transformer": {},
-    "06_concepts": {"for epoch in range(11):": "for epoch in range(4):", "RECORD = {0, 1, 3, 6, 10}":
-                    "RECORD = {0, 1, 3}"},
+    "06_concepts": {"for epoch in range(11):": "for epoch in range(3):", "RECORD = {0, 1, 3, 6, 10}":
+                    "RECORD = {0, 2}", "random_sets=10": "random_sets=5"},
     "07_feature_visualization": {"for _epoch in range(6):": "for _epoch in range(3):", "steps=64": "steps=24"},
 }
 
@@ -68,9 +68,10 @@ _hw_base.HiddenWidget.__init__ = _hw_record
 
 # last cell: write every view's static page; a view that cannot be written is recorded with its error
 SAVE_VIEWS = """
-import json as _json, traceback as _tb
+import json as _json
 from pathlib import Path as _Path
 _out, _seen, _manifest = _Path({out!r}), {{}}, []
+_out.mkdir(parents=True, exist_ok=True)
 for _v in _hw_views:
     _n = _v._view_file
     _seen[_n] = _seen.get(_n, 0) + 1
@@ -82,6 +83,14 @@ for _v in _hw_views:
         _manifest.append({{"view": _name, "page": None, "error": f"{{type(_e).__name__}}: {{_e}}"}})
 (_out / "{example}.json").write_text(_json.dumps(_manifest))
 print("HWVIEWS", len(_manifest))
+"""
+
+
+# in a live kernel (JupyterLab) without RECORD_VIEWS: the views whose comms were opened, i.e. that were displayed
+LIVE_VIEWS = """
+import ipywidgets.widgets.widget as _hw_ipw
+from hiddenwidgets.widgets._base import HiddenWidget as _HWBase
+_hw_views = [w for w in list(_hw_ipw._instances.values()) if isinstance(w, _HWBase)]
 """
 
 
@@ -206,17 +215,38 @@ def audit_static_page(browser, page_path: Path, view: str, shots: Path, errors: 
 LAB_THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
 
-def audit_in_lab(page, example: str, artifacts: Path) -> list[dict]:
+def save_live_pages(page, ex: str, out: Path) -> None:
+    """Append a cell to the notebook open in ``page`` that writes every displayed view's static page (as
+    ``build_gallery`` names them) into ``out``, with the manifest ``<NN>.json``, and run it."""
+    source = LIVE_VIEWS + SAVE_VIEWS.format(out=str(out.resolve()), example=ex)
+    index = page.evaluate("(src) => { const nb = window.jupyterapp.shell.currentWidget.content;"
+                          " const n = nb.model.sharedModel.cells.length;"
+                          " nb.model.sharedModel.insertCell(n, {cell_type: 'code', source: src}); return n; }",
+                          source)
+    from .lab import NotebookPage
+
+    nb = NotebookPage.__new__(NotebookPage)
+    nb.page = page
+    nb.run_and_wait(index, 120)
+    if "HWVIEWS" not in nb.output_text(index):
+        raise RuntimeError(f"saving the views' pages failed: {nb.output_text(index)[-600:]}")
+
+
+def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True) -> list[dict]:
     """Audit every hiddenwidgets view in the notebook open in ``page`` (JupyterLab) at 800 px, light then dark,
     screenshot each, restore the light theme, and write ``artifacts/visual/lab-<NN>.json`` for test_visual.py.
-    Call it at the end of an e2e test that has run its example."""
+    With ``save_pages``, first write every displayed view's static page to ``artifacts/visual/pages`` (the full
+    example's views, which test_visual.py then audits instead of running the example again). Call it at the end
+    of an e2e test that has run its example; it never raises (a failure is recorded for test_visual.py)."""
     shots = artifacts / "visual"
     shots.mkdir(parents=True, exist_ok=True)
     ex = example_id(example)
     size = page.viewport_size or {"width": 1400, "height": 1100}
-    page.set_viewport_size({"width": LAB_WIDTH, "height": size["height"]})
     records = []
     try:
+        if save_pages:  # the views as the test left them, for the static audit (test_visual.py's gallery)
+            save_live_pages(page, ex, shots / "pages")
+        page.set_viewport_size({"width": LAB_WIDTH, "height": size["height"]})
         for theme, lab_theme in LAB_THEMES.items():
             page.evaluate("(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})",
                           lab_theme)
