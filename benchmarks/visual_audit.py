@@ -72,7 +72,7 @@ def main() -> int:
                     records.append(r)
                     line = {"view": r["view"], "width": r["width"], "theme": r["theme"], **visual.counts(r)}
                     if a.details:
-                        line["findings"] = {k: r[k] for k in ("overflow", "overlaps", "contrast")}
+                        line["findings"] = {k: r[k] for k in ("overflow", "overlaps", "contrast", "graphics")}
                     print(json.dumps(line), flush=True)
         browser.close()
     audit_s = time.perf_counter() - t1

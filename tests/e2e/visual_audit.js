@@ -149,7 +149,7 @@
             const fg = colourOf(b.color);
             if (fg) {
               const bg = canvasColour(el.tagName === 'CANVAS' ? el : el.querySelector('canvas') || el, {left: box.l, top: box.t, right: box.r, bottom: box.b}) || backgroundAt({left: box.l, top: box.t, right: box.r, bottom: box.b}, null);
-              contrast.push({text: box.text, element: box.element, fg: hex(over(fg, bg)), bg: hex(bg), px: b.h, bold: false, canvas: true});
+              contrast.push({text: box.text, element: box.element, fg: hex(over(fg, bg)), bg: hex(bg), px: b.h, bold: false, canvas: true, glyph: !/[\p{L}\p{N}]/u.test(String(b.text))});
             }
           }
         }
@@ -174,7 +174,8 @@
             const area = {left: box.l, top: box.t, right: box.r, bottom: box.b};
             const bg = canvasColour(canvas, area) || backgroundAt(area, canvas);
             contrast.push({text: box.text, element: box.element, fg: hex(over(fg, bg)), bg: hex(bg),
-                           px: d.px * sx, bold: /bold|[6-9]00/.test(d.font || ''), canvas: true});
+                           px: d.px * sx, bold: /bold|[6-9]00/.test(d.font || ''), canvas: true,
+                           glyph: !/[\p{L}\p{N}]/u.test(d.text)});
           }
         }
       }
@@ -221,7 +222,8 @@
         const bg = backgroundAt(box, el);
         contrast.push({text: n.textContent.replace(/\s+/g, ' ').trim().slice(0, 60), element: desc(el),
                        fg: hex(over(fg, bg)), bg: hex(bg), px: parseFloat(st.fontSize),
-                       bold: Number(st.fontWeight) >= 700, canvas: false});
+                       bold: Number(st.fontWeight) >= 700, canvas: false,
+                       glyph: !/[\p{L}\p{N}]/u.test(n.textContent)});
       }
       results.push({root: desc(root), width: Math.round(rr.width), container: Math.round(cr.width),
                     overflow, overlaps, text: contrast});
