@@ -23,6 +23,10 @@ from . import visual
 # (Szafir 2018, "Modeling color difference for visualization design", IEEE TVCG 24(1), finds small marks need a
 # few times the JND). 10 keeps that margin and is reachable: a greedy max-min search over the sRGB cube with
 # L* in 42-85 (visible on white and on a dark page) finds 12 colours at 12.2 under all three at once.
+# Run alone (no e2e test before it left its views' pages), the suite runs all seven examples itself: give the
+# first test, whose fixtures do that, more than the default 600 s on a busy machine
+pytestmark = pytest.mark.timeout(1800)
+
 PALETTE_N = 12
 MIN_DELTA_E00 = 10.0
 VISION = ("normal", "deuteranopia", "protanopia")

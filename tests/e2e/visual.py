@@ -109,7 +109,7 @@ def build_gallery(out: Path, examples: list[str] | None = None, *, quick: bool =
 
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, dict] = {}
-    for name in examples or list(QUICK):
+    for name in list(QUICK) if examples is None else examples:
         ex = example_id(name)
         nb = nbformat.read(ROOT / "examples" / f"{name}.ipynb", as_version=4)
         for old, new in (QUICK[name] if quick else {}).items():
