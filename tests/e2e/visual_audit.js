@@ -31,7 +31,10 @@
   const hex = (c) => '#' + c.slice(0, 3).map((v) => Math.round(v).toString(16).padStart(2, '0')).join('');
   const pageBg = () => {
     const scheme = getComputedStyle(document.documentElement).colorScheme || '';
-    return /dark/.test(scheme) && !/light/.test(scheme) ? [18, 18, 18] : [255, 255, 255];
+    // the canvas behind a page without an opaque background: dark when the page opts into dark ('dark', or
+    // 'light dark' while the reader prefers dark), as Chromium paints it
+    const dark = /dark/.test(scheme) && (!/light/.test(scheme) || matchMedia('(prefers-color-scheme: dark)').matches);
+    return dark ? [18, 18, 18] : [255, 255, 255];
   };
   // the most frequent colour of a canvas under a CSS-pixel box (text pixels are the minority); null if clear
   const canvasColour = (canvas, box) => {

@@ -29,13 +29,18 @@
           const top = y - t.actualBoundingBoxAscent, bot = y + t.actualBoundingBoxDescent;
           const m = this.getTransform();
           const pt = (px, py) => [m.a * px + m.c * py + m.e, m.b * px + m.d * py + m.f];
-          const style = this[styleProp];
+          // the colour of filled text; outlined text (strokeText: halos drawn under the fill) counts for overlaps
+          // only, and gives way to the fill drawn in the same place
+          const style = styleProp === 'fillStyle' ? this.fillStyle : null;
           const L = list(this.canvas);
           const rec = {text: s, corners: [pt(l, top), pt(r, top), pt(r, bot), pt(l, bot)],
                        color: typeof style === 'string' ? style : null, alpha: this.globalAlpha,
                        px: (parseFloat((/([\d.]+)px/.exec(this.font) || [0, 10])[1])) * Math.hypot(m.a, m.b), font: this.font};
           const key = s + '|' + rec.corners.map((c) => c.map(Math.round).join(',')).join(';');
-          if (!L.some((e) => e.key === key)) { rec.key = key; L.push(rec); }
+          rec.key = key;
+          const same = L.findIndex((e) => e.key === key);
+          if (same < 0) L.push(rec);
+          else if (!L[same].color && rec.color) L[same] = rec;
         }
       } catch (e) { /* never break the view */ }
       return orig.apply(this, arguments);
