@@ -29,6 +29,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", type=Path, default=HERE, help="checkout whose package and js/ are audited")
     ap.add_argument("--pages", type=Path, help="reuse static pages built earlier (a folder with NN.json manifests)")
+    ap.add_argument("--pages-out", type=Path, help="where built pages go (default: a temporary folder)")
     ap.add_argument("--shots", type=Path, help="where screenshots go (default: a temporary folder)")
     ap.add_argument("--examples", nargs="*", help="example notebook stems (default: all)")
     ap.add_argument("--details", action="store_true", help="print each finding, not only the counts")
@@ -50,7 +51,7 @@ def main() -> int:
                     "views": json.loads((pages / f"{visual.example_id(n)}.json").read_text())}
                 for n in (a.examples or visual.QUICK) if (pages / f"{visual.example_id(n)}.json").exists()}
     else:
-        pages = Path(tempfile.mkdtemp(prefix="hw-visual-pages-"))
+        pages = a.pages_out or Path(tempfile.mkdtemp(prefix="hw-visual-pages-"))
         runs = visual.build_gallery(pages, a.examples)
     gallery_s = time.perf_counter() - t0
     for name, run in runs.items():

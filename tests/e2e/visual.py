@@ -185,10 +185,22 @@ def judge(raw: list[dict]) -> dict:
             "roots": [{"root": v["root"], "width": v["width"], "container": v["container"]} for v in raw]}
 
 
+SETTLE_JS = """async () => {
+  // wait until nothing was drawn and the DOM did not change for two frames in a row (CANVAS_HOOK counts both;
+  // without the hook, two frames); at most 3 s, for views that animate
+  const t0 = performance.now();
+  let last = -1, calm = 0;
+  while (performance.now() - t0 < 3000) {
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 40)));
+    const n = window.__hwActivity || 0;
+    if (n === last) { if (++calm >= 2) return; } else { calm = 0; last = n; }
+  }
+}"""
+
+
 def settle(page) -> None:
-    """Two animation frames and a short pause: ResizeObserver callbacks and redraws have run."""
-    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => "
-                  "setTimeout(r, 50))))")
+    """Let ResizeObserver callbacks, redraws and data arriving in steps finish (see SETTLE_JS)."""
+    page.evaluate(SETTLE_JS)
 
 
 def audit_static_page(browser, page_path: Path, view: str, shots: Path, errors: list[str]) -> list[dict]:

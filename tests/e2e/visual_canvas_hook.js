@@ -1,6 +1,14 @@
 // Installed by tests/e2e/visual.py before any view code runs (page.add_init_script); see CANVAS_HOOK there.
 (() => {
   const P = CanvasRenderingContext2D.prototype;
+  // activity counters for visual.settle(): drawing calls and DOM changes
+  window.__hwActivity = 0;
+  new MutationObserver(() => { window.__hwActivity++; }).observe(document, {
+    subtree: true, childList: true, attributes: true, characterData: true });
+  for (const name of ['drawImage', 'putImageData', 'stroke', 'fill']) {
+    const orig = P[name];
+    P[name] = function () { window.__hwActivity++; return orig.apply(this, arguments); };
+  }
   const list = (c) => (c.__hwDrawnText || (c.__hwDrawnText = []));
   const reset = (c) => { c.__hwDrawnText = []; };
   for (const prop of ['width', 'height']) {
@@ -16,11 +24,12 @@
       Math.max(x0, x1) >= ctx.canvas.width && Math.max(y0, y1) >= ctx.canvas.height;
   };
   const clearRect = P.clearRect, fillRect = P.fillRect;
-  P.clearRect = function (x, y, w, h) { if (this.canvas && full(this, x, y, w, h)) reset(this.canvas); return clearRect.apply(this, arguments); };
+  P.clearRect = function (x, y, w, h) { window.__hwActivity++; if (this.canvas && full(this, x, y, w, h)) reset(this.canvas); return clearRect.apply(this, arguments); };
   P.fillRect = function (x, y, w, h) { if (this.canvas && full(this, x, y, w, h)) reset(this.canvas); return fillRect.apply(this, arguments); };
   const wrap = (name, styleProp) => {
     const orig = P[name];
     P[name] = function (text, x, y) {
+      window.__hwActivity++;
       try {
         const s = String(text);
         if (this.canvas && s.trim()) {
