@@ -272,6 +272,9 @@ def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True
     try:
         if save_pages:  # the views as the test left them, for the static audit (test_visual.py's gallery)
             save_live_pages(page, ex, shots / "pages")
+        # the canvas hook, late: it sees what views redraw from here on (on the resize and the theme switches);
+        # a view that does not redraw on either shows no canvas text to the checks in JupyterLab
+        page.evaluate(CANVAS_HOOK)
         page.set_viewport_size({"width": LAB_WIDTH, "height": size["height"]})
         for theme, lab_theme in LAB_THEMES.items():
             page.evaluate("(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})",

@@ -1,5 +1,7 @@
 // Installed by tests/e2e/visual.py before any view code runs (page.add_init_script); see CANVAS_HOOK there.
 (() => {
+  if (window.__hwHooked) return;  // installed once (init script, or late by visual.audit_in_lab)
+  window.__hwHooked = true;
   const P = CanvasRenderingContext2D.prototype;
   // activity counters for visual.settle(): drawing calls and DOM changes
   window.__hwActivity = 0;
