@@ -172,7 +172,9 @@
           if (cut > 1.5) overflow.push({what: 'canvas text cut at the canvas edge', element: desc(canvas),
                                         text: box.text, by_px: Math.round(cut)});
           const fg = colourOf(d.color);
-          if (fg) {
+          const cx = (box.l + box.r) / 2, cy = (box.t + box.b) / 2;
+          const shown = cx >= Math.max(0, rr.left) && cx <= Math.min(innerWidth, rr.right) && cy >= 0 && cy <= innerHeight;
+          if (fg && shown) {  // text off screen or past the view's edge has no background to judge (overflow has it)
             fg[3] *= d.alpha * opacityOf(canvas);
             const area = {left: box.l, top: box.t, right: box.r, bottom: box.b};
             const bg = canvasColour(canvas, area) || backgroundAt(area, canvas);
