@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .lab import network_requests, open_offline, put_notebook, start_view
 from .test_live_monitor import wait_for
+from .visual import audit_in_lab
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "02_attribution.ipynb"
 TRAIN, EXPLORER, METRICS, SANITY, EXPORT = 1, 2, 4, 6, 7
@@ -56,4 +57,5 @@ def test_attribution_explorer_in_jupyterlab(lab, browser, artifacts):
     assert network_requests(requests) == []
     static.close()
     print(f"E2E explorer: cancel took {cancel_s:.2f} s")
+    audit_in_lab(page, EXAMPLE.stem, artifacts)  # issue 13: records for test_visual.py
     assert errors == []

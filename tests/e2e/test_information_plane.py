@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .lab import network_requests, open_offline, put_notebook, start_view
 from .test_live_monitor import wait_for
+from .visual import audit_in_lab
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "03_information_plane.ipynb"
 SETUP, TANH_VIEW, TANH_TRAIN, RELU_VIEW, RELU_TRAIN, ALTAIR, EXPORT = 1, 3, 4, 6, 7, 9, 10
@@ -62,5 +63,6 @@ def test_information_plane_in_jupyterlab(lab, browser, artifacts):
     static.close()
     (artifacts / "e2e_information_plane.json").write_text(json.dumps({"estimator_switch_s": round(switch_s, 2)}))
     print("E2E information plane", json.dumps({"estimator_switch_s": round(switch_s, 2), "compression": compression}))
+    audit_in_lab(page, EXAMPLE.stem, artifacts)  # issue 13: records for test_visual.py
     assert errors == []
     page.close()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .lab import NotebookPage, network_requests, open_offline, put_notebook, start_view
+from .visual import audit_in_lab
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "01_live_training.ipynb"
 
@@ -177,5 +178,6 @@ def test_live_training_in_jupyterlab(lab, browser, artifacts):
     assert "TrainingJob running" in nb.output_text(BACKGROUND)
     nb.run_and_wait(CLOSE, 120)
     assert "hooks left on the model: 0" in nb.output_text(CLOSE)
+    audit_in_lab(page, EXAMPLE.stem, artifacts)  # issue 13: records for test_visual.py
     assert errors == []
     page.close()

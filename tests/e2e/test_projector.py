@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .lab import network_requests, open_offline, put_notebook, start_view
 from .test_live_monitor import wait_for
+from .visual import audit_in_lab
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "04_representations.ipynb"
 # cell indices in the example (markdown cells count)
@@ -320,6 +321,8 @@ def test_projector_in_jupyterlab(lab, browser, artifacts):
           f"(legend click {legend_latency:.3f} s)")
     print("E2E projector", json.dumps(report))
     print("E2E projector console errors:", console, static_console)
+
+    audit_in_lab(page, EXAMPLE.stem, artifacts)  # issue 13: records for test_visual.py
 
     # 7. no errors in either page; the plot was not left empty by training
     assert not blank_after_training, ("after the training cell the plot was empty: the view kept the zoom fitted "

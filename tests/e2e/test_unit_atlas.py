@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .lab import network_requests, open_offline, put_notebook, start_view
+from .visual import audit_in_lab
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "07_feature_visualization.ipynb"
 SETUP, TRAIN, ATLAS, WAIT, CONV3, FACETS, INVERT, EXPORT = 1, 3, 5, 7, 9, 11, 13, 15
@@ -152,5 +153,6 @@ def test_unit_atlas_in_jupyterlab(lab, browser, artifacts):
               "frames_skipped_by_budget": after["skipped"]}
     (artifacts / "e2e_unit_atlas.json").write_text(json.dumps(report))
     print("E2E atlas", json.dumps(report))
+    audit_in_lab(page, EXAMPLE.stem, artifacts)  # issue 13: records for test_visual.py
     assert errors == []
     page.close()
