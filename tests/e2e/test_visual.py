@@ -40,6 +40,8 @@ EXPECTED_VIEWS = {
     "05": ["projector", "probe_chart", "similarity_matrix", "probe_chart", "projector"],
     "06": ["projector", "concept_annotator", "concept_scores", "intervention_view"],
     "07": ["unit_atlas"],
+    "08": ["network_explainer"],
+    "09": ["attention_view", "token_flow", "logit_lens", "attention_view", "logit_lens"],
 }
 
 

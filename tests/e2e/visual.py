@@ -54,6 +54,8 @@ QUICK: dict[str, dict[str, str]] = {
     "06_concepts": {"for epoch in range(11):": "for epoch in range(3):", "RECORD = {0, 1, 3, 6, 10}":
                     "RECORD = {0, 2}", "random_sets=10": "random_sets=5"},
     "07_feature_visualization": {"for _epoch in range(6):": "for _epoch in range(3):", "steps=64": "steps=24"},
+    "08_course_explainer": {"for _epoch in range(8):": "for _epoch in range(2):"},
+    "09_transformers": {"STEPS = 300": "STEPS = 40", "steps=150": "steps=20"},
 }
 
 # first cell: remember every view the notebook creates, in order (displayed or not)
