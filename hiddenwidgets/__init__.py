@@ -12,6 +12,8 @@ The package is laid out as the trip every feature makes:
 Everything users need is importable from here (``import hiddenwidgets as hw``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import datasets
 from .analysis import featurevis, information, interventions, probes, representations, similarity, tcav
 from .analysis.matrices import RepresentationError
@@ -19,25 +21,58 @@ from .analysis.representations import RepresentationRecorder, Representations, l
 from .methods import AttributionError, attribute, available_methods
 from .pipeline import concepts
 from .pipeline.capture import Capture, CaptureError, LayerError, select_tensor
-from .pipeline.export import save_html
 from .pipeline.model_state import ModelChangedError, ModelSnapshot, SnapshotError
-from .pipeline.monitor import ActivationRecorder, MonitorWarning
+from .pipeline.monitor import ActivationRecorder, MonitorWarning, TrainingJob, TrainingStopped
 from .pipeline.recorder import InformationRecorder
 from .pipeline.summaries import HistogramGrid, LayerSummarizer
-from .widgets import (
-    ActivationMonitor,
-    AttributionExplorer,
-    ConceptAnnotator,
-    ConceptScores,
-    InformationPlane,
-    InterventionView,
-    ProbeChart,
-    Projector,
-    SimilarityMatrix,
-    TrainingJob,
-    TrainingStopped,
-    UnitAtlas,
-)
+
+# The views (and save_html) need ipywidgets, anywidget and IPython, which take longer to import than everything
+# else here together: they are imported when first used, so a script or training job that only records pays
+# nothing for them. ``hw.ActivationMonitor`` and the rest stay plain attributes (PEP 562 module __getattr__).
+_LAZY = {
+    "ActivationMonitor": "widgets.activation_monitor",
+    "AttributionExplorer": "widgets.attribution_explorer",
+    "ConceptAnnotator": "widgets.concept_annotator",
+    "ConceptScores": "widgets.concept_scores",
+    "InformationPlane": "widgets.information_plane",
+    "InterventionView": "widgets.intervention_view",
+    "ProbeChart": "widgets.probe_chart",
+    "Projector": "widgets.projector",
+    "SimilarityMatrix": "widgets.similarity_matrix",
+    "UnitAtlas": "widgets.unit_atlas",
+    "save_html": "pipeline.export",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
+    from .pipeline.export import save_html
+    from .widgets import (
+        ActivationMonitor,
+        AttributionExplorer,
+        ConceptAnnotator,
+        ConceptScores,
+        InformationPlane,
+        InterventionView,
+        ProbeChart,
+        Projector,
+        SimilarityMatrix,
+        UnitAtlas,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'hiddenwidgets' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

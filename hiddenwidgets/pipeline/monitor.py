@@ -510,11 +510,10 @@ def _release(capture: Capture, streamer: Streamer) -> None:
 
 def _current_cell() -> tuple[str, int] | None:
     """(notebook cell id, execution count) of the cell running now, where the front end says (JupyterLab)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    ipython = sys.modules.get("IPython")  # not imported: not in a notebook (and a script need not import it)
+    if ipython is None:
         return None
-    ip = get_ipython()
+    ip = ipython.get_ipython()
     kernel = getattr(ip, "kernel", None)
     if kernel is None:
         return None
