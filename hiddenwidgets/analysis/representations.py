@@ -313,11 +313,19 @@ def available_projections() -> list[str]:
     return out
 
 
+def _gram_t(a: np.ndarray) -> np.ndarray:
+    """``a.T @ a`` (numpy recognises the transposed operand and uses the symmetric kernel)."""
+    return a.T @ a
+
+
 def _pca(x: torch.Tensor, dims: int, seed: int = 0) -> torch.Tensor:
     x = x - x.mean(dim=0)
     n, f = x.shape
     if f <= 4096:
-        cov = x.T @ x  # (F, F): one pass over the data, then a small symmetric eigenproblem
+        # (F, F): one pass over the data, then a small symmetric eigenproblem. On the CPU, numpy's ``a.T @ a``
+        # calls BLAS's symmetric rank-k update (half the multiplications of a general product, which is what
+        # torch runs): 1.7x less CPU time for 50,000 x 512 (benchmarks/performance.py, row pca)
+        cov = torch.from_numpy(_gram_t(x.numpy())) if x.device.type == "cpu" else x.T @ x
         _, vecs = torch.linalg.eigh(cov.double())
         comps = vecs[:, -dims:].flip(1).to(x.dtype)
     elif n <= 4096:  # wide layer, few examples: the (N, N) Gram matrix has the same non-zero spectrum

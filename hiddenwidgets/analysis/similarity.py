@@ -93,9 +93,12 @@ def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bo
         zeros = x.new_zeros(n)
         return _Prepared(n, x.new_zeros(n, 1), None, zeros, 0.0, zeros)
     xc = x - x.mean(0)
-    if not allow_constant:  # CKA ignores isotropic scale: unit Frobenius norm keeps 1e-120 or 1e160 inputs finite
-        xc = xc / xc.abs().max()  # (not for minibatches, whose HSIC terms are averaged across batches unscaled)
-        xc = xc / xc.norm()       # (first by the largest value, so the norm itself cannot overflow)
+    if not allow_constant:  # CKA ignores isotropic scale: scaling keeps 1e-120 or 1e160 inputs finite (not for
+        # minibatches, whose HSIC terms are averaged across batches unscaled). By a power of two, in place: exact,
+        # and one pass; the largest value becomes 1/sqrt(n p) at most, so no product below can overflow.
+        lo, hi = torch.aminmax(xc)
+        largest = max(-float(lo), float(hi))
+        xc.mul_(2.0 ** -(math.frexp(largest)[1] + math.ceil(math.log2(n * p) / 2)))
     if kernel == "linear" and p <= n:
         prepared = _Prepared(n, xc, None)
         if debiased:
