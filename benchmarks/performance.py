@@ -39,6 +39,7 @@ import time
 import types
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -114,6 +115,37 @@ def row_summary(a) -> None:
     writer.close()
 
 
+class _Stub(types.ModuleType):
+    """A stand-in module: any attribute is a placeholder class (pytorch-grad-cam only names them in signatures
+    and in code paths Score-CAM does not run)."""
+
+    __path__: ClassVar[list[str]] = []  # a package, so that submodules import
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = type(name, (), {"__init__": lambda self, *args, **kw: None})
+        setattr(self, name, value)
+        return value
+
+
+class _StubFinder:
+    prefixes = ("torchvision", "cv2", "ttach")
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+
+        if name.split(".")[0] in self.prefixes:
+            return importlib.util.spec_from_loader(name, self)
+        return None
+
+    def create_module(self, spec):
+        return _Stub(spec.name)
+
+    def exec_module(self, module):
+        pass
+
+
 def _stub_grad_cam_imports() -> None:
     """pytorch-grad-cam imports torchvision, cv2 and ttach at module level; none of them works or exists here, and
     Score-CAM needs none but cv2.resize (the CAM resized to the input), done here by bilinear interpolation."""
@@ -121,20 +153,10 @@ def _stub_grad_cam_imports() -> None:
         t = torch.as_tensor(np.ascontiguousarray(img))[None, None].float()
         return F.interpolate(t, size=(size[1], size[0]), mode="bilinear", align_corners=False)[0, 0].numpy()
 
-    cv2 = types.ModuleType("cv2")
+    sys.meta_path.insert(0, _StubFinder())
+    import cv2
+
     cv2.resize = resize
-    cv2.COLORMAP_JET = 2
-    sys.modules.setdefault("cv2", cv2)
-    ttach = types.ModuleType("ttach")
-    ttach.Compose = type("Compose", (), {})
-    sys.modules.setdefault("ttach", ttach)
-    tv = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    for name in ("Compose", "Normalize", "ToTensor"):
-        setattr(transforms, name, type(name, (), {}))
-    tv.transforms = transforms
-    sys.modules.setdefault("torchvision", tv)
-    sys.modules.setdefault("torchvision.transforms", transforms)
 
 
 def row_scorecam(a) -> None:
