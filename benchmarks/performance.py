@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -242,7 +243,7 @@ def row_cka(a) -> None:
 
 
 def row_import(a) -> None:
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}  # the checkout being measured
     probe = ("import sys, time; import torch; t = time.perf_counter(); {}; print(time.perf_counter() - t, "
              "[m for m in ('ipywidgets', 'IPython', 'anywidget', 'altair') if m in sys.modules])")
 
