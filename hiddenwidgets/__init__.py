@@ -60,18 +60,20 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "widgets":  # the subpackage itself, as an attribute (it was imported eagerly before)
+        return importlib.import_module(".widgets", __name__)
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'hiddenwidgets' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f".{where}", __name__), name)
     globals()[name] = value  # looked up once
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"widgets"})
 
 
 __version__ = "0.1.0"
