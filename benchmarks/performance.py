@@ -249,7 +249,7 @@ def row_import(a) -> None:
 
     def run(stmt: str) -> tuple[float, str]:
         done = subprocess.run([sys.executable, "-c", probe.format(stmt)], capture_output=True, text=True, env=env,
-                              check=True)
+                              check=True, cwd=tempfile.gettempdir())  # not the checkout: "" on sys.path comes first
         seconds, _, loaded = done.stdout.strip().partition(" ")
         return float(seconds), loaded
 
