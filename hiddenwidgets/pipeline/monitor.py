@@ -286,17 +286,16 @@ class ActivationRecorder:
                 self._resting = True
 
     def _interval_for(self, cost: float) -> int:
-        """Steps between samples: the sample's cost spread over them, plus the fixed per-step cost, within the
-        budget; at least one sample per second of training (and at most every 10,000 steps)."""
+        """Steps between samples: the sample's cost spread over them fits in what the fixed per-step cost leaves
+        of the budget (at least a quarter of the budget goes to samples, so a view still fills when the fixed cost
+        alone exceeds it); at most every 10,000 steps."""
         steps = self._step - self._budget_step
         sender = self.streamer.cpu_seconds
         fixed = (self._fixed + sender - self._budget_sender) / max(steps, 1)
         self._fixed, self._budget_sender, self._budget_step = 0.0, sender, self._step
-        spare = self._overhead * self._step_time - fixed
-        most = max(1, min(10_000, math.ceil(1.0 / self._step_time)))
-        if spare <= 0:
-            return most
-        return max(1, min(most, math.ceil(cost / spare)))
+        budget = self._overhead * self._step_time
+        spare = max(budget - fixed, 0.25 * budget)
+        return max(1, min(10_000, math.ceil(cost / spare)))
 
     def _may_rest(self) -> bool:
         """Whether the hooks may come off until the next sample (see :meth:`_schedule`)."""

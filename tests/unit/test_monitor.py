@@ -516,7 +516,7 @@ def test_the_sampling_interval_counts_the_fixed_cost_of_every_step():
     recorder._step_time, recorder._step, recorder._budget_step = 1e-3, 1000, 0
     recorder._fixed, recorder._budget_sender = 1000 * 6e-6, recorder.streamer.cpu_seconds - 1000 * 4e-6
     assert recorder._interval_for(1e-3) == 100
-    # a fixed cost above the budget: one sample per second of training (1000 steps of 1 ms)
+    # a fixed cost above the budget: samples still get a quarter of it, 5 µs per step: every 200 steps
     recorder._step, recorder._fixed = 2000, 1000 * 30e-6
-    assert recorder._interval_for(1e-3) == 1000
+    assert recorder._interval_for(1e-3) == 200
     recorder.close()
