@@ -12,6 +12,8 @@ The package is laid out as the trip every feature makes:
 Everything users need is importable from here (``import hiddenwidgets as hw``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import (
     _requirements,  # noqa: F401  (first: a clear message on an unsupported Python or torch)
     charts,
@@ -26,32 +28,72 @@ from .charts import save_chart
 from .methods import AttributionError, attribute, available_methods
 from .pipeline import concepts
 from .pipeline.capture import Capture, CaptureError, LayerError, select_tensor
-from .pipeline.export import save_html
 from .pipeline.model_state import ModelChangedError, ModelSnapshot, SnapshotError
-from .pipeline.monitor import ActivationRecorder, MonitorWarning
+from .pipeline.monitor import ActivationRecorder, MonitorWarning, TrainingJob, TrainingStopped
 from .pipeline.recorder import InformationRecorder
 from .pipeline.rundir import RunDirError, read_run
 from .pipeline.summaries import HistogramGrid, LayerSummarizer
 from .pipeline.tensorboard import export_tensorboard
-from .widgets import (
-    ActivationMonitor,
-    AttentionView,
-    AttributionExplorer,
-    ConceptAnnotator,
-    ConceptScores,
-    InformationPlane,
-    InterventionView,
-    LogitLens,
-    NetworkExplainer,
-    ProbeChart,
-    Projector,
-    SimilarityMatrix,
-    TokenFlow,
-    TrainingJob,
-    TrainingStopped,
-    UnitAtlas,
-)
-from .widgets.followed_run import FollowedRun
+
+# The views (and save_html) need ipywidgets, anywidget and IPython, which take longer to import than everything
+# else here together: they are imported when first used, so a script or training job that only records pays
+# nothing for them. ``hw.ActivationMonitor`` and the rest stay plain attributes (PEP 562 module __getattr__).
+_LAZY = {
+    "ActivationMonitor": "widgets.activation_monitor",
+    "AttributionExplorer": "widgets.attribution_explorer",
+    "ConceptAnnotator": "widgets.concept_annotator",
+    "ConceptScores": "widgets.concept_scores",
+    "InformationPlane": "widgets.information_plane",
+    "InterventionView": "widgets.intervention_view",
+    "ProbeChart": "widgets.probe_chart",
+    "Projector": "widgets.projector",
+    "SimilarityMatrix": "widgets.similarity_matrix",
+    "UnitAtlas": "widgets.unit_atlas",
+    "NetworkExplainer": "widgets.network_explainer",
+    "LogitLens": "widgets.logit_lens",
+    "AttentionView": "widgets.attention_view",
+    "TokenFlow": "widgets.token_flow",
+    "FollowedRun": "widgets.followed_run",
+    "save_html": "pipeline.export",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
+    from .pipeline.export import save_html
+    from .widgets import (
+        ActivationMonitor,
+        AttentionView,
+        AttributionExplorer,
+        ConceptAnnotator,
+        ConceptScores,
+        InformationPlane,
+        InterventionView,
+        LogitLens,
+        NetworkExplainer,
+        ProbeChart,
+        Projector,
+        SimilarityMatrix,
+        TokenFlow,
+        UnitAtlas,
+    )
+    from .widgets.followed_run import FollowedRun
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "widgets":  # the subpackage itself, as an attribute (it was imported eagerly before)
+        return importlib.import_module(".widgets", __name__)
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'hiddenwidgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | {"widgets"})
+
 
 __all__ = [
     "ActivationMonitor",

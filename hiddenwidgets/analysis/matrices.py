@@ -50,8 +50,9 @@ def as_matrix(x: Any, name: str = "representation", dtype: torch.dtype = torch.f
         raise RepresentationError(f"{name} needs at least 2 examples; got {t.shape[0]}")
     if t.shape[1] < 1:
         raise RepresentationError(f"{name} has no features (shape {tuple(t.shape)})")
-    bad = ~torch.isfinite(t)
-    if bad.any():
+    # a NaN or inf anywhere makes the sum non-finite: one pass, no n × p mask; only then look where they are
+    # (a sum that overflowed on finite values finds nothing here and passes)
+    if not bool(torch.isfinite(t.sum())) and bool((bad := ~torch.isfinite(t)).any()):
         rows = bad.any(dim=1).nonzero().flatten()
         raise RepresentationError(f"{name} has NaN or inf in {len(rows)} of {t.shape[0]} examples (first: example "
                                   f"{rows[0].item()}); check the layer for overflow or drop those examples")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import threading
 import time
 import warnings
@@ -136,7 +137,11 @@ class ActivationRecorder:
         self._epoch: int | None = None
         self._collected: dict[str, LayerSample] = {}
         self._validation: dict[str, LayerSample] = {}
-        self._cost = 0.0
+        self._cost = 0.0  # seconds the hooks spent on the current sample
+        self._fixed = 0.0  # seconds spent in step() since the interval was last chosen
+        self._budget_step = 0
+        self._budget_sender = 0.0
+        self._resting = False  # hooks taken off between samples by _schedule (not by pause_hooks)
         self._interval = 1
         self._last_armed = 0
         self._last_step_t: float | None = None
@@ -201,39 +206,53 @@ class ActivationRecorder:
     # -- the training loop's side --------------------------------------------------------------------------------
     def step(self, epoch: int | None = None, **scalars: Any) -> None:
         """Record one training step (after ``optimizer.step()``), with scalars to plot, e.g. ``loss=loss``."""
-        job = self._job
-        in_job = job is not None and threading.current_thread() is job.thread
-        if self._stop_requested and in_job:
-            raise TrainingStopped("stopped by TrainingJob.stop()")
+        t0 = time.perf_counter()
+        if self._stop_requested or self._closed:
+            job = self._job
+            in_job = job is not None and threading.current_thread() is job.thread
+            if self._stop_requested and in_job:
+                raise TrainingStopped("stopped by TrainingJob.stop()")
         if self._closed:
             if in_job:
                 raise TrainingStopped("the monitor was closed")
             self._say("closed", "", "this monitor is closed, so step() records nothing (its history is kept and "
                       "save_html still works); create a new monitor to go on recording")
             return
-        scalars = _checked_scalars("step", scalars)
+        if scalars:
+            scalars = _checked_scalars("step", scalars)
         if epoch is not None:
             if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
                 raise TypeError(f"step(epoch=...) needs an integer, got {epoch!r}")
             self._epoch = int(epoch)
         self._step += 1
-        self._check_layers(bool(self._collected))
         samples, self._collected = self._collected, {}
+        sampled = bool(samples)
+        self._check_layers(sampled)
         for key, sample in samples.items():
             self._summarizers[key].finish(sample)
         if self._validation:
             samples.update(self._take_validation())
-        if not self.capture.attached and self.model is not None:
-            self.capture.attach(self._on_activation, self._on_gradient)
-            if self._options["validation"]:
-                self.capture.arm_other()
-            self._observing = True  # the next step runs with the hooks on from its start
-        self.streamer.put(Observation(self._step, self._epoch, scalars, samples))
-        if len(self.streamer.inbox) > self.MAX_BACKLOG:  # never drop steps: wait for the sender to catch up
-            self.streamer.wait_backlog(self.MAX_BACKLOG // 2)
-        self._schedule(any(not k.endswith(" · validation") for k in samples))
+        if not self._resting and not self.capture.attached and self.model is not None:
+            self._attach()  # hooks taken off at the end of a cell: the next step runs with them from its start
+        self._hand_over(Observation(self._step, self._epoch, scalars, samples))
+        self._schedule(sampled)
         if self.model is not None:
             note_training_step(self.model, self._step)
+        self._fixed += time.perf_counter() - t0
+
+    def _hand_over(self, obs: Observation) -> None:
+        """The one place where a step's record leaves the training thread (to the sender thread)."""
+        streamer = self.streamer
+        streamer.put(obs)
+        if len(streamer.inbox) > self.MAX_BACKLOG:  # never drop steps: wait for the sender to catch up
+            streamer.wait_backlog(self.MAX_BACKLOG // 2)
+
+    def _attach(self) -> None:
+        self.capture.attach(self._on_activation, self._on_gradient)
+        if self._options["validation"]:
+            self.capture.arm_other()
+        self._observing = True
+        self._resting = False
 
     def log(self, **scalars: Any) -> None:
         """Record scalars (e.g. validation accuracy) at the current step without advancing it."""
@@ -242,7 +261,7 @@ class ActivationRecorder:
             return
         scalars = _checked_scalars("log", scalars)
         samples = self._take_validation()
-        self.streamer.put(Observation(self._step, self._epoch, scalars, samples))
+        self._hand_over(Observation(self._step, self._epoch, scalars, samples))
 
     def _take_validation(self) -> dict[str, LayerSample]:
         samples, self._validation = self._validation, {}
@@ -251,6 +270,12 @@ class ActivationRecorder:
         return samples
 
     def _schedule(self, sampled: bool) -> None:
+        """Arm the hooks for the next step or not, so that *everything* the monitor adds to training stays within
+        ``overhead``: the summaries of a sampled step (``_cost``, timed in the hooks), and the fixed cost of every
+        step (``_fixed``: the time spent in ``step()`` itself, plus the sender thread's CPU time per step, which
+        competes with training for the same cores). Between samples, the hooks of an eager model are taken off
+        altogether (a module with forward hooks takes PyTorch's slower call path), unless they are needed: for
+        validation calls, for the first ``CHECK_AFTER`` steps and for layers reported as not running."""
         now = time.perf_counter()
         if self._last_step_t is not None:
             dt = now - self._last_step_t
@@ -261,12 +286,34 @@ class ActivationRecorder:
             if self._every is not None:
                 self._interval = self._every
             elif self._step_time > 0:
-                self._interval = max(1, min(10_000, math.ceil(cost / (self._overhead * self._step_time))))
+                self._interval = self._interval_for(cost)
         if self._step - self._last_armed >= self._interval:
+            if self._resting and self.model is not None:
+                self._attach()
             self.capture.arm()
             self._last_armed = self._step
-        else:
+        elif self.capture._armed:
             self.capture.disarm()
+            if self._may_rest():
+                self.capture.detach()
+                self._resting = True
+
+    def _interval_for(self, cost: float) -> int:
+        """Steps between samples: the sample's cost spread over them fits in what the fixed per-step cost leaves
+        of the budget (at least a quarter of the budget goes to samples, so a view still fills when the fixed cost
+        alone exceeds it); at most every 10,000 steps."""
+        steps = self._step - self._budget_step
+        sender = self.streamer.cpu_seconds
+        fixed = (self._fixed + sender - self._budget_sender) / max(steps, 1)
+        self._fixed, self._budget_sender, self._budget_step = 0.0, sender, self._step
+        budget = self._overhead * self._step_time
+        spare = max(budget - fixed, 0.25 * budget)
+        return max(1, min(10_000, math.ceil(cost / spare)))
+
+    def _may_rest(self) -> bool:
+        """Whether the hooks may come off until the next sample (see :meth:`_schedule`)."""
+        return (self._observed >= CHECK_AFTER and not self._unresolved and not self._options["validation"]
+                and self.model is not None and not _compiled(self.model))
 
     def _on_activation(self, name: str, tensor: torch.Tensor, call: Call) -> None:
         t0 = time.perf_counter()
@@ -483,11 +530,10 @@ def _release(capture: Capture, streamer: Streamer) -> None:
 
 def _current_cell() -> tuple[str, int] | None:
     """(notebook cell id, execution count) of the cell running now, where the front end says (JupyterLab)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    ipython = sys.modules.get("IPython")  # not imported: not in a notebook (and a script need not import it)
+    if ipython is None:
         return None
-    ip = get_ipython()
+    ip = ipython.get_ipython()
     kernel = getattr(ip, "kernel", None)
     if kernel is None:
         return None
@@ -545,12 +591,26 @@ def likely_cause(model: nn.Module | None, name: str, module: nn.Module | None) -
     return "Likely cause: " + "; or ".join(causes) + "."
 
 
+def _compiled(model: nn.Module) -> bool:
+    """Whether hooks on ``model`` must stay where they are: anything was compiled with torch.compile in this
+    process (a compiled graph calls the hooks it was traced with; taking them off and on could recompile)."""
+    return hasattr(model, "_orig_mod") or _dynamo_compiled_anything()
+
+
+_COUNTERS: Any = None
+
+
 def _dynamo_compiled_anything() -> bool:
-    try:
-        from torch._dynamo.utils import counters
-    except Exception:
-        return False
-    return bool(counters.get("stats", {}).get("unique_graphs", 0))
+    global _COUNTERS
+    if _COUNTERS is None:
+        if "torch._dynamo" not in sys.modules:
+            return False  # nothing imported Dynamo, so nothing was compiled
+        try:
+            from torch._dynamo.utils import counters
+        except Exception:
+            return False
+        _COUNTERS = counters
+    return bool(_COUNTERS.get("stats", {}).get("unique_graphs", 0))
 
 
 def _sharing(model: nn.Module, name: str, module: nn.Module) -> str:

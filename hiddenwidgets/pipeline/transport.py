@@ -158,6 +158,32 @@ class ScalarSeries(Series):
     def add(self, step: int, value: float) -> None:
         self._append(np.array([step, step, 1.0, value, value, value]))
 
+    def add_many(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Add samples in order, as many :meth:`add` calls would, with a few array operations per batch: the
+        open point is topped up, then whole runs of ``stride`` samples become points (decimating when full)."""
+        steps = np.asarray(steps, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)
+        i, n = 0, len(values)
+        while i < n:
+            if self.count and self.open < self.stride:  # top up the open point
+                k = min(self.stride - self.open, n - i)
+                last = self.count - 1
+                self.rows[last], _ = self.merge(self.rows[last : last + 1], _chunk_rows(steps[i : i + k],
+                                                                                         values[i : i + k], k))
+                self.open += k
+                self.dirty = min(self.dirty, last)
+            else:
+                if self.count == self.capacity:
+                    self._decimate()
+                k = min((self.capacity - self.count) * self.stride, n - i)
+                rows = _chunk_rows(steps[i : i + k], values[i : i + k], self.stride)
+                self.rows[self.count : self.count + len(rows)] = rows
+                self.dirty = min(self.dirty, self.count)
+                self.count += len(rows)
+                self.open = k - (len(rows) - 1) * self.stride
+            i += k
+        self.samples += n
+
     def merge(self, a, b, ea=None, eb=None):
         n = a[:, 2] + b[:, 2]
         mean = (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3]) / n
@@ -167,6 +193,15 @@ class ScalarSeries(Series):
     def payload(self, i0: int) -> dict[str, np.ndarray]:
         rows = self.rows[i0 : self.count]
         return {"steps": rows[:, 0:2].astype(np.int32), "values": rows[:, [3, 4, 5, 2]].astype(np.float32)}
+
+
+def _chunk_rows(steps: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """ScalarSeries rows for consecutive runs of ``size`` samples (the last run may be shorter)."""
+    starts = np.arange(0, len(values), size)
+    n = np.diff(np.append(starts, len(values))).astype(np.float64)
+    ends = np.minimum(starts + size, len(values)) - 1
+    return np.stack([steps[starts], steps[ends], n, np.add.reduceat(values, starts) / n,
+                     np.fmin.reduceat(values, starts), np.fmax.reduceat(values, starts)], axis=1)
 
 
 class LayerSeries(Series):
@@ -547,6 +582,8 @@ class Streamer:
         self.frames_sent = 0
         self.bytes_sent = 0
         self.snapshots = 0
+        self.cpu_seconds = 0.0  # this thread's CPU time (its cost to training, counted in the monitor's budget)
+        self.steps_drained = 0
         self._resync = False
         self._detail_sent: dict[str, int] = {}
         self._requests: deque[_FlushRequest] = deque()
@@ -650,6 +687,7 @@ class Streamer:
             if self._send() is None:  # the view (and whatever owns this stream) is gone
                 return
             with self._work_lock:
+                cpu0 = time.thread_time()
                 try:
                     if self._requests:
                         snapshot = self._flush_now()
@@ -673,6 +711,8 @@ class Streamer:
                         on_error(err)
                     next_frame = time.monotonic() + 1.0
                     busy = True
+                finally:
+                    self.cpu_seconds += time.thread_time() - cpu0
             if busy:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since > self.IDLE_EXIT and self._exit_if_idle():
@@ -753,18 +793,32 @@ class Streamer:
             if budget is not None and i % 64 == 63 and time.monotonic() - t0 > budget:
                 break
             taken.append(self.inbox.popleft())
-        values = _read_scalars(taken)
-        for obs, numbers in zip(taken, values, strict=True):
+        if not taken:
+            return
+        # scalars: one array per name, added to its series in one batch (in step order)
+        columns: dict[str, tuple[list[int], list[float]]] = {}
+        for obs, numbers in zip(taken, _read_scalars(taken), strict=True):
+            for name, v in numbers.items():
+                column = columns.get(name)
+                if column is None:
+                    column = columns[name] = ([], [])
+                column[0].append(obs.step)
+                column[1].append(v)
+        for name, (steps, values) in columns.items():
+            array = np.asarray(values, dtype=np.float64)
+            h.scalar(name).add_many(np.asarray(steps, dtype=np.float64), array)
+            bad = ~np.isfinite(array)
+            if bad.any() and not any(e.get("scalar") == name for e in h.events):
+                at = int(np.argmax(bad))
+                h.note_event("nonfinite", steps[at], f"{name} = {values[at]} at step {steps[at]}")
+                h.events[-1]["scalar"] = name
+        for obs in taken:
             h.step = max(h.step, obs.step)
             if obs.epoch is not None:
                 h.epoch = obs.epoch
-            for name, v in numbers.items():
-                h.scalar(name).add(obs.step, v)
-                if not math.isfinite(v) and not any(e.get("scalar") == name for e in h.events):
-                    h.note_event("nonfinite", obs.step, f"{name} = {v} at step {obs.step}")
-                    h.events[-1]["scalar"] = name
             for name, sample in obs.samples.items():
                 self._add_sample(obs.step, name, sample)
+        self.steps_drained += len(taken)
 
     def _add_sample(self, step: int, name: str, sample: Any) -> None:
         h = self.history
@@ -795,16 +849,18 @@ def _read_scalars(observations: list[Observation]) -> list[dict[str, float]]:
         numbers: dict[str, float] = {}
         for name, value in obs.scalars.items():
             if hasattr(value, "reshape"):
-                groups.setdefault((value.device, value.dtype), []).append((i, name, value))
+                groups.setdefault((value.device, value.dtype, value.dim() == 0), []).append((i, name, value))
                 numbers[name] = math.nan  # placeholder, keeps the order of the scalars
             else:
                 numbers[name] = float(value)
         out.append(numbers)
-    for items in groups.values():
+    for (_, _, plain), items in groups.items():
         import torch  # only here: the transport itself needs no torch
 
-        # step() has checked that each tensor holds one number; this is where the host waits for the device
-        read = torch.stack([v.reshape(()) for _, _, v in items]).double().cpu().tolist()
+        # step() has checked that each tensor holds one number; this is where the host waits for the device.
+        # One stack and one host copy per batch; the float64 conversion happens on the host (exact).
+        tensors = [v for _, _, v in items] if plain else [v.reshape(()) for _, _, v in items]
+        read = torch.stack(tensors).cpu().double().tolist()
         for (i, name, _), v in zip(items, read, strict=True):
             out[i][name] = v
     return out

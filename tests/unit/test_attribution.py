@@ -201,3 +201,26 @@ def test_the_users_input_tensor_is_left_as_given(method):
     copy = x.clone()
     hw.attribute(model, x, method, target=1, layer="0" if method == "layer_grad_cam" else None)
     assert not x.requires_grad and x.grad is None and torch.equal(x, copy)
+
+
+def test_score_cam_by_hand_whatever_the_batch_crossing_images_and_channels():
+    model = gap_net(4)
+    a = features(model, X, "relu2")  # (n, k, h, w)
+    n, k = a.shape[:2]
+    masks = nn.functional.interpolate(a, size=X.shape[2:], mode="bilinear", align_corners=False)
+    flat = masks.flatten(2)
+    lo, hi = flat.amin(2)[..., None, None], flat.amax(2)[..., None, None]
+    masks = torch.where(hi > lo, (masks - lo) / (hi - lo), torch.zeros_like(masks))
+    with torch.no_grad():
+        base = model(torch.zeros_like(X)).softmax(1)
+        scores = torch.stack([torch.stack([model(X[i : i + 1] * masks[i, c]).softmax(1)[0, TARGET[i]]
+                                           - base[i, TARGET[i]] for c in range(k)]) for i in range(n)])
+    want = torch.relu((scores.softmax(1)[:, :, None, None] * a).sum(1))  # Wang et al. 2020, eq. (4)-(5)
+    for batch in (None, 1, k + 1, 3 * k - 1):  # chosen, one at a time, and batches that straddle images
+        got = hw.attribute(model, X, "score_cam", TARGET, layer="relu2", raw=True, batch_size=batch)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    # a callable target is scored one image's rows at a time, also inside a batch that holds several images
+    by_score = hw.attribute(model, X, "score_cam", lambda logits: logits.softmax(1)[:, 1], layer="relu2", raw=True,
+                            batch_size=k + 1)
+    classes = hw.attribute(model, X, "score_cam", torch.ones_like(TARGET), layer="relu2", raw=True, batch_size=1)
+    torch.testing.assert_close(by_score, classes, rtol=1e-4, atol=1e-6)

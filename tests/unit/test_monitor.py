@@ -490,3 +490,33 @@ def test_a_step_loop_faster_than_the_sender_is_slowed_never_dropped(monkeypatch)
     assert peak <= 51
     assert monitor.history.scalar("loss").samples == 3000
     monitor.close()
+
+
+def test_between_samples_an_eager_model_runs_without_hooks_and_every_sample_still_has_all_its_calls():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1", "fc1"], every=5)
+    seen = []
+    for i in range(20):
+        train(model, monitor, 1, start=i)
+        seen.append(hooks(model))
+    monitor.flush()
+    # hooks stay for the first steps (a layer that never runs is found there), then only for the sampled steps
+    assert seen[:3] == [2, 2, 2] and seen[9] == 2 and seen[14] == 2 and seen[10:14] == [0, 0, 0, 0]
+    assert monitor.history.layer("conv1").samples == 4  # steps 1, 6, 11, 16: every 5th, none lost
+    assert monitor.status()["fc1"]["calls"] == 1
+    monitor.close()
+
+
+def test_the_sampling_interval_counts_the_fixed_cost_of_every_step():
+    model = cnn()
+    recorder = hw.ActivationRecorder(model, ["conv1"], overhead=0.02)
+    recorder.streamer.stop()  # its CPU time stays put while the test sets the figures
+    # a 1 ms step with a 2% budget has 20 µs to spare per step; 10 µs of it go to step() and the sender thread,
+    # so a 1 ms sample fits once every 1 ms / 10 µs = 100 steps (without the fixed cost: every 50)
+    recorder._step_time, recorder._step, recorder._budget_step = 1e-3, 1000, 0
+    recorder._fixed, recorder._budget_sender = 1000 * 6e-6, recorder.streamer.cpu_seconds - 1000 * 4e-6
+    assert recorder._interval_for(1e-3) == 100
+    # a fixed cost above the budget: samples still get a quarter of it, 5 µs per step: every 200 steps
+    recorder._step, recorder._fixed = 2000, 1000 * 30e-6
+    assert recorder._interval_for(1e-3) == 200
+    recorder.close()

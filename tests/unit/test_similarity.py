@@ -315,3 +315,15 @@ def test_extreme_scales_give_the_same_cka():
     for scale in (1e-120, 1e80, 1e160):
         assert cka(x * scale, y) == pytest.approx(expected, rel=1e-9)
         assert cka(x * scale, y, debiased=True) == pytest.approx(cka(x, y, debiased=True), rel=1e-9)
+
+
+def test_cka_leaves_its_inputs_as_they_were_whatever_their_type():
+    # centring works in place on cka's own float64 copies only; a float64 tensor or array is the caller's memory
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    other = base @ torch.randn(6, 4, generator=g, dtype=torch.float64)
+    for x, y in ((base, other), (base.numpy(), other.numpy()), (base.float(), other.float()), (base, base)):
+        before = [torch.as_tensor(v).clone() for v in (x, y)]
+        value = cka(x, y)
+        assert all(torch.equal(torch.as_tensor(v), b) for v, b in zip((x, y), before, strict=True))
+        assert value == pytest.approx(cka(before[0].tolist(), before[1].tolist()), rel=1e-6)

@@ -187,3 +187,17 @@ def test_a_cuda_model_is_summarised_on_the_gpu_and_only_small_frames_move():
     monitor.close()
     assert len(seen) == 3 and all(s.hist.is_cuda and s.counts.is_cuda and s.detail.is_cuda for s in seen)
     assert monitor.history.layer("1").samples == 3
+
+
+def test_histogram_counts_values_like_numpy_at_the_edges_and_leaves_out_nonfinite_and_outside_values():
+    from hiddenwidgets.pipeline.summaries import _histogram
+
+    grid = HistogramGrid.around(-3, 3, bins=16)
+    rng = np.random.default_rng(4)
+    edges = grid.lo + grid.width * np.arange(grid.bins + 1)
+    values = np.concatenate([rng.normal(size=5000), edges, edges + grid.width / 2,  # every edge and centre
+                             [grid.lo - 1e-3, grid.hi + 1e-3, grid.hi + grid.width * 1.5, np.nan, np.inf, -np.inf]])
+    expected, _ = np.histogram(values[np.isfinite(values)], bins=grid.bins, range=(grid.lo, grid.hi))
+    x = torch.tensor(values, dtype=torch.float32)
+    np.testing.assert_array_equal(_histogram(x, grid).numpy(), expected)
+    assert _histogram(torch.empty(10, device="meta"), grid).device.type == "meta"  # no data read back

@@ -244,3 +244,21 @@ def test_counts_and_moments_layout_matches_the_series_columns():
     assert LayerSeries.columns[3 : 3 + len(COUNT_FIELDS)] == COUNT_FIELDS
     assert LayerSeries.columns[3 + len(COUNT_FIELDS) : 3 + len(COUNT_FIELDS) + len(MOMENT_FIELDS)] == MOMENT_FIELDS
     assert threading.current_thread() is threading.main_thread()
+
+
+def test_scalars_added_in_batches_equal_scalars_added_one_by_one():
+    # the sender thread adds each drain's scalars in one batch; the points must be those of one add() per step
+    rng = np.random.default_rng(3)
+    for capacity, sizes in ((4, [1, 2, 3, 50, 1, 7]), (8, [300, 5, 900]), (64, [1000, 1, 1, 2500])):
+        values = rng.normal(size=sum(sizes))
+        values[rng.random(len(values)) < 0.01] = np.nan  # NaN stays in the mean, min/max skip it, as with add()
+        one, batched = ScalarSeries("loss", capacity), ScalarSeries("loss", capacity)
+        for step, v in enumerate(values, start=1):
+            one.add(step, float(v))
+        start = 0
+        for size in sizes:
+            batched.add_many(np.arange(start + 1, start + size + 1), values[start : start + size])
+            start += size
+        assert (batched.count, batched.stride, batched.open, batched.samples) == (
+            one.count, one.stride, one.open, one.samples)
+        np.testing.assert_allclose(batched.rows, one.rows, rtol=1e-12, equal_nan=True)
