@@ -152,6 +152,11 @@ class ConceptAnnotator(HiddenWidget):
         return {"_static": {"pages": pages}, "path": Path(self.path).name}  # no local folders in course pages
 
     def close(self) -> None:
+        """Stop following the store and the projector; safe to call again (ipywidgets' __del__ calls it too)."""
+        if getattr(self, "_hw_detached", False):
+            super().close()
+            return
+        self._hw_detached = True
         if hasattr(self, "_unsubscribe"):
             self._unsubscribe()
         if getattr(self, "projector", None) is not None:
