@@ -11,6 +11,7 @@ PACKAGES = {
     "umap": ("umap-learn", "umap"),
     "sklearn": ("scikit-learn", None),
     "transformers": ("transformers", "transformer"),
+    "vl_convert": ("vl-convert-python", None),
     "tensorboard": ("tensorboard", "tensorboard"),
     "lightning": ("lightning", "frameworks"),
 }

@@ -18,18 +18,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._optional import require
+
 FORMATS = (".svg", ".png", ".pdf", ".html", ".json")
 
 
 def _vlc():
-    try:
-        import vl_convert
-    except ModuleNotFoundError as exc:  # a dependency; missing only in a broken environment
-        raise ModuleNotFoundError(
-            "rendering charts offline needs vl-convert-python (a dependency of hiddenwidgets): "
-            "pip install vl-convert-python"
-        ) from exc
-    return vl_convert
+    return require("vl_convert", "rendering charts offline")
 
 
 def _spec(chart: Any) -> dict:

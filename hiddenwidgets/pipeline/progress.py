@@ -63,7 +63,7 @@ def reporter(progress: Any, desc: str, *, unit: str = "it", total: int | None = 
     progress = check_progress(progress, error=error)
     if progress is False or (progress is None and os.environ.get("HIDDENWIDGETS_PROGRESS", "").lower() in OFF):
         return SILENT
-    if callable(progress) and not isinstance(progress, bool):
+    if callable(progress):  # (a bool is not callable)
         return Reporter(callback=progress)
     try:
         from tqdm.auto import tqdm
