@@ -31,7 +31,7 @@ n × n Gram matrix is smaller than the p × p product it replaces. The RBF kerne
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,21 @@ class _Prepared:
     offrow: torch.Tensor | None = None
 
 
+_SINGLE = (torch.float32, torch.float16, torch.bfloat16, np.dtype(np.float32), np.dtype(np.float16))
+
+
+def _precision(given: Iterable[Any], kernel: str, debiased: bool) -> torch.dtype:
+    """The dtype representations are worked in: float32 for the linear, biased CKA when every input is in single
+    or half precision (the precision the network computed it in; the (p, q) products are still summed in
+    float64, which keeps the value within ~1e-8 of the float64 computation on 10,000 x 512,
+    tests/unit/test_similarity.py), float64 for everything else: any float64 input (the higher precision wins),
+    the debiased terms (they subtract nearly equal sums), RBF Gram matrices (they exponentiate)."""
+    if kernel != "linear" or debiased:
+        return torch.float64
+    single = all(getattr(g, "dtype", None) in _SINGLE for g in given)
+    return torch.float32 if single else torch.float64
+
+
 def _own_copy(x: torch.Tensor, given: Any) -> bool:
     """Whether ``x`` (``as_matrix(given)``) is a copy, which may then be changed in place."""
     if isinstance(given, torch.Tensor):
@@ -93,10 +108,11 @@ def _own_copy(x: torch.Tensor, given: Any) -> bool:
 
 def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bool,
              allow_constant: bool = False, in_place: bool = False) -> _Prepared:
-    """``x`` a checked float64 (n, p) matrix; a constant one raises unless ``allow_constant`` (minibatches).
+    """``x`` a checked float32/float64 (n, p) matrix; a constant one raises unless ``allow_constant`` (minibatches).
     ``in_place``: ``x`` is a private copy, centred and scaled where it is (no n × p temporaries)."""
     n, p = x.shape
-    if bool((x.amax(0) == x.amin(0)).all()):
+    lo, hi = torch.aminmax(x, dim=0)  # per column, one pass
+    if bool((lo == hi).all()):
         if not allow_constant:
             raise RepresentationError(f"{name} is constant over all {n} examples, so CKA is undefined (zero "
                                       f"variance); check that the layer is not dead or saturated, or leave it out")
@@ -104,11 +120,14 @@ def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bo
         return _Prepared(n, x.new_zeros(n, 1), None, zeros, 0.0, zeros)
     xc = x.sub_(x.mean(0)) if in_place else x - x.mean(0)
     if not allow_constant:  # CKA ignores isotropic scale: scaling keeps 1e-120 or 1e160 inputs finite (not for
-        # minibatches, whose HSIC terms are averaged across batches unscaled). By a power of two, in place: exact,
-        # and one pass; the largest value becomes 1/sqrt(n p) at most, so no product below can overflow.
-        lo, hi = torch.aminmax(xc)
-        largest = max(-float(lo), float(hi))
-        xc.mul_(2.0 ** -(math.frexp(largest)[1] + math.ceil(math.log2(n * p) / 2)))
+        # minibatches, whose HSIC terms are averaged across batches unscaled). By a power of two, in place: exact.
+        # A centred value is at most its column's range, so ``bound`` >= every |value|; scaled, the bound becomes
+        # 1/sqrt(n p) at most and no product below can overflow. Within 2^±24 of that there is nothing to fear
+        # (float32 or float64) and the pass over the data is skipped.
+        bound = float((hi - lo).max())
+        shift = math.frexp(bound)[1] + math.ceil(math.log2(n * p) / 2)
+        if abs(shift) > 24:
+            xc.mul_(2.0 ** -shift)
     if kernel == "linear" and p <= n:
         prepared = _Prepared(n, xc, None)
         if debiased:
@@ -160,9 +179,9 @@ def _cross(a: _Prepared, b: _Prepared) -> float:
         # and its float64 products ran ~2x faster than torch's on one core (benchmarks/performance.py, row cka)
         fa = a.features.numpy()
         fb = fa if b.features is a.features else b.features.numpy()
-        product = fa.T @ fb
+        product = (fa.T @ fb).astype(np.float64, copy=False)  # (p, q): summed in float64 whatever the products
         return float(np.vdot(product, product))
-    return float((a.features.T @ b.features).square().sum())
+    return float((a.features.T @ b.features).double().square().sum())
 
 
 def _hsic(a: _Prepared, b: _Prepared, debiased: bool, cross: float | None = None) -> float:
@@ -194,7 +213,8 @@ def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, sigma: f
     representation, unknown kernels and the checks of :func:`hiddenwidgets.features.as_matrix`.
     """
     _check_options(kernel, sigma, debiased)
-    x, y = as_matrix(X, "X"), as_matrix(Y, "Y")
+    dtype = _precision((X, Y), kernel, debiased)
+    x, y = as_matrix(X, "X", dtype), as_matrix(Y, "Y", dtype)
     if x.shape[0] != y.shape[0]:
         raise RepresentationError(f"X and Y must hold the same examples in the same order; X has {x.shape[0]} "
                                   f"examples and Y has {y.shape[0]}")
@@ -206,11 +226,11 @@ def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, sigma: f
     return _hsic(a, b, debiased) / math.sqrt(hxx * hyy)
 
 
-def _layer_dict(layers: Any, arg: str) -> dict[str, torch.Tensor]:
+def _layer_dict(layers: Any, arg: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     if not isinstance(layers, Mapping) or not layers:
         raise RepresentationError(f"{arg} must be a non-empty dict of layer name -> features (examples, features); "
                                   f"got {type(layers).__name__}{' (empty)' if isinstance(layers, Mapping) else ''}")
-    return {str(k): as_matrix(v, f"layer {str(k)!r}") for k, v in layers.items()}
+    return {str(k): as_matrix(v, f"layer {str(k)!r}", dtype) for k, v in layers.items()}
 
 
 @keywords_checked
@@ -224,8 +244,10 @@ def cka_matrix(a: Mapping[str, Any], b: Mapping[str, Any] | None = None, kernel:
     hold the same examples in the same order.
     """
     _check_options(kernel, sigma, debiased)
-    left = _layer_dict(a, "a")
-    right = left if b is None else _layer_dict(b, "b")
+    values = [*a.values(), *(b.values() if isinstance(b, Mapping) else ())] if isinstance(a, Mapping) else []
+    dtype = _precision(values, kernel, debiased)
+    left = _layer_dict(a, "a", dtype)
+    right = left if b is None else _layer_dict(b, "b", dtype)
     first = next(iter(left))
     n = left[first].shape[0]
     for name, t in [*left.items(), *right.items()]:

@@ -327,3 +327,30 @@ def test_cka_leaves_its_inputs_as_they_were_whatever_their_type():
         value = cka(x, y)
         assert all(torch.equal(torch.as_tensor(v), b) for v, b in zip((x, y), before, strict=True))
         assert value == pytest.approx(cka(before[0].tolist(), before[1].tolist()), rel=1e-6)
+
+
+# --- precision ----------------------------------------------------------------------------------------------------
+
+def test_single_precision_input_is_multiplied_in_float32_and_summed_in_float64():
+    """Linear CKA of float32 features runs its n-long products in float32 (as the network computed them) and sums
+    the (p, q) products in float64: the value stays within 1e-7 of the float64 computation from the definition on
+    10,000 x 64 correlated features (a float32 sum of the squared products drifts ~1e-6). Reference: the
+    feature-space form ||XᵀY||² / (||XᵀX|| ||YᵀY||) of centred X, Y (Kornblith et al. 2019, eq. 5) in float64,
+    checked against the Gram-matrix definition above on a subset first."""
+    x64, y64 = related(n=10_000, p=64, q=48, seed=3)
+    x32, y32 = x64.float(), y64.float()
+
+    def feature_space(x, y):
+        x, y = x.double() - x.double().mean(0), y.double() - y.double().mean(0)
+        return float((x.T @ y).square().sum() / ((x.T @ x).norm() * (y.T @ y).norm()))
+
+    xs, ys = x32[:300].double(), y32[:300].double()
+    assert feature_space(xs, ys) == pytest.approx(cka_ref(xs @ xs.T, ys @ ys.T), abs=1e-12)
+    want = feature_space(x32, y32)
+    got = cka(x32, y32)
+    assert got == pytest.approx(want, abs=1e-7)
+    assert got != cka(x32.double(), y32.double())  # the float32 route was taken (float64 agrees to 1e-15)
+    # one float64 side makes the whole computation float64: the higher precision wins
+    assert cka(x32.double(), y32) == pytest.approx(want, abs=1e-13)
+    names, _, matrix = cka_matrix({"x": x32, "y": y32})
+    assert names == ["x", "y"] and float(matrix[0, 1]) == pytest.approx(want, abs=1e-7)
