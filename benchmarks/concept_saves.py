@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _timing import BUSY_CELL, latency_summary  # noqa: E402
 
 from tests.e2e.lab import CHROMIUM, FLAGS, KERNELSPEC, Lab, NotebookPage  # noqa: E402
 
@@ -46,26 +46,6 @@ a = hw.ConceptAnnotator({FILE!r}, _d.images[:300, None] / 16.0, _d.target[:300])
 a.store.create("bench", [0])
 a
 """
-BUSY = """
-import time as _time
-_t0 = _time.time()
-print("HWBUSY started", flush=True)
-_spin = 0
-while _time.time() - _t0 < {busy_s}:
-    _spin += 1
-"""
-
-
-def p95(values: list[float]) -> float:
-    s = sorted(values)
-    return s[max(0, math.ceil(0.95 * len(s)) - 1)]
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 1), "p95": round(p95(values), 1),
-            "min": round(min(values), 1), "max": round(max(values), 1), "n": len(values)}
-
-
 def members_on_disk(root: Path) -> list[int]:
     from hiddenwidgets.pipeline.concepts import read_snapshot
 
@@ -89,7 +69,7 @@ def changes(page, root: Path, count: int, busy: NotebookPage | None = None, busy
         on_disk += seen == ([0, *MEMBERS] if add else [0])
         if busy is not None and not busy.busy(busy_cell):
             raise SystemExit(f"the busy cell ended after {k + 1} changes: raise --busy-s")
-    return {**summary(durations), "on_disk_at_ack": on_disk}
+    return {**latency_summary(durations), "on_disk_at_ack": on_disk}
 
 
 def store_reference(root: Path, count: int) -> dict:
@@ -102,7 +82,7 @@ def store_reference(root: Path, count: int) -> dict:
         t = time.perf_counter()
         store.apply({"kind": "add" if k % 2 == 0 else "remove", "concept": "bench", "members": MEMBERS})
         durations.append((time.perf_counter() - t) * 1000)
-    return summary(durations)
+    return latency_summary(durations)
 
 
 def main() -> None:
@@ -114,7 +94,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     root = Path(tempfile.mkdtemp(prefix="hw-bench-concepts-"))
-    cells = [SETUP, BUSY.format(busy_s=args.busy_s)]
+    cells = [SETUP, BUSY_CELL.format(busy_s=args.busy_s)]
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KERNELSPEC},
           "cells": [{"cell_type": "code", "id": f"cell{i}", "metadata": {}, "source": src, "outputs": [],
                      "execution_count": None} for i, src in enumerate(cells)]}

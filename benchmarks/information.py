@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from _timing import median_time
 
 from hiddenwidgets.analysis import information as info
 from hiddenwidgets.datasets import twelve_bit_task
@@ -39,16 +40,6 @@ def layers():
         h = torch.tanh(torch.nn.Linear(h.shape[1], w)(h)).detach()
         out.append(h.numpy())
     return out, y
-
-
-def median_time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def train_12bit(plane_factory, epochs: int = 300) -> float:
@@ -148,7 +139,7 @@ def main() -> int:
     }
     for name, fn in runs.items():
         repeats = a.repeats if name.startswith("binned") else max(3, a.repeats // 2)
-        s = median_time(fn, repeats)
+        s = median_time(fn, repeats)[0]
         print(json.dumps({"estimator": name, "samples": n, "layers": len(acts), "seconds_per_epoch": round(s, 5),
                           "seconds_per_layer": round(s / len(acts), 5), "repeats": repeats,
                           "torch_threads": torch.get_num_threads()}), flush=True)

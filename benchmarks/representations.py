@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -28,19 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import median_time
 
 from hiddenwidgets.analysis.representations import project
 from hiddenwidgets.analysis.similarity import cka
-
-
-def median_time(fn, repeats: int) -> tuple[float, list[float]]:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
 
 
 def clustered(n: int, dims: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

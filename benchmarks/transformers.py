@@ -37,17 +37,12 @@ import torch  # noqa: E402
 import hiddenwidgets as hw  # noqa: E402
 from hiddenwidgets.analysis import transformers as T  # noqa: E402
 
+sys.path.insert(0, str(_HERE))  # for _timing, after `transformers` is imported from site-packages
+from _timing import median_time  # noqa: E402
+
+sys.path.remove(str(_HERE))
+
 warnings.filterwarnings("ignore")
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def small_lm(vocab: int, layers: int = 4, width: int = 64, heads: int = 4, positions: int = 128):
@@ -59,13 +54,13 @@ def small_lm(vocab: int, layers: int = 4, width: int = 64, heads: int = 4, posit
 
 
 def extraction(model, inputs, repeats: int, lens: bool) -> dict:
-    out = {"trace_s": median_time(lambda: T.trace(model, inputs), repeats),
-           "trace_with_attention_s": median_time(lambda: T.trace(model, inputs, attention=True), repeats)}
+    out = {"trace_s": median_time(lambda: T.trace(model, inputs), repeats)[0],
+           "trace_with_attention_s": median_time(lambda: T.trace(model, inputs, attention=True), repeats)[0]}
     tr = T.trace(model, inputs, attention=True)
-    out["classify_heads_s"] = median_time(lambda: T.classify_heads(tr.attentions, tr.mask), repeats)
-    out["token_flow_s"] = median_time(lambda: T.token_flow(tr), repeats)
+    out["classify_heads_s"] = median_time(lambda: T.classify_heads(tr.attentions, tr.mask), repeats)[0]
+    out["token_flow_s"] = median_time(lambda: T.token_flow(tr), repeats)[0]
     if lens:
-        out["logit_lens_s"] = median_time(lambda: T.logit_lens(tr), repeats)
+        out["logit_lens_s"] = median_time(lambda: T.logit_lens(tr), repeats)[0]
     return {k: round(v, 4) for k, v in out.items()}
 
 
