@@ -111,21 +111,31 @@ def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bo
     """``x`` a checked float32/float64 (n, p) matrix; a constant one raises unless ``allow_constant`` (minibatches).
     ``in_place``: ``x`` is a private copy, centred and scaled where it is (no n × p temporaries)."""
     n, p = x.shape
-    lo, hi = torch.aminmax(x, dim=0)  # per column, one pass
-    if bool((lo == hi).all()):
+    if x.device.type == "cpu" and not in_place:  # numpy's copy: its large buffers get transparent huge pages, and
+        # the products below ran faster on them than on torch's allocation (benchmarks/performance.py, row cka)
+        data = x.numpy()
+        mean = data.mean(axis=0)
+        xc = torch.from_numpy(data - mean)
+        mean = torch.from_numpy(np.asarray(mean))
+    else:
+        mean = x.mean(0)
+        xc = x.sub_(mean) if in_place else x - mean
+    lo, hi = torch.aminmax(xc)
+    largest = max(-float(lo), float(hi))
+    # A constant column's centred values are the rounding error of its mean (a few ulps, far below 1e-3 of it), so
+    # a larger spread proves the representation is not constant; below it, compare every example with the first
+    # (exact: equal rows stay equal when the same mean is subtracted, and unequal ones stay unequal)
+    if largest <= 1e-3 * float(mean.abs().max()) and bool((xc == xc[0]).all()):
         if not allow_constant:
             raise RepresentationError(f"{name} is constant over all {n} examples, so CKA is undefined (zero "
                                       f"variance); check that the layer is not dead or saturated, or leave it out")
         zeros = x.new_zeros(n)
         return _Prepared(n, x.new_zeros(n, 1), None, zeros, 0.0, zeros)
-    xc = x.sub_(x.mean(0)) if in_place else x - x.mean(0)
     if not allow_constant:  # CKA ignores isotropic scale: scaling keeps 1e-120 or 1e160 inputs finite (not for
         # minibatches, whose HSIC terms are averaged across batches unscaled). By a power of two, in place: exact.
-        # A centred value is at most its column's range, so ``bound`` >= every |value|; scaled, the bound becomes
-        # 1/sqrt(n p) at most and no product below can overflow. Within 2^±24 of that there is nothing to fear
-        # (float32 or float64) and the pass over the data is skipped.
-        bound = float((hi - lo).max())
-        shift = math.frexp(bound)[1] + math.ceil(math.log2(n * p) / 2)
+        # Scaled, the largest |value| becomes 1/sqrt(n p) at most and no product below can overflow. Within 2^±24 of
+        # that there is nothing to fear (float32 or float64) and the pass over the data is skipped.
+        shift = math.frexp(largest)[1] + math.ceil(math.log2(n * p) / 2)
         if abs(shift) > 24:
             xc.mul_(2.0 ** -shift)
     if kernel == "linear" and p <= n:
