@@ -30,7 +30,7 @@ lint: setup
 
 test: setup browser lint
 	cd js && node --test test/
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=30
 
 docs: setup
 	$(PY) -m pdoc --docformat numpy --no-show-source -o artifacts/api hiddenwidgets hiddenwidgets.analysis

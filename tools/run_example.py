@@ -17,14 +17,20 @@ import nbformat
 from nbclient import NotebookClient
 
 
-def run(notebook: Path, out: Path, timeout: int = 600) -> dict:
+def run(notebook: Path, out: Path, timeout: int = 600, *, first: str | None = None, last: str | None = None) -> dict:
+    """Execute ``notebook`` in ``out``; ``first``/``last``: code run before the first and after the last cell (the
+    tests use them to keep every view's static page for the visual suite), not saved in the executed notebook."""
     out.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(notebook, as_version=4)
+    cells = list(nb.cells)
+    nb.cells = ([nbformat.v4.new_code_cell(first)] if first else []) + cells + (
+        [nbformat.v4.new_code_cell(last)] if last else [])
     before = {p.name for p in out.iterdir()}
     t0 = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(out)}},
                    store_widget_state=True).execute()
     seconds = time.perf_counter() - t0
+    nb.cells = nb.cells[1 if first else 0:len(nb.cells) - (1 if last else 0)]
     executed = out / f"{notebook.stem}.executed.ipynb"
     nbformat.write(nb, executed)
     written = sorted({p.name for p in out.iterdir()} - before | {executed.name})

