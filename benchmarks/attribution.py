@@ -21,6 +21,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from _timing import timed
 from torch import nn
 
 import hiddenwidgets as hw
@@ -72,18 +73,6 @@ def direct_grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lay
 CLOCK = time.perf_counter
 
 
-def timed(fn, at_least: float = 0.25) -> float:
-    """Seconds per call, calling ``fn`` repeatedly for at least ``at_least`` seconds: fast methods take ~2 ms a
-    call, and single calls of that length are mostly scheduler noise on a shared machine."""
-    calls, t0 = 0, CLOCK()
-    while True:
-        fn()
-        calls += 1
-        elapsed = CLOCK() - t0
-        if elapsed >= at_least:
-            return elapsed / calls
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
@@ -127,7 +116,7 @@ def main() -> int:
                 for who, fn in pair:
                     if fn is None:
                         continue
-                    (t_ours if who == "ours" else t_ref).append(timed(fn))
+                    (t_ours if who == "ours" else t_ref).append(timed(fn, 0.25, CLOCK))
             row = {"method": name, "input_shape": list(x.shape[1:]),
                    "ms_per_input": round(1000 * statistics.median(t_ours) / a.batch, 3)}
             if t_ref:

@@ -45,21 +45,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _timing import timed
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK = time.perf_counter
-
-
-def timed(fn, at_least: float = 0.2) -> float:
-    """Seconds per call, calling ``fn`` for at least ``at_least`` seconds (short calls are mostly noise)."""
-    calls, t0 = 0, CLOCK()
-    while True:
-        fn()
-        calls += 1
-        elapsed = CLOCK() - t0
-        if elapsed >= at_least:
-            return elapsed / calls
 
 
 def pairs(ours, anchor, n: int, at_least: float = 0.2) -> dict:
@@ -69,9 +59,9 @@ def pairs(ours, anchor, n: int, at_least: float = 0.2) -> dict:
     a, b, ratios = [], [], []
     for r in range(n):
         if r % 2 == 0:
-            x, y = timed(ours, at_least), timed(anchor, at_least)
+            x, y = timed(ours, at_least, CLOCK), timed(anchor, at_least, CLOCK)
         else:
-            y, x = timed(anchor, at_least), timed(ours, at_least)
+            y, x = timed(anchor, at_least, CLOCK), timed(ours, at_least, CLOCK)
         a.append(x)
         b.append(y)
         ratios.append(x / y)
