@@ -405,6 +405,9 @@ class ActivationRecorder:
             self.history.set_info(name, state=state, message=message)
             self.history.note_event(state, self._step, message, layer=name)
             self._say(state, name, message)
+        # reported once: later steps look at the counts only to clear a problem (this report had been repeated on
+        # every step while a layer stayed silent: an event per layer per step and the likely cause recomputed)
+        self._observed += 1
 
     def _say(self, kind: str, key: str, message: str) -> None:
         if (kind, key) not in self._said:

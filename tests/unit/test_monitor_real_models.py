@@ -65,6 +65,20 @@ def test_a_layer_a_fused_kernel_replaces_is_reported_with_its_cause_in_python_an
     monitor.close()
 
 
+def test_a_silent_layer_is_reported_once_in_the_history_however_long_training_goes_on():
+    """The report is an event in the history (kept, sent to the view): one per silent layer, not one per step."""
+    model = bert().train()
+    name = "bert.encoder.layer.0.attention.self.dropout"
+    monitor = hw.ActivationMonitor(model, [name, "bert.encoder.layer.0.output"], every=1)
+    with pytest.warns(hw.MonitorWarning):
+        text_steps(model, monitor, 12)
+    monitor.flush()
+    reports = [e for e in monitor.history.events if e["kind"] == "never_ran"]
+    assert [e["layer"] for e in reports] == [name] and reports[0]["step"] == 3
+    assert monitor.status()[name]["state"] == "never_ran"  # still said on its card after the one event
+    monitor.close()
+
+
 def test_every_call_of_a_shared_layer_is_recorded_merged_separately_or_first():
     model = albert().train()
     name = "albert.encoder.albert_layer_groups.0.albert_layers.0"
