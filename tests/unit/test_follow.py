@@ -110,3 +110,57 @@ def test_several_runs_side_by_side_and_bad_directories(tmp_path):
         hw.ActivationMonitor.follow(tmp_path / "c")
     with pytest.raises(TypeError, match="valid ones: path, poll, title, fps"):
         hw.FollowedRun(tmp_path / "a", interval=1)
+
+
+def test_a_followed_run_shows_the_information_plane_and_the_projector_live_and_replayed(tmp_path):
+    from hiddenwidgets.widgets.information_plane import InformationPlane
+
+    from .test_rundir import assert_same_information, assert_same_representations, train_epochs
+
+    model = small_model()
+    x = torch.randn(30, 6, generator=torch.Generator().manual_seed(4))
+    y = (x[:, 1] > 0).long()
+    run = tmp_path / "run"
+    rec = hw.ActivationRecorder(model, ["0"], logdir=run, every=1, fps=30)
+    plane = hw.InformationPlane(model, ["0", "2"], x, y, epochs=[0, 1, 2, 3], logdir=run)
+    reps = hw.RepresentationRecorder(model, ["2"], x, logdir=run)
+    view = hw.ActivationMonitor.follow(run, poll=0.05)
+    assert view.information_plane is not None and view.projector is None  # nothing represented yet
+
+    def caught_up(epochs):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            followed = view.information_plane.estimates()["epochs"]
+            if followed == epochs and view.projector is not None and view.projector.epochs == epochs:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the followed views did not reach epochs {epochs}")
+
+    for epoch in range(2):  # live: each epoch appears in the followed views while the job goes on
+        train_epochs(model, 1, plane, reps, monitor=rec, seed=epoch, start=epoch)
+        caught_up(list(range(epoch + 1)))
+        assert view.following
+        a, b = plane.estimates(), view.information_plane.estimates()
+        np.testing.assert_array_equal(a["I_XT"], b["I_XT"])
+        np.testing.assert_array_equal(a["I_TY"], b["I_TY"])
+    # the views come with the monitor view: a column that the later ones join as their records arrive
+    bundle = view._repr_mimebundle_()
+    assert view._box.children == (view, view.information_plane, view.projector) == tuple(view.views)
+    assert view._box.model_id in str(bundle)
+    train_epochs(model, 2, plane, reps, monitor=rec, seed=5, start=2)
+    rec.close()
+    plane.close()
+    reps.close()
+    assert view.wait(10)
+    assert_same_information(plane.recorder, view.information_plane.recorder)
+    assert_same_representations(reps.representations, view.projector.reps)
+    assert view.projector.epochs == [0, 1, 2, 3]
+    # the replay shows the same views, with the same numbers, at once
+    replay = hw.ActivationMonitor.follow(run)
+    assert replay.wait(5) and len(replay.views) == 3
+    for followed in (view, replay):
+        a, b = plane.estimates(), followed.information_plane.estimates()
+        assert a["epochs"] == b["epochs"] == [0, 1, 2, 3]
+        np.testing.assert_array_equal(a["I_XT"], b["I_XT"])
+        np.testing.assert_array_equal(a["I_TY"], b["I_TY"])
+    assert isinstance(replay.information_plane, InformationPlane)
