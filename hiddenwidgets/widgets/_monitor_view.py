@@ -43,10 +43,14 @@ class MonitorView(HiddenWidget):
         self.on_msg(self._on_custom_msg)
 
     # -- browser side ----------------------------------------------------------------------------------------------
+    def _known_layers(self) -> list[str]:
+        """The layers a view may select."""
+        streamer = self._streamer()
+        return list(streamer.history.layers) if streamer is not None else []
+
     @traitlets.validate("selected_layers")
     def _valid_selection(self, proposal: dict) -> list[str]:
-        streamer = self._streamer()
-        known = streamer.history.layers if streamer is not None else []
+        known = self._known_layers()
         unknown = [name for name in proposal["value"] if name not in known]
         if unknown:
             raise traitlets.TraitError(f"unknown layer(s) {unknown}; {self._LAYERS_ARE}: {known}")

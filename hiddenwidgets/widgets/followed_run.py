@@ -73,6 +73,13 @@ class FollowedRun(MonitorView):
     def _streamer(self) -> Streamer | None:
         return self.__dict__.get("streamer")
 
+    def _known_layers(self) -> list[str]:
+        # also those the run's manifests name: a DDP job's merged history has none until every rank has a point
+        names = dict.fromkeys(super()._known_layers())
+        for r in self.__dict__.get("readers", ()):
+            names.update(dict.fromkeys(r.manifest.get("layers", [])))
+        return list(names)
+
     # -- reading ----------------------------------------------------------------------------------------------
     @property
     def following(self) -> bool:
@@ -98,12 +105,15 @@ class FollowedRun(MonitorView):
         return n
 
     def _apply_new_records(self) -> tuple[int, bool, bool]:
+        # a writer gone *before* this look has everything it wrote on disk already; one that ends during the
+        # look is read to its end at the next
+        gone = [r.ended or not r.writer_alive for r in self.readers]
         resets = sum(r.resets for r in self.readers)
         n = sum(r.poll() for r in self.readers)
         resync = sum(r.resets for r in self.readers) != resets
-        if n and len(self.readers) > 1:
-            self._merge()
-        done = all(r.ended or not r.writer_alive for r in self.readers)
+        done = all(g or r.ended for g, r in zip(gone, self.readers, strict=True))
+        if (n or done) and len(self.readers) > 1:
+            self._merge(final=done)
         if done and not self._said_end:
             self._said_end = True
             self._note_end()
@@ -146,12 +156,13 @@ class FollowedRun(MonitorView):
             self._box = ipywidgets.VBox(self.views)
         return self._box._repr_mimebundle_(**kwargs)
 
-    def _merge(self) -> None:
-        """The ranks' histories merged into this view's history, sent again whole."""
+    def _merge(self, final: bool) -> None:
+        """The ranks' histories merged into this view's history, sent again whole. Ranks whose points differ
+        are an error once every rank has been read to its end (``final``)."""
         try:
             merged = merge_histories([r.history for r in self.readers])
         except RunDirError:
-            if all(r.ended or not r.writer_alive for r in self.readers):
+            if final:
                 raise
             return  # ranks a step apart while they run: merge at the next look
         h = self.history
