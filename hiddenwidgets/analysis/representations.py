@@ -521,7 +521,8 @@ class RepresentationRecorder:
     :func:`hiddenwidgets.similarity.cka_matrix`; a projector showing them updates while training runs.
 
     ``logdir``: also append each recorded epoch's features to this run directory (created, or shared with the
-    other recorders of this process given the same ``logdir``; durable when :meth:`end_epoch` returns), so that
+    other recorders of this process given the same ``logdir``; written on the run writer's thread, durable after
+    :meth:`flush`), so that
     ``ActivationMonitor.follow(logdir)`` in a notebook shows them in a projector, live. :meth:`close` (or the end
     of a ``with`` block, or of the process) ends the run with its last recorder. A write error stops the
     recording, never the training (a warning says why, once).
@@ -553,14 +554,22 @@ class RepresentationRecorder:
 
             self.run_writer = open_run(logdir)
             self._run_finalizer = weakref.finalize(self, self.run_writer.leave)
-            self.run_writer.append("representations", {"what": "start", "n": self.n, "pool": pool, "schedule":
+            self.run_writer.submit("representations", {"what": "start", "n": self.n, "pool": pool, "schedule":
                                                        None if self.schedule is None else sorted(self.schedule)}, {})
 
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every recorded epoch is durable in the run directory (written on the run writer's
+        thread, so :meth:`end_epoch` never waits for the disk)."""
+        if self.run_writer is not None and not self.run_writer.drain(timeout):
+            raise TimeoutError(f"the run directory's writer did not write within {timeout} s")
+
     def close(self, reason: str = "") -> None:
-        """Stop writing to the run directory (the run ends once its last recorder closed). Idempotent."""
+        """Write what is queued and stop writing to the run directory (the run ends once its last recorder
+        closed). Idempotent."""
         writer, self.run_writer = self.run_writer, None
         if writer is not None:
             self._run_finalizer.detach()
+            writer.drain(None)
             writer.leave(reason)
 
     def __enter__(self) -> RepresentationRecorder:
@@ -579,7 +588,7 @@ class RepresentationRecorder:
         self.representations.add(feats, self._epoch)
         if self.run_writer is not None:
             names = list(feats)
-            self.run_writer.append("representations", {"what": "epoch", "epoch": self._epoch, "layers": names},
+            self.run_writer.submit("representations", {"what": "epoch", "epoch": self._epoch, "layers": names},
                                    {f"feat:{name}": self.representations.get(name, self._epoch).numpy()
                                     for name in names})
         return True

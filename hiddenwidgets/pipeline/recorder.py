@@ -57,9 +57,10 @@ class InformationRecorder:
     logdir : also append what is recorded to this run directory (:mod:`.rundir`; created, or shared with an
         :class:`~hiddenwidgets.ActivationRecorder` of this process given the same ``logdir``): the labels at once,
         then per :meth:`end_epoch` the epoch's gradient statistics and, at scheduled epochs, the activations
-        (durable when ``end_epoch`` returns). ``ActivationMonitor.follow(logdir)`` shows it as an information
-        plane. :meth:`close` (or the end of a ``with`` block, or of the process) ends the run with its last
-        recorder. A write error stops the recording, never the training (a warning says why, once).
+        (written on the run writer's thread; :meth:`flush` waits until all is durable).
+        ``ActivationMonitor.follow(logdir)`` shows it as an information plane. :meth:`close` (or the end of a
+        ``with`` block, or of the process) ends the run with its last recorder. A write error stops the recording,
+        never the training (a warning says why, once).
 
     Everything is checked here, not at the first :meth:`end_epoch`: labels must be integer class ids, one per input
     (floats only when all are whole numbers, as in :mod:`hiddenwidgets.information`; a (N, 1) column is read as
@@ -108,16 +109,23 @@ class InformationRecorder:
         writer = open_run(logdir)
         self.run_writer = writer
         self._run_finalizer = weakref.finalize(self, writer.leave)  # at the latest when the process exits
-        writer.append("information", {"what": "start", "layers": self.layers, "schedule": self.schedule,
+        writer.submit("information", {"what": "start", "layers": self.layers, "schedule": self.schedule,
                                       "gradients": self.gradients, "batch_size": self.batch_size},
                       {"labels": np.asarray(self.labels)})
 
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until everything recorded so far is durable in the run directory (``logdir``); records are
+        written on the run writer's thread, so :meth:`end_epoch` never waits for the disk."""
+        if self.run_writer is not None and not self.run_writer.drain(timeout):
+            raise TimeoutError(f"the run directory's writer did not write within {timeout} s")
+
     def close(self, reason: str = "") -> None:
-        """Stop writing to the run directory (the run ends once its last recorder closed). Idempotent; the
-        records in memory stay."""
+        """Write what is queued and stop writing to the run directory (the run ends once its last recorder
+        closed). Idempotent; the records in memory stay."""
         writer, self.run_writer = self.run_writer, None
         if writer is not None:
             self._run_finalizer.detach()
+            writer.drain(None)
             writer.leave(reason)
 
     def __enter__(self) -> InformationRecorder:
@@ -186,8 +194,8 @@ class InformationRecorder:
             arrays["grad_std"] = np.asarray([self.grad_std[n][-1] for n in self.layers], dtype=np.float64)
         if record is not None:
             arrays.update({f"act:{name}": record.activations[name] for name in self.layers})
-        # activations are durable at once; an epoch of gradient statistics alone goes with the next fsync
-        self.run_writer.append("information", {"what": "epoch", "epoch": epoch, "grads": grads,
+        # an epoch with activations is fsync'd once written; one of gradient statistics alone with the next fsync
+        self.run_writer.submit("information", {"what": "epoch", "epoch": epoch, "grads": grads,
                                                "recorded": record is not None}, arrays, durable=record is not None)
 
     def activations(self) -> dict[str, np.ndarray]:
@@ -257,6 +265,9 @@ class RecordedInformation:
 
     def end_epoch(self, epoch: int | None = None) -> None:
         self.step()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        pass
 
     def close(self, reason: str = "") -> None:
         pass

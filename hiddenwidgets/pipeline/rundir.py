@@ -23,7 +23,9 @@ the JSON indexes as ``[dtype, offset, shape]`` (the frame codec of :mod:`.transp
 The other recorders of the same job (:class:`~.recorder.InformationRecorder`,
 :class:`~hiddenwidgets.analysis.representations.RepresentationRecorder`) write through the same writer (one lock,
 one framing, one payload codec) into a file of their own per record kind, ``information.tfrecord`` and
-``representations.tfrecord``: each record is durable (``fsync``) when the recorder's ``end_epoch`` returns. These
+``representations.tfrecord``. Their records are written on the writer's thread (``end_epoch`` does not wait for
+checksums or the disk); the recorder's ``flush()`` (and ``close()``) is the barrier after which every record is
+durable (``fsync``). These
 files are never rotated: what they hold is what the recorder keeps in memory, bounded by its epoch schedule (the
 activations of the scheduled epochs), and a reader needs all of it. :func:`open_run` gives the recorders of one
 process the one writer of a directory, whichever of them comes first.
@@ -69,6 +71,7 @@ SEGMENT_BYTES = 16 * 2**20  # a new segment (starting with a snapshot) past this
 KEEP_SEGMENTS = 2  # segments kept: the run directory stays below about KEEP_SEGMENTS * SEGMENT_BYTES + a snapshot
 DETAIL_EVERY = 10.0  # seconds between feature maps of one layer on disk
 SYNC_EVERY = 5.0  # seconds between fsyncs besides those at flush(), rotation and close
+MAX_PENDING_BYTES = 256 * 2**20  # the other recorders' records queued for the writer's thread, at most
 _DTYPES = {name: np.dtype(name) for name in ("float64", "float32", "float16", "int64", "int32", "int16", "int8",
                                              "uint64", "uint32", "uint16", "uint8", "bool")}
 CHANNELS = ("information", "representations")  # record kinds of the other recorders, one file each
@@ -168,6 +171,11 @@ class RunWriter:
         self._channel_synced = time.monotonic()
         self._meta = dict(meta or {})
         self._said_closed = False
+        # the other recorders' records wait here for the writer's thread (checksums and fsync off their thread)
+        self._pending: list[tuple[str, dict[str, Any], dict[str, np.ndarray], bool]] = []
+        self._pending_bytes = 0
+        self._busy = False  # the writer's thread holds records taken from _pending
+        self._pending_cv = threading.Condition()
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"run directory {str(self.path)!r} is a file, not a directory; choose another logdir")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -220,6 +228,49 @@ class RunWriter:
             last = self.users == 0
         if last:
             self.close(reason)
+
+    def submit(self, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, durable: bool = True
+               ) -> None:
+        """Queue one record of another recorder for the writer's thread, which appends it (:meth:`append`, computing its
+        checksums and ``fsync`` there, not in the training loop); :meth:`drain` waits until it is on disk. The
+        arrays must not change afterwards (the recorders hand over arrays they never write again). Past
+        ``MAX_PENDING_BYTES`` queued, this waits for the disk: memory stays bounded."""
+        nbytes = sum(int(a.nbytes) for a in arrays.values())
+        with self._pending_cv:
+            while self._pending_bytes and self._pending_bytes + nbytes > MAX_PENDING_BYTES:
+                self._pending_cv.wait(1.0)
+            self._pending.append((kind, meta, arrays, durable))
+            self._pending_bytes += nbytes
+            start = not self._busy
+            self._busy = True
+        if start:
+            threading.Thread(target=self._write_pending, name="hiddenwidgets-rundir", daemon=True).start()
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._pending_cv:
+                if not self._pending:
+                    self._busy = False
+                    self._pending_cv.notify_all()
+                    return
+                batch, self._pending = self._pending, []
+            for kind, meta, arrays, durable in batch:
+                self.append(kind, meta, arrays, durable=durable)
+                with self._pending_cv:
+                    self._pending_bytes -= sum(int(a.nbytes) for a in arrays.values())
+                    self._pending_cv.notify_all()
+
+    def drain(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every record :meth:`submit` queued is written (and fsync'd where durable); False on
+        timeout. The durability barrier of the information and representation recorders' ``flush()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._pending_cv:
+            while self._busy or self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._pending_cv.wait(left)
+        return True
 
     def append(self, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, durable: bool = True
                ) -> bool:
@@ -419,7 +470,9 @@ class RunWriter:
         return encode_record(meta, blob)
 
     def close(self, reason: str = "") -> None:
-        """End the run: an ``end`` record, fsync, and the lock released. Idempotent."""
+        """End the run: the queued records of the other recorders written, an ``end`` record, fsync, and the lock
+        released. Idempotent."""
+        self.drain(None)
         try:
             if self._fd is not None and not self.stopped:
                 try:

@@ -63,7 +63,7 @@ def probe_set():
 def train_recorder(path: str, conn) -> None:
     """A real recorder on a real model, flushing every 10 steps and acknowledging the step after each flush; an
     information recorder (activations every other epoch) and a representation recorder (every epoch) write to
-    the same run directory, an "epoch" being 10 steps, before the acknowledgement."""
+    the same run directory, an "epoch" being 10 steps, flushed before the acknowledgement."""
     import torch
 
     import hiddenwidgets as hw
@@ -89,6 +89,8 @@ def train_recorder(path: str, conn) -> None:
             rec.flush()
             info.end_epoch()
             reps.end_epoch()
+            info.flush()
+            reps.flush()
             conn.send(step)
 
 

@@ -124,6 +124,7 @@ def test_a_followed_run_shows_the_information_plane_and_the_projector_live_and_r
     rec = hw.ActivationRecorder(model, ["0"], logdir=run, every=1, fps=30)
     plane = hw.InformationPlane(model, ["0", "2"], x, y, epochs=[0, 1, 2, 3], logdir=run)
     reps = hw.RepresentationRecorder(model, ["2"], x, logdir=run)
+    plane.recorder.flush()  # its first record (the labels) on disk
     view = hw.ActivationMonitor.follow(run, poll=0.05)
     assert view.information_plane is not None and view.projector is None  # nothing represented yet
 

@@ -194,7 +194,8 @@ def test_information_and_representation_records_read_back_point_for_point(tmp_pa
     reps = hw.RepresentationRecorder(model, ["1", "2"], x[:20], epochs=[1, 3], logdir=run)
     reader = RunReader(run)
     train_epochs(model, 2, info, reps, monitor=rec)
-    rec.flush()
+    for r in (rec, info, reps):  # the barriers: everything recorded so far is on disk
+        r.flush()
     reader.poll()  # halfway: what is written so far reads back as it is in memory
     assert_same_information(info, reader.information)
     assert_same_representations(reps.representations, reader.representations)
@@ -231,6 +232,7 @@ def test_a_monitor_joins_the_run_an_information_recorder_started(tmp_path):
     model = small_model()
     x = torch.randn(16, 6, generator=torch.Generator().manual_seed(3))
     info = hw.InformationRecorder(model, ["0"], x, torch.arange(16) % 2, epochs=[1], logdir=tmp_path / "run")
+    info.flush()
     reader = RunReader(tmp_path / "run")
     reader.poll()
     assert reader.history.layers == [] and reader.information.layers == ["0"]
@@ -305,7 +307,7 @@ def test_sigkill_of_a_training_recorder_keeps_every_flushed_step(tmp_path, ctx):
         assert reader.history.step >= acked and reader.history.scalar("loss").samples >= acked
         assert reader.history.layer("0").samples >= acked  # every=1: one sample per step
         assert not reader.ended and not reader.writer_alive
-        # the information and representation records: every epoch acknowledged (end_epoch returned) is there,
+        # the information and representation records: every epoch acknowledged (after their flush) is there,
         # complete, with the numbers the recorder computed (the child recomputes nothing; it is deterministic)
         info, reps = reader.information, reader.representations
         epochs = acked // 10
