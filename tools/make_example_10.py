@@ -2,8 +2,8 @@
 
 from notebooks import code, md, write_example
 
-SCRIPT = '''"""DDP (gloo, CPU) on scikit-learn digits; each rank records <run>/rank<r>; rank 0 also records the
-information plane (activations on the whole digits set, 8 times in the run) into its run directory."""
+SCRIPT = '''"""DDP (gloo, CPU) on scikit-learn digits; each rank records <run>/rank<r>;
+rank 0 also records the information plane (activations on all digits, 8 times) in its run directory."""
 import sys
 
 import torch
