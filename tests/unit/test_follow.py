@@ -165,3 +165,47 @@ def test_a_followed_run_shows_the_information_plane_and_the_projector_live_and_r
         np.testing.assert_array_equal(a["I_XT"], b["I_XT"])
         np.testing.assert_array_equal(a["I_TY"], b["I_TY"])
     assert isinstance(replay.information_plane, InformationPlane)
+
+
+def test_a_rank_that_finishes_while_the_others_are_read_is_merged_at_the_next_look(tmp_path, monkeypatch):
+    """Rank 0 writes its last frames and closes between the follower's read of rank 0 and its look at whether the
+    writers are gone: the ranks differ at that moment, which must not be taken for a finished job whose ranks
+    disagree. The next look reads rank 0 to its end and merges."""
+    from hiddenwidgets.pipeline import rundir
+    from hiddenwidgets.pipeline.transport import History
+
+    from . import rundir_jobs
+
+    histories = [History(capacity=16, bins=16, layers=list(rundir_jobs.LAYERS)) for _ in range(2)]
+    writers = [rundir.RunWriter(tmp_path / "job" / f"rank{r}", h) for r, h in enumerate(histories)]
+
+    def write(rank, steps):
+        for step in range(histories[rank].step + 1, steps + 1):
+            rundir_jobs.synthetic_step(histories[rank], step)
+            writers[rank]("frame", *histories[rank].build(full=False))
+        writers[rank]("flush", {}, b"")
+
+    write(1, 8)
+    writers[1].close()
+    write(0, 5)
+    view = hw.FollowedRun(tmp_path / "job", poll=60)  # no reader thread look during the test: read_once only
+    assert view.history.layers == [] and view.following  # rank 0 behind: nothing merged yet, no error
+    poll = rundir.RunReader.poll
+
+    def then_finish(reader):
+        n = poll(reader)
+        if reader is view.readers[0] and not writers[0].closed:
+            write(0, 8)  # the writer finishes right after this read of it
+            writers[0].close()
+        return n
+
+    monkeypatch.setattr(rundir.RunReader, "poll", then_finish)
+    view.read_once()
+    assert view.following and view.history.layers == []  # not yet: rank 0 was still writing when it was read
+    view.read_once()
+    assert not view.following and view.history.step == 8
+    assert [e["kind"] for e in view.history.events] == ["run_ended"]
+    from .test_rundir import assert_same_history
+
+    assert_same_history(rundir.read_ranks(tmp_path / "job"), view.history)
+    view.close()
