@@ -2,7 +2,8 @@
 
 from notebooks import code, md, write_example
 
-SCRIPT = '''"""DDP (gloo, CPU) on scikit-learn digits; each rank records <run>/rank<r>."""
+SCRIPT = '''"""DDP (gloo, CPU) on scikit-learn digits; each rank records <run>/rank<r>;
+rank 0 also records the information plane (activations on all digits, 8 times) in its run directory."""
 import sys
 
 import torch
@@ -24,15 +25,25 @@ model = nn.parallel.DistributedDataParallel(
     nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)))
 opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 g = torch.Generator().manual_seed(rank)  # each rank its own batches
+epoch = max(steps // 8, 1)  # steps per "epoch" of the information plane
 # every=4: all ranks sample the same steps, so their histograms add exactly in the merged view
 with hw.ActivationRecorder(model, ["0", "2", "4"], logdir=f"{run}/rank{rank}", every=4) as rec:
+    # the same logdir: the information recorder writes through rank 0's run writer
+    info = hw.InformationRecorder(model.module, ["0", "2"], X, y, epochs=range(8),
+                                  logdir=f"{run}/rank0") if rank == 0 else None
     for step in range(steps):
         idx = torch.randint(0, len(X), (32,), generator=g)
         loss = F.cross_entropy(model(X[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
+        if info is not None:
+            info.step()  # the gradients (all-reduced by DDP) of the recorded layers
         opt.step()
         rec.step(loss=loss)
+        if info is not None and (step + 1) % epoch == 0:
+            info.end_epoch()
+    if info is not None:
+        info.close()
 dist.destroy_process_group()
 '''
 
@@ -43,7 +54,8 @@ cells = [
        "frame the live view would get to it — checksummed TFRecord segments that survive `kill -9` and stay "
        "bounded in size. `hw.ActivationMonitor.follow(path)` shows it here, live while the job writes and as a "
        "replay after it ended, with the same view. This notebook runs on CPU."),
-    code("import subprocess\n"
+    code("import os\n"
+         "import subprocess\n"
          "import sys\n"
          "import time\n"
          "from pathlib import Path\n\n"
@@ -62,11 +74,15 @@ cells = [
        "(`rank0`, `rank1`): no collective in `step()`, nothing shared to corrupt, and a rank that dies loses "
        "nothing of the other's. Following the job's directory shows the **merged** picture: per point, the "
        "ranks' histograms add on a common grid (exactly: grids only coarsen by powers of two) and means and "
-       "variances pool exactly; following `rank1` alone shows one rank."),
+       "variances pool exactly; following `rank1` alone shows one rank. Rank 0 also runs an "
+       "`InformationRecorder` with the same run directory: its records (the layers' activations on the digits, "
+       "8 times in the run) go through the same writer, and the followed view shows the **information plane** "
+       "below the monitor, computed here from the recorded activations as it would be in the training process."),
     code("Path(\"train_ddp.py\").write_text(\'\'\'" + SCRIPT + "\'\'\')\n"
-         "job = subprocess.Popen([sys.executable, \"-m\", \"torch.distributed.run\", \"--nproc-per-node\", \"2\",\n"
-         "                        \"train_ddp.py\", str(RUNS / \"ddp\"), \"400\"],\n"
-         "                       env={**__import__(\"os\").environ, \"OMP_NUM_THREADS\": \"1\"})\n"
+         "STEPS = os.environ.get(\"HW_EXAMPLE_STEPS\", \"400\")  # the tests run a shorter job\n"
+         "job = subprocess.Popen([sys.executable, \"-m\", \"torch.distributed.run\", \"--standalone\",\n"
+         "                        \"--nproc-per-node\", \"2\", \"train_ddp.py\", str(RUNS / \"ddp\"), STEPS],\n"
+         "                       env={**os.environ, \"OMP_NUM_THREADS\": \"1\"})\n"
          "while len(hw.pipeline.rundir.rank_dirs(RUNS / \"ddp\")) < 2 and job.poll() is None:\n"
          "    time.sleep(0.2)  # until both ranks have started their runs\n"
          "ddp_view = hw.ActivationMonitor.follow(RUNS / \"ddp\", title=\"DDP job, 2 ranks merged\")\n"
@@ -76,6 +92,9 @@ cells = [
          "merged = hw.pipeline.rundir.read_ranks(RUNS / \"ddp\")\n"
          "print(f\"merged: step {merged.step}, layer '0' holds {merged.layer('0').samples} rank-samples \"\n"
          "      f\"in {merged.layer('0').count} points\")\n"
+         "plane = ddp_view.information_plane  # rank 0's information plane, shown under the monitor view above\n"
+         "plane.value_range = \"observed\"  # linear layers: bins over the values seen, not tanh's (-1, 1)\n"
+         "print(f\"information plane: epochs {plane.estimates()['epochs']}\")\n"
          "hw.ActivationMonitor.follow(RUNS / \"ddp\" / \"rank1\", title=\"rank 1 alone\")"),
     md("## PyTorch Lightning\n\n"
        "`MonitorCallback` steps the monitor after each optimizer step (after backward, so gradients are in), logs "

@@ -519,11 +519,19 @@ class RepresentationRecorder:
     Call :meth:`end_epoch` after each epoch; it records when the epoch is in ``epochs`` (default: every epoch).
     The recorded :attr:`representations` feed :class:`~hiddenwidgets.Projector`, :func:`hiddenwidgets.probe` and
     :func:`hiddenwidgets.similarity.cka_matrix`; a projector showing them updates while training runs.
+
+    ``logdir``: also append each recorded epoch's features to this run directory (created, or shared with the
+    other recorders of this process given the same ``logdir``; written on the run writer's thread, durable after
+    :meth:`flush`), so that
+    ``ActivationMonitor.follow(logdir)`` in a notebook shows them in a projector, live. :meth:`close` (or the end
+    of a ``with`` block, or of the process) ends the run with its last recorder. A write error stops the
+    recording, never the training (a warning says why, once).
     """
 
     @keywords_checked
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any, *,
-                 epochs: Iterable[int] | None = None, pool: str = "mean", batch_size: int = 256):
+                 epochs: Iterable[int] | None = None, pool: str = "mean", batch_size: int = 256,
+                 logdir: Any = None):
         Capture(model, layers)  # checks the names now, with the usual error
         check_choice(pool, "pool", RECORDER_POOLS, RepresentationError,
                      hint="a recorder keeps one row per example" + (" ('tokens' gives one per token)"
@@ -538,6 +546,37 @@ class RepresentationRecorder:
         self.pool, self.batch_size = pool, batch_size
         self.representations = Representations(self.n)
         self._epoch = -1
+        self.run_writer = None
+        if logdir is not None:
+            import weakref
+
+            from ..pipeline.rundir import open_run
+
+            self.run_writer = open_run(logdir)
+            self._run_finalizer = weakref.finalize(self, self.run_writer.leave)
+            self.run_writer.submit("representations", {"what": "start", "n": self.n, "pool": pool, "schedule":
+                                                       None if self.schedule is None else sorted(self.schedule)}, {})
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every recorded epoch is durable in the run directory (written on the run writer's
+        thread, so :meth:`end_epoch` never waits for the disk)."""
+        if self.run_writer is not None and not self.run_writer.drain(timeout):
+            raise TimeoutError(f"the run directory's writer did not write within {timeout} s")
+
+    def close(self, reason: str = "") -> None:
+        """Write what is queued and stop writing to the run directory (the run ends once its last recorder
+        closed). Idempotent."""
+        writer, self.run_writer = self.run_writer, None
+        if writer is not None:
+            self._run_finalizer.detach()
+            writer.drain(None)
+            writer.leave(reason)
+
+    def __enter__(self) -> RepresentationRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def end_epoch(self, epoch: int | None = None) -> bool:
         """Record now if ``epoch`` (default: one more than the last) is scheduled; returns whether it recorded."""
@@ -547,7 +586,25 @@ class RepresentationRecorder:
             return False
         feats = layer_features(self.model, self.inputs, self.layers, pool=self.pool, batch_size=self.batch_size)
         self.representations.add(feats, self._epoch)
+        if self.run_writer is not None:
+            names = list(feats)
+            self.run_writer.submit("representations", {"what": "epoch", "epoch": self._epoch, "layers": names},
+                                   {f"feat:{name}": self.representations.get(name, self._epoch).numpy()
+                                    for name in names})
         return True
+
+
+def apply_representation_record(reps: Representations | None, meta: dict[str, Any],
+                                arrays: Mapping[str, np.ndarray]) -> Representations | None:
+    """Apply one ``representations`` record of a run directory (a :class:`RepresentationRecorder` of another
+    process) to ``reps`` (None before its first record): the same features, number for number. Returns it."""
+    if meta.get("what") == "start":
+        return reps if reps is not None else Representations(int(meta["n"]))
+    if meta.get("what") == "epoch":
+        reps = reps if reps is not None else Representations()
+        reps.add({name: torch.from_numpy(np.array(arrays[f"feat:{name}"])) for name in meta["layers"]},
+                 int(meta["epoch"]))
+    return reps
 
 
 def probe(source: Any, data: Any = None, labels: Any = None, *, layers: Iterable[str] | None = None,

@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from .._optional import require
@@ -24,7 +25,9 @@ class MonitorCallback(TrainerCallback):
     """Record ``layers`` of the Trainer's model while it trains.
 
     Parameters are those of :class:`hiddenwidgets.integrations.lightning.MonitorCallback` (``layers`` or
-    ``monitor``, ``logdir``, recorder options).
+    ``monitor``, ``logdir``, ``recorders``, recorder options). ``recorders`` are stepped in
+    ``on_pre_optimizer_step`` (the step's gradients are in) and ended in ``on_epoch_end`` (``end_epoch()`` with
+    the recorder's own epoch count).
 
     Steps the monitor in ``on_step_end`` (after backward and the optimizer step; a step with gradient accumulation
     merges its micro-batches); logs what the Trainer logs (``on_log``: loss, learning rate...) and the evaluation
@@ -34,8 +37,8 @@ class MonitorCallback(TrainerCallback):
     """
 
     def __init__(self, layers: Any = None, *, monitor: Any = None, logdir: str | os.PathLike | None = None,
-                 **options: Any):
-        self._rec = CallbackRecorder(layers, monitor=monitor, logdir=logdir, **options)
+                 recorders: Iterable[Any] = (), **options: Any):
+        self._rec = CallbackRecorder(layers, monitor=monitor, logdir=logdir, recorders=recorders, **options)
 
     @property
     def monitor(self) -> Any:
@@ -52,6 +55,12 @@ class MonitorCallback(TrainerCallback):
         if model is None:
             raise RuntimeError("the Trainer gave this callback no model; hiddenwidgets needs it to watch layers")
         self._rec.start(model, rank=args.process_index, world_size=args.world_size)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._rec.after_backward()
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._rec.end_epoch()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         m = self._rec.monitor

@@ -12,6 +12,7 @@ and in a notebook ``hw.ActivationMonitor.follow("runs/exp1")``; or, in the noteb
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from .._optional import require
@@ -40,6 +41,11 @@ class MonitorCallback(Callback):
         :class:`~hiddenwidgets.ActivationRecorder` you created on the module; the callback steps it and flushes it
         at the end, and leaves closing it to you.
     logdir : run directory to write (a script); under DDP each rank writes ``<logdir>/rank<r>``.
+    recorders : more recorders to step with the fit: :class:`~hiddenwidgets.InformationRecorder` or
+        :class:`~hiddenwidgets.InformationPlane` (``step()`` in ``on_before_optimizer_step``, once the step's
+        gradients are in; ``end_epoch(epoch)`` in ``on_train_epoch_end``) and
+        :class:`~hiddenwidgets.RepresentationRecorder` (``end_epoch``). Give them the same ``logdir`` to record
+        them into the same run directory. They stay yours to close.
     **options : recorder options (``every``, ``gradients``, ``validation``...).
 
     Steps the monitor in ``on_train_batch_end`` (after backward and the optimizer step), with the step's loss and
@@ -49,9 +55,9 @@ class MonitorCallback(Callback):
     """
 
     def __init__(self, layers: Any = None, *, monitor: Any = None, logdir: str | os.PathLike | None = None,
-                 **options: Any):
+                 recorders: Iterable[Any] = (), **options: Any):
         super().__init__()
-        self._rec = CallbackRecorder(layers, monitor=monitor, logdir=logdir, **options)
+        self._rec = CallbackRecorder(layers, monitor=monitor, logdir=logdir, recorders=recorders, **options)
 
     @property
     def monitor(self) -> Any:
@@ -68,6 +74,12 @@ class MonitorCallback(Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         scalars = numbers_in({"loss": loss}) if loss is not None else {}
         m.step(epoch=trainer.current_epoch, **scalars)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        self._rec.after_backward()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._rec.end_epoch(trainer.current_epoch)
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         m = self._rec.monitor

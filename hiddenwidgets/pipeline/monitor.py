@@ -71,7 +71,9 @@ class ActivationRecorder:
 
     Without a view (a script, a framework callback) pass ``logdir="runs/exp1"``: the same frames go to that run
     directory (:mod:`.rundir`), which ``ActivationMonitor.follow`` shows in a notebook; :meth:`flush` is the
-    durability barrier (fsync) and :meth:`close` (or leaving a ``with`` block) ends the run."""
+    durability barrier (fsync) and :meth:`close` (or leaving a ``with`` block) ends the run, once every recorder
+    of this process writing there (an :class:`~.recorder.InformationRecorder` or ``RepresentationRecorder`` given
+    the same ``logdir``) has closed."""
 
     OPTIONS = ("gradients", "grad_only", "every", "overhead", "fps", "history_points", "bins", "max_elements",
                "dead_window", "calls", "validation", "units", "logdir")
@@ -159,9 +161,11 @@ class ActivationRecorder:
         self._replace_older(model)
         self.run_writer = None
         if o["logdir"] is not None:  # a second consumer of the same frames: the run directory (pipeline/rundir)
-            from .rundir import RunWriter, run_meta
+            from .rundir import open_run, run_meta
 
-            self.run_writer = RunWriter(o["logdir"], self.history, meta=run_meta(self))
+            # a new run directory, or the one an InformationRecorder / RepresentationRecorder of this process
+            # already writes (the same logdir): one writer per directory
+            self.run_writer = open_run(o["logdir"], history=self.history, meta=run_meta(self))
             self.streamer.sinks.append(self.run_writer)
         self._finalizer = weakref.finalize(self, _release, self.capture, self.streamer)
         self.capture.attach(self._on_activation, self._on_gradient)
@@ -184,7 +188,7 @@ class ActivationRecorder:
             streamer._wake.set()
         writer = getattr(self, "run_writer", None)
         if writer is not None:
-            writer.close("the recorder's construction failed")
+            writer.leave("the recorder's construction failed")
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()
@@ -444,7 +448,7 @@ class ActivationRecorder:
                     self.streamer.stop()
                 finally:
                     if self.run_writer is not None:
-                        self.run_writer.close(reason)
+                        self.run_writer.leave(reason)  # the run ends with the last recorder writing it
                     self.capture.release()
                     for s in self._summarizers.values():
                         s.module = s.model = None

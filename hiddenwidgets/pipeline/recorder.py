@@ -8,6 +8,8 @@ recorder can be used alone with :mod:`hiddenwidgets.information` to compute the 
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,7 @@ from ..analysis.representations import layer_features
 from .capture import Capture, Selector
 from .checks import check_bool, check_epoch, check_epochs, check_int, check_whole_labels, keywords_checked, show
 
-__all__ = ["EpochRecord", "InformationRecorder", "log_spaced_epochs"]
+__all__ = ["EpochRecord", "InformationRecorder", "RecordedInformation", "log_spaced_epochs"]
 
 
 def log_spaced_epochs(n_epochs: int, points: int = 100) -> list[int]:
@@ -52,6 +54,13 @@ class InformationRecorder:
         of its weights (Shwartz-Ziv & Tishby's drift and diffusion phases). Costs two tensor ops per parameter
         per :meth:`step`.
     batch_size : evaluation batch size.
+    logdir : also append what is recorded to this run directory (:mod:`.rundir`; created, or shared with an
+        :class:`~hiddenwidgets.ActivationRecorder` of this process given the same ``logdir``): the labels at once,
+        then per :meth:`end_epoch` the epoch's gradient statistics and, at scheduled epochs, the activations
+        (written on the run writer's thread; :meth:`flush` waits until all is durable).
+        ``ActivationMonitor.follow(logdir)`` shows it as an information plane. :meth:`close` (or the end of a
+        ``with`` block, or of the process) ends the run with its last recorder. A write error stops the recording,
+        never the training (a warning says why, once).
 
     Everything is checked here, not at the first :meth:`end_epoch`: labels must be integer class ids, one per input
     (floats only when all are whole numbers, as in :mod:`hiddenwidgets.information`; a (N, 1) column is read as
@@ -61,7 +70,7 @@ class InformationRecorder:
     @keywords_checked
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any, labels: Any, *,
                  epochs: Iterable[int] | None = None, n_epochs: int | None = None, points: int | None = None,
-                 gradients: bool = True, batch_size: int = 4096):
+                 gradients: bool = True, batch_size: int = 4096, logdir: str | os.PathLike | None = None):
         self.capture = Capture(model, layers, grad_only=False)
         self.model = model
         self.layers = list(self.capture.taps)
@@ -88,6 +97,42 @@ class InformationRecorder:
         self._sums: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._batches = 0
         self._epoch = 0
+        self.run_writer = None
+        if logdir is not None:
+            self._open_run(logdir)
+
+    def _open_run(self, logdir: str | os.PathLike) -> None:
+        import weakref
+
+        from .rundir import open_run
+
+        writer = open_run(logdir)
+        self.run_writer = writer
+        self._run_finalizer = weakref.finalize(self, writer.leave)  # at the latest when the process exits
+        writer.submit("information", {"what": "start", "layers": self.layers, "schedule": self.schedule,
+                                      "gradients": self.gradients, "batch_size": self.batch_size},
+                      {"labels": np.asarray(self.labels)})
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until everything recorded so far is durable in the run directory (``logdir``); records are
+        written on the run writer's thread, so :meth:`end_epoch` never waits for the disk."""
+        if self.run_writer is not None and not self.run_writer.drain(timeout):
+            raise TimeoutError(f"the run directory's writer did not write within {timeout} s")
+
+    def close(self, reason: str = "") -> None:
+        """Write what is queued and stop writing to the run directory (the run ends once its last recorder
+        closed). Idempotent; the records in memory stay."""
+        writer, self.run_writer = self.run_writer, None
+        if writer is not None:
+            self._run_finalizer.detach()
+            writer.drain(None)
+            writer.leave(reason)
+
+    def __enter__(self) -> InformationRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def epoch(self) -> int:
@@ -134,11 +179,24 @@ class InformationRecorder:
                 self.grad_mean[name].append(math.sqrt(mean_sq))
                 self.grad_std[name].append(math.sqrt(var))
             self._sums, self._batches = {}, 0
-        if epoch not in self.schedule:
-            return None
-        record = EpochRecord(epoch, self.activations())
-        self.records.append(record)
+        record = None
+        if epoch in self.schedule:
+            record = EpochRecord(epoch, self.activations())
+            self.records.append(record)
+        if self.run_writer is not None:
+            self._write_epoch(epoch, grads=bool(self.grad_epochs) and self.grad_epochs[-1] == epoch, record=record)
         return record
+
+    def _write_epoch(self, epoch: int, *, grads: bool, record: EpochRecord | None) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        if grads:
+            arrays["grad_mean"] = np.asarray([self.grad_mean[n][-1] for n in self.layers], dtype=np.float64)
+            arrays["grad_std"] = np.asarray([self.grad_std[n][-1] for n in self.layers], dtype=np.float64)
+        if record is not None:
+            arrays.update({f"act:{name}": record.activations[name] for name in self.layers})
+        # an epoch with activations is fsync'd once written; one of gradient statistics alone with the next fsync
+        self.run_writer.submit("information", {"what": "epoch", "epoch": epoch, "grads": grads,
+                                               "recorded": record is not None}, arrays, durable=record is not None)
 
     def activations(self) -> dict[str, np.ndarray]:
         """The layers' outputs on the evaluation set, now (float32, samples x units), in the model's own mode."""
@@ -146,6 +204,73 @@ class InformationRecorder:
         feats = layer_features(self.model, self.inputs, layers, pool="flatten", batch_size=self.batch_size,
                                eval_mode=False)
         return {name: t.numpy() for name, t in feats.items()}
+
+
+class RecordedInformation:
+    """What an :class:`InformationRecorder` of another process recorded, read back from its run directory (the
+    reader applies its records as they arrive): the same attributes with the same numbers (``layers``,
+    ``labels``, ``schedule``, ``records``, ``grad_epochs``, ``grad_mean``, ``grad_std``, ``epoch``), so that an
+    :class:`~hiddenwidgets.InformationPlane` shows it as it would show the recorder. It cannot record."""
+
+    def __init__(self) -> None:
+        self.layers: list[str] = []
+        self.labels = np.zeros(0, dtype=np.int64)
+        self.schedule: list[int] = []
+        self.gradients = True
+        self.batch_size = 0
+        self.records: list[EpochRecord] = []
+        self.grad_epochs: list[int] = []
+        self.grad_mean: dict[str, list[float]] = {}
+        self.grad_std: dict[str, list[float]] = {}
+        self._epoch = 0
+        self.version = 0  # records applied: a view compares it to know when to recompute
+        # held while a record is applied; a view computing from these lists holds it too (its state lock)
+        self.lock = threading.RLock()
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def apply(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Apply one ``information`` record of a run directory."""
+        with self.lock:
+            self._apply(meta, arrays)
+
+    def _apply(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if meta.get("what") == "start":
+            self.layers = list(meta["layers"])
+            self.schedule = list(meta["schedule"])
+            self.gradients, self.batch_size = bool(meta["gradients"]), int(meta["batch_size"])
+            self.labels = np.array(arrays["labels"])
+            self.grad_mean = {name: [] for name in self.layers}
+            self.grad_std = {name: [] for name in self.layers}
+        elif meta.get("what") == "epoch":
+            epoch = int(meta["epoch"])
+            self._epoch = epoch + 1
+            if meta["grads"]:
+                self.grad_epochs.append(epoch)
+                for i, name in enumerate(self.layers):
+                    self.grad_mean[name].append(float(arrays["grad_mean"][i]))
+                    self.grad_std[name].append(float(arrays["grad_std"][i]))
+            if meta["recorded"]:
+                self.records.append(EpochRecord(epoch, {name: np.array(arrays[f"act:{name}"])
+                                                        for name in self.layers}))
+        else:
+            return  # a record of a later minor version: skipped
+        self.version += 1
+
+    def step(self) -> None:
+        raise RuntimeError("this information plane shows a run recorded by another process; step() and end_epoch() "
+                           "belong to that process's InformationRecorder")
+
+    def end_epoch(self, epoch: int | None = None) -> None:
+        self.step()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        pass
+
+    def close(self, reason: str = "") -> None:
+        pass
 
 
 def _evaluation_inputs(inputs: Any) -> torch.Tensor:

@@ -20,6 +20,16 @@ the JSON indexes as ``[dtype, offset, shape]`` (the frame codec of :mod:`.transp
 - ``"news"``: at each flush, the latest feature maps of every layer and new events (no series);
 - ``"end"``: the writer closed the run.
 
+The other recorders of the same job (:class:`~.recorder.InformationRecorder`,
+:class:`~hiddenwidgets.analysis.representations.RepresentationRecorder`) write through the same writer (one lock,
+one framing, one payload codec) into a file of their own per record kind, ``information.tfrecord`` and
+``representations.tfrecord``. Their records are written on the writer's thread (``end_epoch`` does not wait for
+checksums or the disk); the recorder's ``flush()`` (and ``close()``) is the barrier after which every record is
+durable (``fsync``). These
+files are never rotated: what they hold is what the recorder keeps in memory, bounded by its epoch schedule (the
+activations of the scheduled epochs), and a reader needs all of it. :func:`open_run` gives the recorders of one
+process the one writer of a directory, whichever of them comes first.
+
 The writer is a *sink* of the recorder's :class:`~.transport.Streamer` (called on its thread, after each frame
 and at each flush); ``step()`` never waits for the disk. A write error (disk full, permissions, a file size
 limit) stops the recording, never the training: the monitor's history gets an event and Python a warning, once.
@@ -34,6 +44,7 @@ import math
 import os
 import socket
 import struct
+import threading
 import time
 import warnings
 import weakref
@@ -48,8 +59,8 @@ from .records import scan
 from .summaries import HistogramGrid
 from .transport import History, LayerSeries, ScalarSeries
 
-__all__ = ["FORMAT", "VERSION", "RunDirError", "RunReader", "RunWriter", "merge_histories", "rank_dirs", "read_ranks",
-           "read_run"]
+__all__ = ["CHANNELS", "FORMAT", "VERSION", "RunDirError", "RunReader", "RunWriter", "merge_histories", "open_run",
+           "rank_dirs", "read_ranks", "read_run"]
 
 FORMAT = "hiddenwidgets-run"
 VERSION = 1
@@ -60,7 +71,10 @@ SEGMENT_BYTES = 16 * 2**20  # a new segment (starting with a snapshot) past this
 KEEP_SEGMENTS = 2  # segments kept: the run directory stays below about KEEP_SEGMENTS * SEGMENT_BYTES + a snapshot
 DETAIL_EVERY = 10.0  # seconds between feature maps of one layer on disk
 SYNC_EVERY = 5.0  # seconds between fsyncs besides those at flush(), rotation and close
-_DTYPES = {"float64": np.float64, "float32": np.float32, "int32": np.int32, "uint8": np.uint8}
+MAX_PENDING_BYTES = 256 * 2**20  # the other recorders' records queued for the writer's thread, at most
+_DTYPES = {name: np.dtype(name) for name in ("float64", "float32", "float16", "int64", "int32", "int16", "int8",
+                                             "uint64", "uint32", "uint16", "uint8", "bool")}
+CHANNELS = ("information", "representations")  # record kinds of the other recorders, one file each
 
 
 class RunDirError(Exception):
@@ -151,6 +165,17 @@ class RunWriter:
         self._events_version = -1
         self._detail_written: dict[str, tuple[int, float]] = {}
         self._synced_at = time.monotonic()
+        self.users = 0  # recorders of this process writing through it (open_run); the last to leave closes it
+        self._channels: dict[str, int] = {}  # record kind -> fd of its file (the other recorders' records)
+        self._channel_lock = threading.Lock()  # their records come from the training thread, frames from another
+        self._channel_synced = time.monotonic()
+        self._meta = dict(meta or {})
+        self._said_closed = False
+        # the other recorders' records wait here for the writer's thread (checksums and fsync off their thread)
+        self._pending: list[tuple[str, dict[str, Any], dict[str, np.ndarray], bool]] = []
+        self._pending_bytes = 0
+        self._busy = False  # the writer's thread holds records taken from _pending
+        self._pending_cv = threading.Condition()
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"run directory {str(self.path)!r} is a file, not a directory; choose another logdir")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -160,15 +185,131 @@ class RunWriter:
         try:
             if self._leftovers():
                 self._refuse()
-            manifest = {"format": FORMAT, "version": VERSION, "created": time.time(), "pid": os.getpid(),
-                        "host": socket.gethostname(), "layers": list(history.layers), "capacity": history.capacity,
-                        "bins": history.bins, **(meta or {})}
-            _write_atomically(self.path / MANIFEST, json.dumps(manifest, indent=1).encode())
+            self._created = time.time()
+            self._write_manifest()
             self._open_segment(0)
         except BaseException:
             self._release()
             raise
-        self._finalizer = weakref.finalize(self, _close_fds, [self._fd, self._lock_fd])
+        self._finalizer = weakref.finalize(self, _close_fds, [self._fd, self._lock_fd], self._channels)
+        with _OPEN_LOCK:
+            _OPEN[_key(self.path)] = self
+
+    def _write_manifest(self) -> None:
+        h = self.history
+        manifest = {"format": FORMAT, "version": VERSION, "created": self._created, "pid": os.getpid(),
+                    "host": socket.gethostname(), "layers": list(h.layers), "capacity": h.capacity, "bins": h.bins,
+                    "recorders": sorted(self._channels), **self._meta}
+        _write_atomically(self.path / MANIFEST, json.dumps(manifest, indent=1).encode())
+
+    @property
+    def closed(self) -> bool:
+        """Whether the run has ended here (closed, or its directory released after a failed start)."""
+        return self._lock_fd is None
+
+    def attach_history(self, history: History, meta: dict[str, Any] | None = None) -> None:
+        """Record ``history`` (an activation recorder's) in this run, which another recorder of this process opened
+        first: ``run.json`` is rewritten with its layers and options and a new segment starts with its snapshot.
+        One activation recorder per run directory."""
+        if self.history.layers or self.history.series:
+            raise RunDirError(f"run directory {str(self.path)!r} already records an activation monitor of this "
+                              "process (layers " + ", ".join(map(repr, self.history.layers)) + "); one "
+                              "ActivationRecorder per run directory. Choose another logdir for this one.")
+        self.history = history
+        self._meta.update(meta or {})
+        with self._channel_lock:  # the other recorders rewrite run.json too (a new record kind)
+            self._write_manifest()
+        self._open_segment(self._segment + 1)
+
+    def leave(self, reason: str = "") -> None:
+        """One recorder of :func:`open_run` is done with this run; the last one closes it (see :meth:`close`)."""
+        with _OPEN_LOCK:
+            self.users = max(0, self.users - 1)
+            last = self.users == 0
+        if last:
+            self.close(reason)
+
+    def submit(self, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, durable: bool = True
+               ) -> None:
+        """Queue one record of another recorder for the writer's thread, which appends it (:meth:`append`, computing its
+        checksums and ``fsync`` there, not in the training loop); :meth:`drain` waits until it is on disk. The
+        arrays must not change afterwards (the recorders hand over arrays they never write again). Past
+        ``MAX_PENDING_BYTES`` queued, this waits for the disk: memory stays bounded."""
+        nbytes = sum(int(a.nbytes) for a in arrays.values())
+        with self._pending_cv:
+            while self._pending_bytes and self._pending_bytes + nbytes > MAX_PENDING_BYTES:
+                self._pending_cv.wait(1.0)
+            self._pending.append((kind, meta, arrays, durable))
+            self._pending_bytes += nbytes
+            start = not self._busy
+            self._busy = True
+        if start:
+            threading.Thread(target=self._write_pending, name="hiddenwidgets-rundir", daemon=True).start()
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._pending_cv:
+                if not self._pending:
+                    self._busy = False
+                    self._pending_cv.notify_all()
+                    return
+                batch, self._pending = self._pending, []
+            for kind, meta, arrays, durable in batch:
+                self.append(kind, meta, arrays, durable=durable)
+                with self._pending_cv:
+                    self._pending_bytes -= sum(int(a.nbytes) for a in arrays.values())
+                    self._pending_cv.notify_all()
+
+    def drain(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every record :meth:`submit` queued is written (and fsync'd where durable); False on
+        timeout. The durability barrier of the information and representation recorders' ``flush()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._pending_cv:
+            while self._busy or self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._pending_cv.wait(left)
+        return True
+
+    def append(self, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], *, durable: bool = True
+               ) -> bool:
+        """Append one record of another recorder (``kind`` one of :data:`CHANNELS`) to its file, durable
+        (``fsync``) when this returns unless ``durable=False`` (then at the next durable record, within
+        ``SYNC_EVERY`` s, or at close). A write error stops the whole recording as for frames (training goes on);
+        returns False, writing nothing, once recording has stopped."""
+        if kind not in CHANNELS:
+            raise ValueError(f"record kind {kind!r} is not one of {CHANNELS}")
+        with self._channel_lock:
+            if self.stopped or self._lock_fd is None:
+                if not self.stopped and not self._said_closed:  # a record after the run ended: said, once
+                    self._said_closed = True
+                    from .monitor import MonitorWarning
+
+                    warnings.warn(MonitorWarning(
+                        f"the run at {str(self.path)!r} has ended (its writer was closed), so a {kind} record "
+                        "was not written, nor will later ones be; the recorder keeps recording in memory. Record "
+                        "into a new logdir to keep them on disk."), stacklevel=3)
+                return False
+            try:
+                fd = self._channels.get(kind)
+                if fd is None:
+                    fd = os.open(self.path / f"{kind}.tfrecord", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                    self._channels[kind] = fd
+                    self._write_manifest()  # names the recorders this run holds (and fsyncs the directory)
+                index, blob = _pack(arrays)
+                record = frame_record(encode_record({**meta, "type": kind, "t": time.time(), "arrays": index},
+                                                    blob))
+                _write_all(fd, record)
+                if durable or time.monotonic() - self._channel_synced > SYNC_EVERY:
+                    os.fsync(fd)
+                    self._channel_synced = time.monotonic()
+                self.records += 1
+                self.bytes += len(record)
+                return True
+            except Exception as err:  # never into the training loop (see _stop)
+                self._stop(err)
+                return False
 
     def _leftovers(self) -> list[str]:
         return sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
@@ -198,6 +339,12 @@ class RunWriter:
         self._lock_fd = fd
 
     def _release(self) -> None:
+        with self._channel_lock:
+            channels = dict(self._channels)
+            self._channels.clear()  # the same dict the finalizer holds: nothing is closed twice
+        for fd in channels.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
         for attr in ("_fd", "_lock_fd"):
             fd = getattr(self, attr)
             if fd is not None:
@@ -265,10 +412,7 @@ class RunWriter:
 
     def _write(self, payload: bytes) -> None:
         record = frame_record(payload)
-        view = memoryview(record)
-        while view:
-            n = os.write(self._fd, view)  # type: ignore[arg-type]
-            view = view[n:]
+        _write_all(self._fd, record)  # type: ignore[arg-type]
         self.records += 1
         self.bytes += len(record)
         self._segment_bytes += len(record)
@@ -316,7 +460,8 @@ class RunWriter:
         self._events_version = -1
         self._detail_written = {}
         meta: dict[str, Any] = {"type": "snapshot", "t": time.time(), "step": h.step, "epoch": h.epoch,
-                                "layers": list(h.layers), "layer_info": h.info, "raw": raw}
+                                "capacity": h.capacity, "bins": h.bins, "layers": list(h.layers),
+                                "layer_info": h.info, "raw": raw}
         self._news(meta, arrays, all_details=True)
         meta.setdefault("events_from", 0)
         meta.setdefault("events", [])
@@ -325,10 +470,15 @@ class RunWriter:
         return encode_record(meta, blob)
 
     def close(self, reason: str = "") -> None:
-        """End the run: an ``end`` record, fsync, and the lock released. Idempotent."""
+        """End the run: the queued records of the other recorders written, an ``end`` record, fsync, and the lock
+        released. Idempotent."""
+        self.drain(None)
         try:
             if self._fd is not None and not self.stopped:
                 try:
+                    with self._channel_lock:
+                        for fd in self._channels.values():
+                            os.fsync(fd)
                     self._write(encode_record({"type": "end", "t": time.time(), "step": self.history.step,
                                                "reason": reason}, b""))
                     os.fsync(self._fd)
@@ -336,13 +486,57 @@ class RunWriter:
                     self._stop(err)
         finally:
             self._release()
+            with _OPEN_LOCK:
+                if _OPEN.get(_key(self.path)) is self:
+                    del _OPEN[_key(self.path)]
             finalizer = getattr(self, "_finalizer", None)
             if finalizer is not None:
                 finalizer.detach()
 
 
-def _close_fds(fds: list[int | None]) -> None:
-    for fd in fds:
+_OPEN: dict[str, RunWriter] = {}  # run directories this process writes, by resolved path
+_OPEN_LOCK = threading.Lock()
+
+
+def _key(path: Path) -> str:
+    return str(path.resolve())
+
+
+def open_run(path: str | os.PathLike | RunWriter, *, history: History | None = None,
+             meta: dict[str, Any] | None = None) -> RunWriter:
+    """The writer of run directory ``path`` for one more recorder of this process (release it with
+    :meth:`RunWriter.leave`): the writer another recorder of this process already holds there, or a new one (the
+    directory must then be new or empty; :class:`RunWriter` says why not). ``history`` is an activation recorder's
+    history (its frames go to the run's segments). ``path`` may also be a writer (joined as is)."""
+    if isinstance(path, RunWriter):
+        writer = path
+        if writer.closed:
+            raise RunDirError(f"the run at {str(writer.path)!r} has ended (its writer was closed); record into a "
+                              "new logdir")
+        if history is not None:
+            writer.attach_history(history, meta)
+    else:
+        with _OPEN_LOCK:
+            writer = _OPEN.get(_key(Path(path)))
+        if writer is not None and not writer.closed:
+            if history is not None:
+                writer.attach_history(history, meta)
+        else:
+            writer = RunWriter(path, history if history is not None else History(layers=[]), meta=meta)
+    with _OPEN_LOCK:
+        writer.users += 1
+    return writer
+
+
+def _write_all(fd: int, record: bytes) -> None:
+    view = memoryview(record)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _close_fds(fds: list[int | None], channels: dict[str, int] | None = None) -> None:
+    for fd in [*fds, *(channels or {}).values()]:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -411,6 +605,12 @@ class RunReader:
         self.pending: Problem | None = None  # bytes after the last complete record (torn, or still being written)
         self.damaged: list[Problem] = []  # torn or corrupt ends of segments the writer has since left
         self.resets = 0  # snapshots applied (a reader that fell behind a deleted segment jumps to the next one)
+        # the other recorders' records (see CHANNELS): what each holds, rebuilt as the recorder holds it in memory
+        self.information: Any = None  # a recorder.RecordedInformation once the run has information records
+        self.representations: Any = None  # an analysis.representations.Representations, likewise
+        self.channel_records = {kind: 0 for kind in CHANNELS}
+        self._channel_offset = {kind: 0 for kind in CHANNELS}
+        self._channel_pending: dict[str, Problem] = {}
 
     # -- what a follower asks --------------------------------------------------------------------------------------
     @property
@@ -445,14 +645,49 @@ class RunReader:
     @property
     def torn(self) -> str:
         """Why the run's last bytes are not a record ("" if none are, or if its writer may still finish them)."""
-        p = self.pending
-        if p is None or (not self.ended and self.writer_alive):
+        found = [p for p in (self.pending, *self._channel_pending.values()) if p is not None]
+        if not found or (not self.ended and self.writer_alive):
             return ""
-        return f"{p.segment}: {p.what} at byte {p.offset}; every record before it was read"
+        return "; ".join(f"{p.segment}: {p.what} at byte {p.offset}" for p in found) + \
+            "; every record before it was read"
 
     # -- reading ----------------------------------------------------------------------------------------------
     def poll(self) -> int:
         """Apply the records written since the last call; returns how many."""
+        return self._poll_frames() + self._poll_channels()
+
+    def _poll_channels(self) -> int:
+        applied = 0
+        for kind in CHANNELS:
+            path = self.path / f"{kind}.tfrecord"
+            if not path.exists():
+                continue
+            payloads, where = scan(path, self._channel_offset[kind])
+            for payload in payloads:
+                meta, blob = decode_record(payload)
+                self._apply_channel(kind, meta, _unpack(meta.get("arrays", {}), blob))
+            applied += len(payloads)
+            self.channel_records[kind] += len(payloads)
+            self._channel_offset[kind] = where.end
+            if where.torn:
+                self._channel_pending[kind] = Problem(path.name, where.end, where.problem)
+            else:
+                self._channel_pending.pop(kind, None)
+        return applied
+
+    def _apply_channel(self, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if kind == "information":
+            if self.information is None:
+                from .recorder import RecordedInformation
+
+                self.information = RecordedInformation()
+            self.information.apply(meta, arrays)
+        elif kind == "representations":
+            from ..analysis.representations import apply_representation_record
+
+            self.representations = apply_representation_record(self.representations, meta, arrays)
+
+    def _poll_frames(self) -> int:
         applied = 0
         while True:
             segments = _segments(self.path)
@@ -491,6 +726,8 @@ class RunReader:
         arrays = _unpack(meta.get("arrays", {}), blob)
         if kind == "snapshot":
             self.resets += 1
+            if "capacity" in meta:  # a monitor that joined a run another recorder started has its own
+                h.capacity, h.bins = int(meta["capacity"]), int(meta["bins"])
             h.series.clear()
             h.details.clear()
             h.events.clear()

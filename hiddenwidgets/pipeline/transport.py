@@ -596,7 +596,8 @@ class Streamer:
 
     # -- called from other threads -------------------------------------------------------------------------
     def read(self, fn: Callable[[History], Any]) -> Any:
-        """``fn(history)`` while the sender thread is not changing it (for tables and exports)."""
+        """``fn(history)`` while the sender thread is not using it: for tables and exports, and for a run reader
+        that changes the history in place (then :meth:`wake` or :meth:`resync`)."""
         with self._work_lock:
             return fn(self.history)
 
@@ -628,6 +629,12 @@ class Streamer:
         deadline = time.monotonic() + timeout
         while len(self.inbox) >= below and time.monotonic() < deadline and self.running:
             time.sleep(0.005)
+
+    def wake(self) -> None:
+        """The history changed other than through :meth:`put` (a run reader applied records to it inside
+        :meth:`read`): build the next frame now rather than at the next tick."""
+        self._wake.set()
+        self._ensure_thread()
 
     def resync(self) -> None:
         """Send everything again in the next frame (a view saw a gap, or a new view appeared)."""

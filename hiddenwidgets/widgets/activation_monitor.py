@@ -11,18 +11,19 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-import traitlets
 
 from .._optional import require
 from ..pipeline.capture import Selector
 from ..pipeline.interrupts import deferred_interrupts
 from ..pipeline.monitor import ActivationRecorder, MonitorWarning, TrainingJob, TrainingStopped
-from ._base import HiddenWidget, after_each_cell
+from ..pipeline.transport import Streamer
+from ._base import after_each_cell
+from ._monitor_view import MonitorView
 
 __all__ = ["ActivationMonitor", "MonitorWarning", "TrainingJob", "TrainingStopped"]
 
 
-class ActivationMonitor(HiddenWidget):
+class ActivationMonitor(MonitorView):
     """Watch named layers of a PyTorch model while it trains.
 
     ``monitor.step(loss=loss)`` after each optimiser step records the step; the view (display the monitor in a
@@ -74,14 +75,7 @@ class ActivationMonitor(HiddenWidget):
     """
 
     _view_file = "activation_monitor"
-
-    layers = traitlets.List(traitlets.Unicode(), help="Monitored layer names (read-only).").tag(sync=True)
-    selected_layers = traitlets.List(traitlets.Unicode(), help="Layers shown in detail; the view sets it.").tag(
-        sync=True, echo_update=False)
-    paused = traitlets.Bool(False, help="Stop sending frames; history keeps recording. Default False.").tag(
-        sync=True, echo_update=False)
-    title = traitlets.Unicode("", help="Heading of the view. Default: 'Activations'.").tag(sync=True)
-    _history = traitlets.Dict(help="Snapshot of the whole history, set by flush().").tag(sync=True)
+    _LAYERS_ARE = "monitored layers"
 
     _VIEW_OPTIONS = ("title", "layout")
 
@@ -104,11 +98,7 @@ class ActivationMonitor(HiddenWidget):
                     grad_only=grad_only, validation=validation, calls=calls, units=units, every=every,
                     overhead=overhead, fps=fps, history_points=history_points, bins=bins,
                     max_elements=max_elements, dead_window=dead_window, logdir=logdir)
-                names = list(self.recorder.names)
-                super().__init__(layers=names, selected_layers=names[:1], title=title or "Activations",
-                                 **({"layout": layout} if layout is not None else {}))
-                self.recorder.streamer.select(self.selected_layers)
-                self.on_msg(self._on_custom_msg)
+                self._show(self.recorder.streamer, list(self.recorder.names), title or "Activations", layout)
                 self._ipython_unhook = after_each_cell(self._end_of_cell)
         except BaseException:
             with deferred_interrupts():
@@ -129,6 +119,9 @@ class ActivationMonitor(HiddenWidget):
         ``path`` is a run directory, or a list of them for one view per run side by side (an ``ipywidgets.HBox``
         of :class:`~hiddenwidgets.widgets.followed_run.FollowedRun`). The directory is looked at every ``poll``
         seconds. Pause and layer choice act on the view; the job itself cannot be paused or stopped from here.
+        Where the job's :class:`~hiddenwidgets.InformationRecorder` or
+        :class:`~hiddenwidgets.RepresentationRecorder` wrote to the same directory, an information plane and a
+        projector of their records are shown below the monitor (``view.information_plane``, ``view.projector``).
         Raises :class:`~hiddenwidgets.pipeline.rundir.RunDirError` for a directory that does not exist, is
         empty, or was written by a newer hiddenwidgets.
         """
@@ -240,36 +233,6 @@ class ActivationMonitor(HiddenWidget):
                                         "removed until the next step()")
         self.flush()
 
-    # -- browser side ----------------------------------------------------------------------------------------------
-    @traitlets.validate("selected_layers")
-    def _valid_selection(self, proposal: dict) -> list[str]:
-        known = self.recorder.history.layers if hasattr(self, "recorder") else []
-        unknown = [name for name in proposal["value"] if name not in known]
-        if unknown:
-            raise traitlets.TraitError(f"unknown layer(s) {unknown}; monitored layers: {known}")
-        return proposal["value"]
-
-    @traitlets.observe("selected_layers")
-    def _selected_changed(self, change: dict) -> None:
-        recorder = getattr(self, "recorder", None)
-        if recorder is not None:
-            recorder.streamer.select(change["new"])
-
-    @traitlets.observe("paused")
-    def _paused_changed(self, change: dict) -> None:
-        recorder = getattr(self, "recorder", None)
-        if recorder is not None:
-            recorder.streamer.paused = bool(change["new"])
-            if not change["new"]:
-                recorder.streamer.resync()
-
-    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "resync":
-            self.recorder.streamer.resync()
-
-    def _send_frame(self, header: dict, data: bytes) -> None:
-        self.send({"type": "frame", **header}, [data])
-
-    def _publish(self, header: dict, data: bytes) -> None:
-        with self._state_lock:
-            self._history = {"header": header, "data": data}
+    def _streamer(self) -> Streamer | None:
+        recorder = self.__dict__.get("recorder")
+        return None if recorder is None else recorder.streamer

@@ -10,34 +10,33 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import traitlets
-
 from ..pipeline.rundir import MANIFEST, RunDirError, RunReader, merge_histories, rank_dirs
 from ..pipeline.transport import History, Streamer
-from ._base import HiddenWidget
+from ._monitor_view import MonitorView
 
 __all__ = ["FollowedRun", "follow"]
 
 
-class FollowedRun(HiddenWidget):
+class FollowedRun(MonitorView):
     """The monitor view of the run recorded at ``path`` (see :meth:`ActivationMonitor.follow`).
 
     A reader thread applies the records written since its last look every ``poll`` seconds (0.3 by default: one
-    ``stat`` and one read of the new bytes, never a busy loop) and the view gets frames as a live monitor's does.
-    Pause and layer choice act on this view; the job itself is another process, which nothing here can pause
-    or stop: :meth:`step` and :meth:`run_in_background` say so. Polling ends once the run has ended (its writer
-    closed it, or the writer's process is gone); the history then stays, for :meth:`save_html` and re-display.
+    ``stat`` and one read of the new bytes per file, never a busy loop) and the view gets frames as a live
+    monitor's does. Pause and layer choice act on this view; the job itself is another process, which nothing
+    here can pause or stop: :meth:`step` and :meth:`run_in_background` say so. Polling ends once the run has
+    ended (its writer closed it, or the writer's process is gone); the history then stays, for :meth:`save_html`
+    and re-display.
+
+    Where the job also ran an :class:`~hiddenwidgets.InformationRecorder` or a
+    :class:`~hiddenwidgets.RepresentationRecorder` with the same ``logdir``, their views come with this one (shown
+    below it, as soon as their first records arrive, and updated as more do): :attr:`information_plane`, an
+    :class:`~hiddenwidgets.InformationPlane` computed from the recorded activations, and :attr:`projector`, a
+    :class:`~hiddenwidgets.Projector` of the recorded representations. For a DDP job (``rank0``, ``rank1``...)
+    those are rank 0's.
     """
 
     _view_file = "activation_monitor"
-
-    layers = traitlets.List(traitlets.Unicode(), help="Layers of the run (read-only).").tag(sync=True)
-    selected_layers = traitlets.List(traitlets.Unicode(), help="Layers shown in detail; the view sets it.").tag(
-        sync=True, echo_update=False)
-    paused = traitlets.Bool(False, help="Stop updating this view; the run goes on being read.").tag(
-        sync=True, echo_update=False)
-    title = traitlets.Unicode("", help="Heading of the view. Default: the run directory's name.").tag(sync=True)
-    _history = traitlets.Dict(help="Snapshot of the whole history.").tag(sync=True)
+    _LAYERS_ARE = "layers of this run"
 
     def __init__(self, path: str | os.PathLike, *, poll: float = 0.3, title: str = "", fps: float = 15.0,
                  **unknown: Any):
@@ -57,19 +56,29 @@ class FollowedRun(HiddenWidget):
             self.history = self.reader.history
         self.poll_interval = float(poll)
         self.streamer = Streamer(self.history, self._send_frame, self._publish, fps=fps)
+        self.information_plane: Any = None  # an InformationPlane, once the run has information-plane records
+        self.projector: Any = None  # a Projector, once the run has recorded representations
+        self._box: Any = None
         self._said_end = False
         self._stop = threading.Event()
         self.read_once()
         names = list(self.history.layers) or list(self.reader.manifest.get("layers", []))
-        super().__init__(layers=names, selected_layers=names[:1],
-                         title=title or f"{self.path.name} · followed from disk")
-        self.streamer.select(self.selected_layers)
-        self.on_msg(self._on_custom_msg)
+        self._show(self.streamer, names, title or f"{self.path.name} · followed from disk")
         self.streamer.start()
         self.flush()
         self._thread = threading.Thread(target=_follow, args=(weakref.ref(self), self._stop, self.poll_interval),
                                         name="hiddenwidgets-follow", daemon=True)
         self._thread.start()
+
+    def _streamer(self) -> Streamer | None:
+        return self.__dict__.get("streamer")
+
+    def _known_layers(self) -> list[str]:
+        # also those the run's manifests name: a DDP job's merged history has none until every rank has a point
+        names = dict.fromkeys(super()._known_layers())
+        for r in self.__dict__.get("readers", ()):
+            names.update(dict.fromkeys(r.manifest.get("layers", [])))
+        return list(names)
 
     # -- reading ----------------------------------------------------------------------------------------------
     @property
@@ -80,34 +89,80 @@ class FollowedRun(HiddenWidget):
     def read_once(self) -> int:
         """Apply what the job wrote since the last look; returns the number of records. The reader thread calls
         this every ``poll`` seconds; call it yourself to catch up at once."""
-        with self.streamer._work_lock:  # the sender thread builds frames from this history under the same lock
-            resets = sum(r.resets for r in self.readers)
-            n = sum(r.poll() for r in self.readers)
-            if sum(r.resets for r in self.readers) != resets:
-                self.streamer._resync = True
-            if n and len(self.readers) > 1:
-                self._merge()
-            layers = list(self.history.layers)
-            done = all(r.ended or not r.writer_alive for r in self.readers)
-            if done and not self._said_end:
-                self._said_end = True
-                self._note_end()
+        # the sender thread builds frames from this history: the readers change it while it does not
+        n, done, resync = self.streamer.read(lambda _history: self._apply_new_records())
+        layers = list(self.history.layers)
         if layers != list(getattr(self, "layers", [])) and hasattr(self, "_state_lock"):
             with self._state_lock:
                 self.layers = layers
-        if n or done:
-            self.streamer._wake.set()
-            self.streamer._ensure_thread()
+        if resync:
+            self.streamer.resync()
+        elif n or done:
+            self.streamer.wake()
+        self._update_other_views()
         if done:
             self._stop.set()
         return n
 
-    def _merge(self) -> None:
-        """The ranks' histories merged into this view's history, sent again whole."""
+    def _apply_new_records(self) -> tuple[int, bool, bool]:
+        # a writer gone *before* this look has everything it wrote on disk already; one that ends during the
+        # look is read to its end at the next
+        gone = [r.ended or not r.writer_alive for r in self.readers]
+        resets = sum(r.resets for r in self.readers)
+        n = sum(r.poll() for r in self.readers)
+        resync = sum(r.resets for r in self.readers) != resets
+        done = all(g or r.ended for g, r in zip(gone, self.readers, strict=True))
+        if (n or done) and len(self.readers) > 1:
+            self._merge(final=done)
+        if done and not self._said_end:
+            self._said_end = True
+            self._note_end()
+        return n, done, resync
+
+    def _update_other_views(self) -> None:
+        """The information plane and projector of the run's other recorders: created when their first records
+        arrive, told when more did."""
+        r = self.reader
+        added = []
+        if r.information is not None:
+            if self.information_plane is None:
+                from .information_plane import InformationPlane
+
+                self.information_plane = InformationPlane.from_run(
+                    r.information, title=f"{self.path.name} · information plane, followed from disk")
+                added.append(self.information_plane)
+            else:
+                self.information_plane.refresh()
+        reps = r.representations
+        if reps is not None and reps.layers and self.projector is None:
+            from .projector import Projector
+
+            # later epochs reach the projector through reps' listeners, as a recorder's do
+            self.projector = Projector(reps, title=f"{self.path.name} · representations, followed from disk")
+            added.append(self.projector)
+        if added and self._box is not None:
+            self._box.children = (*self._box.children, *added)
+
+    @property
+    def views(self) -> list[Any]:
+        """This view, then the information plane and the projector where the run has their records."""
+        return [v for v in (self, self.information_plane, self.projector) if v is not None]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # shown as a column: this view, then the other recorders' views (added to it as their records arrive)
+        if self._box is None:
+            import ipywidgets
+
+            self._box = ipywidgets.VBox(self.views)
+        return self._box._repr_mimebundle_(**kwargs)
+
+    def _merge(self, final: bool) -> None:
+        """The ranks' histories merged into this view's history, sent again whole. Ranks whose points differ
+        are an error once every rank has been read to its end (``final``)."""
         try:
             merged = merge_histories([r.history for r in self.readers])
         except RunDirError:
-            if all(r.ended or not r.writer_alive for r in self.readers):
+            if final:
                 raise
             return  # ranks a step apart while they run: merge at the next look
         h = self.history
@@ -169,38 +224,6 @@ class FollowedRun(HiddenWidget):
         raise RuntimeError(f"this view follows a run recorded by another process ({self.path}); it cannot start, "
                            "pause or stop that job, only show it")
 
-    # -- browser side ----------------------------------------------------------------------------------------------
-    @traitlets.validate("selected_layers")
-    def _valid_selection(self, proposal: dict) -> list[str]:
-        known = self.history.layers if hasattr(self, "history") else []
-        unknown = [name for name in proposal["value"] if name not in known]
-        if unknown:
-            raise traitlets.TraitError(f"unknown layer(s) {unknown}; layers of this run: {known}")
-        return proposal["value"]
-
-    @traitlets.observe("selected_layers")
-    def _selected_changed(self, change: dict) -> None:
-        if hasattr(self, "streamer"):
-            self.streamer.select(change["new"])
-
-    @traitlets.observe("paused")
-    def _paused_changed(self, change: dict) -> None:
-        if hasattr(self, "streamer"):
-            self.streamer.paused = bool(change["new"])
-            if not change["new"]:
-                self.streamer.resync()
-
-    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "resync":
-            self.streamer.resync()
-
-    def _send_frame(self, header: dict, data: bytes) -> None:
-        self.send({"type": "frame", **header}, [data])
-
-    def _publish(self, header: dict, data: bytes) -> None:
-        with self._state_lock:
-            self._history = {"header": header, "data": data}
-
 
 def _follow(ref: weakref.ref[FollowedRun], stop: threading.Event, interval: float) -> None:
     """The reader thread: holds its view weakly, so a view nobody holds is collected and this thread ends."""
@@ -216,7 +239,7 @@ def _follow(ref: weakref.ref[FollowedRun], stop: threading.Event, interval: floa
             h = view.history
             h.note_event("error", h.step, f"reading the run stopped: {type(err).__name__}: {err}")
             stop.set()
-            view.streamer._wake.set()
+            view.streamer.wake()
         finally:
             del view
 

@@ -60,6 +60,8 @@ class InformationPlane(HiddenWidget):
     noise_variance : for the KDE and sample-propagation estimators (default 1e-3, Saxe et al.'s).
     estimator_samples : the KDE and sample-propagation estimators use a fixed random subset of this many evaluation
         samples (default 1024; their cost grows with its square).
+    logdir : also record into this run directory (see :class:`~hiddenwidgets.InformationRecorder`), for a
+        notebook elsewhere to follow: ``ActivationMonitor.follow(logdir)`` or :meth:`from_run`.
     """
 
     _view_file = "information_plane"
@@ -74,12 +76,56 @@ class InformationPlane(HiddenWidget):
     status = traitlets.Unicode("", help="What the widget is doing (read-only).").tag(sync=True)
     _state = traitlets.Dict(help="Everything the view shows, {header, data}.").tag(sync=True)
 
-    _OPTIONS = ("epochs", "n_epochs", "points", "gradients", "batch_size", "estimator", "n_bins", "value_range",
-                "noise_variance", "estimator_samples", "title", "layout")
+    _VIEW_OPTIONS = ("estimator", "n_bins", "value_range", "noise_variance", "estimator_samples", "title", "layout")
+    _OPTIONS = ("epochs", "n_epochs", "points", "gradients", "batch_size", "logdir", *_VIEW_OPTIONS)
 
     def __init__(self, model: torch.nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any,
                  labels: Any, **options: Any):
         check_keywords("InformationPlane()", options, self._OPTIONS)
+        view = self._view_options(options)
+        recorder = InformationRecorder(model, layers, inputs, labels, epochs=options.get("epochs"),
+                                       n_epochs=options.get("n_epochs"), points=options.get("points"),
+                                       gradients=options.get("gradients", True),
+                                       batch_size=options.get("batch_size", 4096), logdir=options.get("logdir"))
+        self._start(recorder, options, *view)
+
+    @classmethod
+    def from_run(cls, run: Any, **options: Any) -> InformationPlane:
+        """The information plane of what an :class:`~hiddenwidgets.InformationRecorder` of another process recorded:
+        ``run`` is its run directory (read as it is now) or a :class:`~hiddenwidgets.pipeline.recorder.
+        RecordedInformation` that a reader keeps up to date (``ActivationMonitor.follow`` does, and refreshes this
+        view as epochs arrive). View options as for the constructor (``estimator``, ``n_bins``...); the estimates
+        are computed here from the recorded activations, exactly as for the recorder itself."""
+        check_keywords("InformationPlane.from_run()", options, cls._VIEW_OPTIONS)
+        from ..pipeline.recorder import RecordedInformation
+
+        if not isinstance(run, RecordedInformation):
+            from ..pipeline.rundir import RunDirError, read_run
+
+            reader = read_run(run)
+            if reader.information is None:
+                raise RunDirError(f"the run at {str(run)!r} holds no information-plane records: record with "
+                                  "InformationRecorder(..., logdir=...) or InformationPlane(..., logdir=...)")
+            run = reader.information
+        plane = cls.__new__(cls)
+        plane._start(run, options, *plane._view_options(options))
+        plane._seen = run.version
+        return plane
+
+    def refresh(self) -> bool:
+        """Show epochs a followed run recorded since the last look (:meth:`from_run`); False if there were none."""
+        version = getattr(self.recorder, "version", None)
+        if version is None or version == getattr(self, "_seen", None):
+            return False
+        self._seen = version
+        with self._lock:
+            self._estimates()
+            self._dirty = True
+        self.flush()
+        return True
+
+    @staticmethod
+    def _view_options(options: dict[str, Any]) -> tuple:
         estimator = options.get("estimator", "binned")
         _check_estimator(estimator)
         n_bins = _check_bins(options.get("n_bins", 30))
@@ -87,10 +133,11 @@ class InformationPlane(HiddenWidget):
         value_range = _check_value_range(options.get("value_range", (-1.0, 1.0)))
         samples = check_int(options.get("estimator_samples", 1024), "estimator_samples", minimum=1,
                             error=traitlets.TraitError, hint="try 1024 (samples for the KDE estimators)")
-        self.recorder = InformationRecorder(model, layers, inputs, labels, epochs=options.get("epochs"),
-                                            n_epochs=options.get("n_epochs"), points=options.get("points"),
-                                            gradients=options.get("gradients", True),
-                                            batch_size=options.get("batch_size", 4096))
+        return estimator, n_bins, noise_variance, value_range, samples
+
+    def _start(self, recorder: Any, options: dict[str, Any], estimator: str, n_bins: int, noise_variance: float,
+               value_range: Any, samples: int) -> None:
+        self.recorder = recorder
         self._value_range = value_range
         n = len(self.recorder.labels)
         k = min(n, samples)
@@ -100,7 +147,8 @@ class InformationPlane(HiddenWidget):
         # the training thread (end_epoch) and the kernel's comm thread (a new estimator chosen in the view) both
         # compute and publish. They share the widget's state lock (see HiddenWidget): the comm thread holds it
         # while our observer runs, so a second lock would deadlock against end_epoch.
-        self._state_lock = self._lock = threading.RLock()
+        # A plane fed from a run directory shares the lock its reader applies new records under.
+        self._state_lock = self._lock = getattr(recorder, "lock", None) or threading.RLock()
         self._last_sent = 0.0
         self._dirty = False
         super().__init__(layers=self.recorder.layers, estimator=estimator, n_bins=n_bins,
@@ -293,10 +341,14 @@ class InformationPlane(HiddenWidget):
         self.flush()
 
     def close(self) -> None:
-        """Stop updating after each cell (the recorder holds no hooks between evaluations)."""
+        """Stop updating after each cell (the recorder holds no hooks between evaluations) and stop writing to its
+        run directory, if it has one."""
         unhook, self._unhook = getattr(self, "_unhook", None), None
         if unhook is not None:
             unhook()
+        recorder = getattr(self, "recorder", None)
+        if recorder is not None:
+            recorder.close()
 
 
 def _check_estimator(name: str) -> None:

@@ -1,5 +1,6 @@
 """A run written by another process (a training script), followed in JupyterLab + Chromium: frames appear in the
-monitor view while the script writes them, and after it ends the view holds its last step and says it ended."""
+monitor view while the script writes them, and after it ends the view holds its last step and says it ended; a run
+that also holds information-plane and representation records replays with those views under the monitor."""
 
 from __future__ import annotations
 
@@ -53,3 +54,48 @@ def test_a_script_run_is_followed_live_in_the_notebook(lab, browser, artifacts):
     finally:
         if script.poll() is None:
             script.kill()
+
+
+def test_a_run_with_information_and_representation_records_replays_all_three_views(lab, browser, artifacts):
+    import torch
+
+    import hiddenwidgets as hw
+
+    run = lab.root / "runs" / "planes"
+    run.parent.mkdir(exist_ok=True)
+    torch.manual_seed(0)  # the job: this test's process, not the notebook's kernel
+    model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.Tanh(), torch.nn.Linear(12, 3))
+    x = torch.randn(64, 6)
+    y = (x[:, 0] > 0).long()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with hw.ActivationRecorder(model, ["0", "2"], logdir=run, every=1) as rec, \
+            hw.InformationRecorder(model, ["1", "2"], x, y, epochs=[0, 1, 2], logdir=run) as info, \
+            hw.RepresentationRecorder(model, ["1"], x, logdir=run) as reps:
+        for epoch in range(3):
+            for i in range(0, 64, 16):
+                loss = torch.nn.functional.cross_entropy(model(x[i:i + 16]), y[i:i + 16])
+                opt.zero_grad()
+                loss.backward()
+                info.step()
+                opt.step()
+                rec.step(epoch=epoch, loss=loss)
+            info.end_epoch()
+            reps.end_epoch()
+    nb_path = lab.root / "planes.ipynb"
+    nb_path.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                   "source": "import hiddenwidgets as hw\nview = hw.ActivationMonitor.follow('runs/planes')\nview"}],
+        "metadata": {"kernelspec": KERNELSPEC}, "nbformat": 4, "nbformat_minor": 5}))
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    nb = NotebookPage(page, lab, nb_path.name, "planes")
+    nb.run_and_wait(0, 120)
+    wait_for(page, ".hw-am[data-step='12']", "the replayed monitor at the run's last step", 30, artifacts)
+    wait_for(page, ".hw-ip[data-recorded='3']", "the information plane with the 3 recorded epochs", 30, artifacts)
+    wait_for(page, "[data-hw-view='projector'] .hw-am-frames:has-text('64 points')", "the projector's points", 30,
+             artifacts)
+    titles = page.eval_on_selector_all(".hw-am-title", "els => els.map(e => e.textContent)")
+    assert titles[0] == "planes · followed from disk" and "representations, followed from disk" in titles[-1]
+    page.screenshot(path=str(artifacts / "follow_run_planes.png"))
+    assert errors == []

@@ -52,8 +52,18 @@ def write_synthetic(path: str, conn, segment_bytes: int) -> None:
             conn.send(step)
 
 
+def probe_set():
+    """The evaluation set of :func:`train_recorder`'s information and representation recorders."""
+    import torch
+
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(8))
+    return x, (x[:, 0] > 0).long()
+
+
 def train_recorder(path: str, conn) -> None:
-    """A real recorder on a real model, flushing every 10 steps and acknowledging the step after each flush."""
+    """A real recorder on a real model, flushing every 10 steps and acknowledging the step after each flush; an
+    information recorder (activations every other epoch) and a representation recorder (every epoch) write to
+    the same run directory, an "epoch" being 10 steps, flushed before the acknowledgement."""
     import torch
 
     import hiddenwidgets as hw
@@ -63,16 +73,24 @@ def train_recorder(path: str, conn) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     rec = hw.ActivationRecorder(model, ["0", "1"], logdir=path, every=1, history_points=16, fps=60)
+    x, y = probe_set()
+    info = hw.InformationRecorder(model, ["0", "1"], x, y, epochs=range(0, 10_000, 2), logdir=path)
+    reps = hw.RepresentationRecorder(model, ["1"], x, logdir=path)
     step = 0
     while True:
         step += 1
         loss = model(torch.randn(8, 6)).pow(2).mean()
         opt.zero_grad()
         loss.backward()
+        info.step()
         opt.step()
         rec.step(loss=loss)
         if step % 10 == 0:
             rec.flush()
+            info.end_epoch()
+            reps.end_epoch()
+            info.flush()
+            reps.flush()
             conn.send(step)
 
 

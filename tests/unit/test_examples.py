@@ -98,3 +98,56 @@ def test_example_09_transformers(tmp_path, monkeypatch):
     assert len(losses) >= 2 and losses[-1] < 0.7 * losses[0], losses
     kl = re.findall(r"KL to the final layer, logit lens ([\d.]+) → tuned lens ([\d.]+)", text)
     assert kl and all(float(b) < float(a) for a, b in kl), kl
+
+
+def test_example_10_ddp_job_launched_with_torchrun_and_followed(tmp_path):
+    """Example 10's DDP script, taken from the notebook, launched as the notebook launches it (torchrun, 2 CPU
+    ranks, gloo) with fewer steps (the notebook's HW_EXAMPLE_STEPS), followed while it runs: the merged history
+    holds both ranks' histograms, every step, and the followed view's history is what the files hold."""
+    import os
+    import subprocess
+    import time
+
+    import numpy as np
+
+    import hiddenwidgets as hw
+    from hiddenwidgets.pipeline.rundir import rank_dirs, read_ranks, read_run
+
+    from .test_rundir import assert_same_history
+
+    nb = json.loads((ROOT / "examples" / "10_scripts_and_frameworks.ipynb").read_text())
+    launch = next("".join(c["source"]) for c in nb["cells"] if "torch.distributed.run" in "".join(c["source"]))
+    script = launch.split("'''")[1]
+    assert "HW_EXAMPLE_STEPS" in launch and '"--nproc-per-node", "2"' in launch
+    (tmp_path / "train_ddp.py").write_text(script)
+    steps = 32  # 8 sampled steps per rank (every=4), 8 information-plane epochs of 4 steps
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                            "train_ddp.py", "runs/ddp", str(steps)], cwd=tmp_path, env=env)
+    try:
+        run = tmp_path / "runs" / "ddp"
+        deadline = time.monotonic() + 60
+        while len(rank_dirs(run)) < 2 and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        view = hw.ActivationMonitor.follow(run, poll=0.1)
+        assert job.wait(60) == 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert view.wait(30)
+    merged = read_ranks(run)
+    ranks = [read_run(d) for d in rank_dirs(run)]
+    assert [r.ended for r in ranks] == [True, True]
+    assert merged.step == steps and all(r.history.step == steps for r in ranks)
+    for name in ("0", "2", "4"):
+        layer = merged.layer(name)
+        assert layer.samples == 2 * steps // 4  # both ranks' samples, every 4th step
+        # the merged histograms are the ranks' added: as many values as both ranks histogrammed, per point
+        per_rank = sum(r.history.layer(name).hist[: layer.count].sum() for r in ranks)
+        assert layer.hist[: layer.count].sum() == per_rank > 0
+        assert np.all(layer.hist[: layer.count].sum(axis=1) > 0)
+    assert_same_history(merged, view.history)
+    # rank 0's information plane came with the followed view: 8 recorded epochs, from the same files
+    plane = view.information_plane
+    assert plane is not None and plane.estimates()["epochs"] == list(range(8))
+    assert ranks[0].information.grad_epochs == list(range(8))

@@ -4,6 +4,7 @@ the fit, also when it fails."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -169,3 +170,48 @@ def test_huggingface_callback_closes_a_failed_run(tmp_path):
     assert cb.monitor.closed and no_hooks(model)
     run = hw.read_run(tmp_path / "run")
     assert run.ended and run.end_reason == "training ended by ValueError: bad batch" and run.history.step == 2
+
+
+# -- the other recorders, passed through ---------------------------------------------------------------------------
+def test_lightning_callback_steps_information_recorders_into_the_same_run(tmp_path):
+    from hiddenwidgets.integrations.lightning import MonitorCallback
+
+    from .test_rundir import assert_same_information
+
+    L, module = lightning_module()
+    x, y = data(seed=3)
+    run = tmp_path / "run"
+    info = hw.InformationRecorder(module.net, ["0", "2"], x, y, epochs=[1], logdir=run)
+    cb = MonitorCallback(["net.0"], logdir=run, every=1, recorders=[info])  # the monitor joins info's run
+    lightning_fit(L, module, cb, tmp_path)
+    assert info.grad_epochs == [0, 1] and [r.epoch for r in info.records] == [1]
+    assert all(np.isfinite(info.grad_mean[name]).all() and min(info.grad_std[name]) > 0 for name in ("0", "2"))
+    assert not hw.read_run(run).ended  # the recorder is the user's: the run ends when they close it
+    info.close()
+    got = hw.read_run(run)
+    assert got.ended and got.history.step == 6 and got.history.layer("net.0").samples == 6
+    assert_same_information(info, got.information)
+    with pytest.raises(TypeError, match="has no end_epoch"):
+        MonitorCallback(["net.0"], recorders=[object()])
+
+
+def test_huggingface_callback_steps_information_and_representation_recorders(tmp_path):
+    from hiddenwidgets.integrations.huggingface import MonitorCallback
+
+    from .test_rundir import assert_same_information, assert_same_representations
+
+    model = HFTiny()
+    x, y = data(seed=4)
+    run = tmp_path / "run"
+    info = hw.InformationRecorder(model, ["net.0"], x, y, epochs=[0, 1], logdir=run)
+    reps = hw.RepresentationRecorder(model, ["net.2"], x, logdir=run)
+    with MonitorCallback(recorders=[info, reps]) as cb:  # recorders only: no monitor of its own
+        hf_trainer(model, cb, tmp_path, max_steps=12).train()  # 24 rows, batches of 4: two epochs
+    assert cb.monitor is None and no_hooks(model)
+    assert info.grad_epochs == [0, 1] and reps.representations.epochs == [0, 1]
+    info.close()
+    reps.close()
+    got = hw.read_run(run)
+    assert got.ended and got.history.layers == []
+    assert_same_information(info, got.information)
+    assert_same_representations(reps.representations, got.representations)

@@ -142,6 +142,113 @@ def test_incremental_reads_follow_a_run_and_survive_segment_rotation(tmp_path, m
     assert_same_history(h, late.history)
 
 
+def assert_same_information(rec, got) -> None:
+    """An InformationRecorder's records and what a reader rebuilt from its run directory: point for point."""
+    assert got.layers == rec.layers and got.schedule == rec.schedule and got.epoch == rec.epoch
+    assert got.labels.dtype == rec.labels.dtype
+    np.testing.assert_array_equal(got.labels, rec.labels)
+    assert got.grad_epochs == rec.grad_epochs
+    for name in rec.layers:  # floats compared exactly, NaN (a layer without gradients) included
+        np.testing.assert_array_equal(got.grad_mean[name], rec.grad_mean[name], err_msg=name)
+        np.testing.assert_array_equal(got.grad_std[name], rec.grad_std[name], err_msg=name)
+    assert [r.epoch for r in got.records] == [r.epoch for r in rec.records]
+    for a, b in zip(rec.records, got.records, strict=True):
+        for name in rec.layers:
+            assert b.activations[name].dtype == a.activations[name].dtype
+            np.testing.assert_array_equal(b.activations[name], a.activations[name], err_msg=(a.epoch, name))
+
+
+def assert_same_representations(a, b) -> None:
+    assert b.layers == a.layers and b.epochs == a.epochs and len(b) == len(a)
+    for name in a.layers:
+        for epoch in a.epochs:
+            assert torch.equal(a.get(name, epoch), b.get(name, epoch)), (name, epoch)
+
+
+def train_epochs(model, epochs, *recorders, monitor=None, batches=3, seed=1, start=0):
+    """Epochs ``start``, ``start + 1``... of training, each ending with the recorders' ``end_epoch``."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(seed)
+    for epoch in range(start, start + epochs):
+        for _ in range(batches):
+            loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            for r in recorders:
+                if hasattr(r, "step"):
+                    r.step()
+            opt.step()
+            if monitor is not None:
+                monitor.step(epoch=epoch, loss=loss)
+        for r in recorders:
+            r.end_epoch(epoch)
+
+
+def test_information_and_representation_records_read_back_point_for_point(tmp_path):
+    model = small_model()
+    x = torch.randn(40, 6, generator=torch.Generator().manual_seed(2))
+    y = (x[:, 0] > 0).long()
+    run = tmp_path / "run"
+    rec = hw.ActivationRecorder(model, ["0", "2"], logdir=run, every=1, history_points=8)
+    info = hw.InformationRecorder(model, ["0", "2"], x, y, epochs=[0, 2, 3], logdir=run)
+    reps = hw.RepresentationRecorder(model, ["1", "2"], x[:20], epochs=[1, 3], logdir=run)
+    reader = RunReader(run)
+    train_epochs(model, 2, info, reps, monitor=rec)
+    for r in (rec, info, reps):  # the barriers: everything recorded so far is on disk
+        r.flush()
+    reader.poll()  # halfway: what is written so far reads back as it is in memory
+    assert_same_information(info, reader.information)
+    assert_same_representations(reps.representations, reader.representations)
+    train_epochs(model, 2, info, reps, monitor=rec, seed=2, start=2)
+    rec.close()
+    assert not read_run(run).ended  # the run ends with the last recorder writing it
+    info.close()
+    reps.close()
+    for got in (reader, read_run(run)):  # the reader that followed, and one that starts now
+        got.poll()
+        assert got.ended and got.torn == ""
+        assert_same_information(info, got.information)
+        assert_same_representations(reps.representations, got.representations)
+        assert_same_history(rec.history, got.history)
+    assert len(info.records) == 3 and len(info.grad_epochs) == 4 and reps.representations.epochs == [1, 3]
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["recorders"] == ["information", "representations"] and manifest["layers"] == ["0", "2"]
+    # the information plane computed from the directory is the one computed in the process, number for number
+    from hiddenwidgets.widgets.information_plane import InformationPlane
+
+    plane = InformationPlane.from_run(run, value_range="observed")
+    mine = InformationPlane.__new__(InformationPlane)
+    mine._start(info, {}, *InformationPlane._view_options({"value_range": "observed"}))
+    a, b = mine.estimates(), plane.estimates()
+    assert a["epochs"] == b["epochs"] == [0, 2, 3]
+    np.testing.assert_array_equal(a["I_XT"], b["I_XT"])
+    np.testing.assert_array_equal(a["I_TY"], b["I_TY"])
+    assert mine.phase_transition() == plane.phase_transition()
+    with pytest.raises(RuntimeError, match="recorded by another process"):
+        plane.end_epoch()
+
+
+def test_a_monitor_joins_the_run_an_information_recorder_started(tmp_path):
+    model = small_model()
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(3))
+    info = hw.InformationRecorder(model, ["0"], x, torch.arange(16) % 2, epochs=[1], logdir=tmp_path / "run")
+    info.flush()
+    reader = RunReader(tmp_path / "run")
+    reader.poll()
+    assert reader.history.layers == [] and reader.information.layers == ["0"]
+    rec = hw.ActivationRecorder(model, ["0", "1"], logdir=tmp_path / "run", every=1, history_points=8, bins=16)
+    with pytest.raises(RunDirError, match="already records an activation monitor of this process"):
+        hw.ActivationRecorder(model, ["2"], logdir=tmp_path / "run")
+    train_epochs(model, 3, info, monitor=rec)
+    info.close()
+    rec.close()
+    reader.poll()
+    assert reader.ended and reader.history.capacity == 8 and reader.history.bins == 16
+    assert_same_history(rec.history, reader.history)
+    assert_same_information(info, reader.information)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["options"]["history_points"] == 8
+
+
 # -- crash safety ------------------------------------------------------------------------------------------------
 def test_sigkill_at_random_moments_loses_no_acknowledged_record(tmp_path, ctx):
     """30 writers killed with SIGKILL at random moments (also while rotating segments): every step acknowledged
@@ -200,6 +307,25 @@ def test_sigkill_of_a_training_recorder_keeps_every_flushed_step(tmp_path, ctx):
         assert reader.history.step >= acked and reader.history.scalar("loss").samples >= acked
         assert reader.history.layer("0").samples >= acked  # every=1: one sample per step
         assert not reader.ended and not reader.writer_alive
+        # the information and representation records: every epoch acknowledged (after their flush) is there,
+        # complete, with the numbers the recorder computed (the child recomputes nothing; it is deterministic)
+        info, reps = reader.information, reader.representations
+        epochs = acked // 10
+        assert info.layers == ["0", "1"] and info.epoch >= epochs and len(info.grad_epochs) >= epochs
+        assert info.grad_epochs == list(range(len(info.grad_epochs)))
+        assert [r.epoch for r in info.records] == [e for e in range(info.epoch) if e % 2 == 0]
+        assert all(r.activations["0"].shape == (32, 12) for r in info.records)
+        np.testing.assert_array_equal(info.labels, rundir_jobs.probe_set()[1].numpy())
+        # killed between the two end_epoch calls, the representations are one epoch behind
+        assert reps.epochs in (list(range(info.epoch)), list(range(info.epoch - 1))) and len(reps.epochs) >= epochs
+    # a torn last record of a recorder's file: reported, every record before it read
+    path = tmp_path / "run2"
+    before = read_run(path).information
+    with open(path / "information.tfrecord", "ab") as f:
+        f.write(records.frame(b"HWR1" + bytes(300))[:77])
+    reader = read_run(path)
+    assert "information.tfrecord: torn record: 77 of its 320 bytes" in reader.torn
+    assert reader.information.epoch == before.epoch and len(reader.information.records) == len(before.records)
 
 
 def test_a_write_error_stops_recording_not_training(tmp_path, ctx):
