@@ -37,9 +37,10 @@ const LOCAL_CSS = `
 .hw-nx-group-label { font-size: 11px; color: #a15c00; overflow-wrap: anywhere; }
 .hw-nx-weights { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); }
 .hw-nx-detail[data-stale="true"] { opacity: 0.55; }
-.hw-nx-col { display: flex; flex-direction: column; align-items: center; gap: 2px; min-width: 40px; max-width: 100%; }
+.hw-nx-col { display: flex; flex-direction: column; align-items: center; gap: 2px; min-width: 40px;
+  max-width: min(100%, 200px); }
 .hw-nx-col-head { font-size: 11px; text-align: center; max-width: 120px; overflow-wrap: anywhere; }
-.hw-nx-col-meta { font-size: 10px; color: var(--jp-ui-font-color2, #656d76); }
+.hw-nx-col-meta { font-size: 10px; color: var(--jp-ui-font-color2, #656d76); text-align: center; overflow-wrap: anywhere; }
 .hw-nx-col[data-added="true"] .hw-nx-col-head { font-style: italic; }
 .hw-nx-map { cursor: pointer; image-rendering: pixelated; border: 1px solid transparent; }
 .hw-nx-map[data-active="true"] { border-color: #c2410c; }
