@@ -13,6 +13,11 @@
 - ``show_drawing_ms``: the Python side alone (``view.show_drawing(ink)``), no browser: ``kernel`` idle, and
   ``busy``: while another thread of the process runs a pure-Python loop, as a busy cell's main thread does while
   the widget subshell answers a stroke (every torch call releases the GIL and waits to get it back).
+- ``--threads N``: ``torch.set_num_threads(N)`` in the notebooks' kernels (default 1, as example 08 sets; 0:
+  torch's default). A digits CNN's layers are tiny, and
+  each of torch's intra-op parallel regions wakes a second thread: on cores that are busy (a training job, other
+  programs) waiting for it is most of a drawing's time (``show_drawing_ms`` rows give both settings).
+- ``--no-browser``: the Python figures (for both thread settings) and the page sizes only; without it, the strokes.
 - ``--compare TREE``: the same figures for the hiddenwidgets checkout at TREE (e.g. /work/main, with its front end
   built), measured side by side in this run: Python figures in alternating subprocesses, strokes in two notebooks
   of one JupyterLab (each kernel imports its tree's package, which sends its own front end), alternating in
@@ -198,22 +203,26 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true", help="only the figures without JupyterLab")
     parser.add_argument("--compare", default=None, help="another hiddenwidgets checkout, measured side by side")
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds with --compare")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads(N) in the notebooks' kernels, as example 08 does (0: torch's "
+                        "default, one per core)")
     args = parser.parse_args()
     trees = [str(ROOT)] + ([str(Path(args.compare).resolve())] if args.compare else [])
-    for r in range(args.rounds):
-        for tree in (trees if r % 2 == 0 else trees[::-1]):
-            for threads in (None, 1):
-                for row in python_figures(tree, 100, threads):
-                    print(json.dumps({**row, "round": r}), flush=True)
-    for row in page_sizes():
-        print(json.dumps(row), flush=True)
     if args.no_browser:
+        for r in range(args.rounds):
+            for tree in (trees if r % 2 == 0 else trees[::-1]):
+                for threads in (None, 1):
+                    for row in python_figures(tree, 100, threads):
+                        print(json.dumps({**row, "round": r}), flush=True)
+        for row in page_sizes():
+            print(json.dumps(row), flush=True)
         return
     from playwright.sync_api import sync_playwright
 
     root = Path(tempfile.mkdtemp(prefix="hw-bench-explainer-"))
     for k, tree in enumerate(trees):
-        cells = [f"import sys; sys.path.insert(0, {tree!r})\n" + SETUP, BUSY.format(busy_s=args.busy_s)]
+        threads = f"import torch; torch.set_num_threads({args.threads})\n" if args.threads else ""
+        cells = [f"import sys; sys.path.insert(0, {tree!r})\n" + threads + SETUP, BUSY.format(busy_s=args.busy_s)]
         nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KERNELSPEC},
               "cells": [{"cell_type": "code", "id": f"cell{i}", "metadata": {}, "source": src, "outputs": [],
                          "execution_count": None} for i, src in enumerate(cells)]}
@@ -237,7 +246,8 @@ def main() -> None:
                     for tree, page, notebook in (pages if r % 2 == 0 else pages[::-1]):
                         page.bring_to_front()
                         row = measure(page, notebook, 1, args.strokes, 1 + r * 2 + busy, busy)
-                        print(json.dumps({**row, "tree": tree, "round": r}), flush=True)
+                        print(json.dumps({**row, "tree": tree, "round": r, "torch_threads": args.threads or "default"}),
+                              flush=True)
             if errors:
                 print(json.dumps({"figure": "page_errors", "errors": errors}), flush=True)
             browser.close()
