@@ -4,7 +4,11 @@
 // residual blocks boxed with their skip; a click on a unit shows its arithmetic as Python computed it from the
 // model (the front end only displays numbers), a conv's kernel sliding over its input. The input comes from the
 // gallery or a drawing (throttled: one request in flight). In a static page (save_html) the arithmetic of the
-// embedded inputs is read from the page, and drawing says that it needs a kernel.
+// embedded inputs is read from the page, and drawing says that it needs a kernel. While the view follows a training
+// run (NetworkExplainer.follow), each new picture names the training step and time of the weights it shows, and a
+// drill-down names the step of the weights its numbers come from. A new picture of the same network (a stroke, a
+// refresh) repaints the existing canvases and numbers in place; the DOM is rebuilt only when the layout changes.
+// Narrow views wrap the columns onto more rows (forward order reads left to right, then down).
 import { decodeArrays } from "./lib/codec.js";
 import { fmt, h, setupCanvas, theme, viewFrame } from "./lib/chart.js";
 import { lut } from "./lib/colormap.js";
@@ -25,13 +29,18 @@ const LOCAL_CSS = `
 .hw-nx-thumb:disabled { opacity: 0.35; cursor: not-allowed; }
 .hw-nx-draw { display: flex; flex-direction: column; gap: 4px; font-size: 12px; }
 .hw-drawpad { border: 1px solid var(--jp-border-color1, #c8ced5); cursor: crosshair; image-rendering: pixelated; }
-.hw-nx-overview { display: flex; gap: 10px; align-items: flex-start; overflow-x: auto; padding-bottom: 6px; }
-.hw-nx-group { display: flex; gap: 10px; border: 1.5px dashed #a15c00; border-radius: 6px; padding: 14px 4px 4px;
-  position: relative; }
-.hw-nx-group-label { position: absolute; top: 0; left: 6px; font-size: 11px; color: #a15c00; white-space: nowrap; }
-.hw-nx-col { display: flex; flex-direction: column; align-items: center; gap: 2px; min-width: 40px; }
+.hw-nx-overview { display: flex; flex-wrap: wrap; gap: 10px 10px; align-items: flex-start; padding-bottom: 6px;
+  max-width: 100%; }
+.hw-nx-group { display: flex; flex-direction: column; gap: 2px; border: 1.5px dashed #a15c00; border-radius: 6px;
+  padding: 2px 4px 4px; max-width: 100%; box-sizing: border-box; }
+.hw-nx-group-cols { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
+.hw-nx-group-label { font-size: 11px; color: #a15c00; overflow-wrap: anywhere; }
+.hw-nx-weights { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); }
+.hw-nx-detail[data-stale="true"] { opacity: 0.55; }
+.hw-nx-col { display: flex; flex-direction: column; align-items: center; gap: 2px; min-width: 40px;
+  max-width: min(100%, 200px); }
 .hw-nx-col-head { font-size: 11px; text-align: center; max-width: 120px; overflow-wrap: anywhere; }
-.hw-nx-col-meta { font-size: 10px; color: var(--jp-ui-font-color2, #656d76); }
+.hw-nx-col-meta { font-size: 10px; color: var(--jp-ui-font-color2, #656d76); text-align: center; overflow-wrap: anywhere; }
 .hw-nx-col[data-added="true"] .hw-nx-col-head { font-style: italic; }
 .hw-nx-map { cursor: pointer; image-rendering: pixelated; border: 1px solid transparent; }
 .hw-nx-map[data-active="true"] { border-color: #c2410c; }
@@ -72,28 +81,38 @@ function grid(values, rows, cols, inside, hit = -1) {
   return t;
 }
 
-/** Draw one (h, w) map onto a canvas on the colour scale [lo, hi]. */
+/** Draw one (h, w) map onto a canvas on the colour scale [lo, hi]. A canvas drawn again at the same size keeps its
+ * backing store, pixel buffer and scratch canvas (a stroke repaints every map of the overview). */
+const mapState = new WeakMap(); // canvas -> what drawMap set up for it
+
 function drawMap(canvas, values, offset, hh, ww, lo, hi, size) {
   const scale = Math.max(1, size / Math.max(hh, ww));
-  const ctx = setupCanvas(canvas, Math.round(ww * scale), Math.round(hh * scale));
-  if (!ctx || typeof ImageData === "undefined") return;
+  const cw = Math.round(ww * scale); const ch = Math.round(hh * scale);
+  const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
+  let c = mapState.get(canvas);
+  if (!c || c.cw !== cw || c.ch !== ch || c.ww !== ww || c.hh !== hh || c.dpr !== dpr) {
+    const ctx = setupCanvas(canvas, cw, ch);
+    if (!ctx || typeof ImageData === "undefined") return;
+    const off = document.createElement("canvas");
+    off.width = ww; off.height = hh;
+    c = { ctx, cw, ch, ww, hh, dpr, off, octx: off.getContext("2d"), img: new ImageData(ww, hh) };
+    mapState.set(canvas, c);
+  }
   const signed = lo < 0;
   const table = lut(signed ? "diverging" : "viridis");
   const m = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
   const a = signed ? -m : 0;
   const b = signed ? m : (hi > 0 ? hi : 1);
-  const img = new ImageData(ww, hh);
+  const px = c.img.data;
   for (let p = 0; p < hh * ww; p++) {
     const v = values[offset + p];
     const k = Number.isFinite(v) ? Math.max(0, Math.min(255, Math.round(((v - a) / (b - a)) * 255))) * 4 : -1;
-    img.data[p * 4] = k < 0 ? 255 : table[k]; img.data[p * 4 + 1] = k < 0 ? 0 : table[k + 1];
-    img.data[p * 4 + 2] = k < 0 ? 255 : table[k + 2]; img.data[p * 4 + 3] = 255;
+    px[p * 4] = k < 0 ? 255 : table[k]; px[p * 4 + 1] = k < 0 ? 0 : table[k + 1];
+    px[p * 4 + 2] = k < 0 ? 255 : table[k + 2]; px[p * 4 + 3] = 255;
   }
-  const off = document.createElement("canvas");
-  off.width = ww; off.height = hh;
-  off.getContext("2d")?.putImageData(img, 0, 0);
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(off, 0, 0, Math.round(ww * scale), Math.round(hh * scale));
+  c.octx?.putImageData(c.img, 0, 0);
+  c.ctx.imageSmoothingEnabled = false;
+  c.ctx.drawImage(c.off, 0, 0, cw, ch);
 }
 
 /** @param {ArrayLike<number>} arr */
@@ -111,10 +130,14 @@ function render({ model, el }) {
   const controls = h("div", "hw-nx-controls");
   const gallery = h("div", "hw-nx-gallery");
   const drawBox = h("div", "hw-nx-draw");
+  const readingBox = h("div");
   const reading = h("div", "hw-am-counter");
+  const weightsLine = h("div", "hw-nx-weights");
+  weightsLine.dataset.role = "weights";
+  readingBox.append(reading, weightsLine);
   const overview = h("div", "hw-nx-overview");
   const detail = h("div", "hw-nx-detail");
-  controls.append(gallery, drawBox, reading);
+  controls.append(gallery, drawBox, readingBox);
   root.append(notice, controls, overview, detail);
   el.appendChild(root);
 
@@ -187,27 +210,35 @@ function render({ model, el }) {
   // ---------------------------------------------------------------------------------------------- overview
   function tileSize(cols) { return Math.max(22, Math.min(64, Math.floor(width / Math.max(1, cols)) - 14)); }
 
-  function column(k, layer, arrays, size) {
+  /** The range a step's colours span: the whole output's (Python's lo/hi: a paged layer's other maps too). */
+  function rangeOf(k) {
+    const layer = k >= 0 ? current.layers[k] : null;
+    return layer ? [layer.lo, layer.hi] : range(current.arrays.input || []);
+  }
+
+  /** One column: its elements are built once per layout; `painters` gets the function that draws the current
+   * numbers into them (called again, without rebuilding, for every new picture of the same layout). */
+  function column(k, layer, arrays, size, painters) {
     const col = h("div", "hw-nx-col");
     col.dataset.step = String(k);
     col.dataset.added = String(Boolean(layer && layer.added));
     const head = h("div", "hw-nx-col-head", layer ? layer.name : "input");
     head.title = layer ? `${layer.type}${layer.notes && layer.notes.length ? ` — ${layer.notes.join("; ")}` : ""}` : "the model's input";
-    const arr = arrays[layer ? `s${k}` : "input"];
+    const key = layer ? `s${k}` : "input";
+    const arr = arrays[key];
     const dims = layer ? layer.shape : (current.inputDims || []);
     col.append(head, h("div", "hw-nx-col-meta", `${layer ? layer.kind : "input"} ${dims.join("×")}`));
     if (!arr) return col;
     if (layer && layer.notes && layer.notes.length) col.append(h("div", "hw-nx-col-meta", (layer.added ? "ℹ " : "⚠ ") + layer.notes.join("; ")));
-    const [lo, hi] = layer ? [layer.lo, layer.hi] : range(arr);
     if (dims.length === 3) {
       const [C, H, W] = dims;
       const page = layer ? layer.page : 0;
       const shown = Math.min(MAP_PAGE, C - page * MAP_PAGE);
       const tile = Math.max(12, Math.min(size, Math.floor(COLUMN_HEIGHT / shown) - 4));
+      const maps = [];
       for (let c = 0; c < shown; c++) {
         const cv = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-nx-map"));
         cv.dataset.channel = String(page * MAP_PAGE + c);
-        drawMap(cv, arr, c * H * W, H, W, lo, hi, tile);
         if (layer) {
           cv.addEventListener("click", (e) => {
             const r = cv.getBoundingClientRect();
@@ -216,32 +247,54 @@ function render({ model, el }) {
             select(k, [page * MAP_PAGE + c, y, x]);
           });
         }
-        if (active && active.step === k && active.index[0] === page * MAP_PAGE + c) cv.dataset.active = "true";
+        maps.push(cv);
         col.append(cv);
       }
+      painters.push(() => {
+        const a = current.arrays[key];
+        if (!a) return;
+        const [lo, hi] = rangeOf(k);
+        for (let c = 0; c < maps.length; c++) drawMap(maps[c], a, c * H * W, H, W, lo, hi, tile);
+      });
       if (layer && layer.pages > 1) col.append(pager(k, layer));
     } else if (layer && layer.kind === "softmax" && arr.length <= 100) {
       const probs = h("div", "hw-nx-prob");
-      let top = 0;
-      for (let j = 1; j < arr.length; j++) if (arr[j] > arr[top]) top = j;
+      const rows = [];
       for (let j = 0; j < arr.length; j++) {
         const name = h("span", "", className(j));
-        name.dataset.top = String(j === top);
         const bar = /** @type {HTMLCanvasElement} */ (h("canvas"));
-        const ctx = setupCanvas(bar, 60, 9);
-        if (ctx) { ctx.fillStyle = "#e9ecef"; ctx.fillRect(0, 0, 60, 9); ctx.fillStyle = j === top ? "#c2410c" : "#3b6fd8"; ctx.fillRect(0, 0, 60 * arr[j], 9); }
         const p = num("span", arr[j]);
-        p.dataset.top = String(j === top);
         for (const e of [name, bar, p]) { e.addEventListener("click", () => select(k, [j])); probs.append(e); }
+        rows.push([name, bar, p]);
       }
+      painters.push(() => {
+        const a = current.arrays[key];
+        if (!a) return;
+        let top = 0;
+        for (let j = 1; j < a.length; j++) if (a[j] > a[top]) top = j;
+        for (let j = 0; j < rows.length; j++) {
+          const [name, bar, p] = rows[j];
+          name.dataset.top = String(j === top);
+          p.dataset.top = String(j === top);
+          p.textContent = fmt(a[j]);
+          p.dataset.value = String(a[j]);
+          const ctx = setupCanvas(bar, 60, 9);
+          if (ctx) { ctx.fillStyle = "#e9ecef"; ctx.fillRect(0, 0, 60, 9); ctx.fillStyle = j === top ? "#c2410c" : "#3b6fd8"; ctx.fillRect(0, 0, 60 * a[j], 9); }
+        }
+      });
       col.append(probs);
     } else {
       const n = arr.length;
       const cell = Math.max(1, Math.min(12, Math.floor(300 / Math.max(1, n))));
       const strip = /** @type {HTMLCanvasElement} */ (h("canvas", "hw-nx-map"));
-      drawMap(strip, arr, 0, n, 1, lo, hi, 0);
-      strip.style.width = "14px";
-      strip.style.height = `${Math.min(320, Math.max(n * cell, 20))}px`; // thousands of units: a strip, not a tower
+      painters.push(() => {
+        const a = current.arrays[key];
+        if (!a) return;
+        const [lo, hi] = rangeOf(k);
+        drawMap(strip, a, 0, n, 1, lo, hi, 0);
+        strip.style.width = "14px";
+        strip.style.height = `${Math.min(320, Math.max(n * cell, 20))}px`; // thousands of units: a strip, not a tower
+      });
       strip.title = `${n} values`;
       if (layer) {
         strip.addEventListener("click", (e) => {
@@ -269,44 +322,82 @@ function render({ model, el }) {
     return row;
   }
 
+  let built = null; // {key, painters}: the overview's elements for one layout
+  let paintedAt = 0;
+
+  /** What the overview's elements depend on (not the numbers): the same key, the same elements. */
+  function layoutKey(layers, groups, size) {
+    return JSON.stringify([size, current.inputDims, groups, layers.map((l) => [l.name, l.kind, l.type, l.shape, l.page, l.pages, l.added, l.notes])]);
+  }
+
   function drawOverview() {
+    const t0 = performance.now();
     const { layers, arrays } = current;
     const groups = isStatic ? groupsOf(layers) : (model.get("groups") || []);
-    const size = tileSize(layers.length + 1);
-    const parts = [column(-1, null, arrays, size)];
-    for (let k = 0; k < layers.length; k++) {
-      const g = groups.find((gr) => gr.first === k);
-      if (g) {
-        const box = h("div", "hw-nx-group");
-        const src = g.skip_from >= 0 ? layers[g.skip_from].name : "the input";
-        box.append(h("span", "hw-nx-group-label", `${g.name}: residual block (skip from ${src})`));
-        for (let j = g.first; j <= g.last; j++) box.append(column(j, layers[j], arrays, size));
-        parts.push(box);
-        k = g.last;
-      } else parts.push(column(k, layers[k], arrays, size));
+    const size = tileSize(Math.min(layers.length + 1, columnsPerRow()));
+    const key = layoutKey(layers, groups, size);
+    if (!built || built.key !== key) {
+      const painters = [];
+      const parts = [column(-1, null, arrays, size, painters)];
+      for (let k = 0; k < layers.length; k++) {
+        const g = groups.find((gr) => gr.first === k);
+        if (g) {
+          const box = h("div", "hw-nx-group");
+          const cols = h("div", "hw-nx-group-cols");
+          const src = g.skip_from >= 0 ? layers[g.skip_from].name : "the input";
+          box.append(h("div", "hw-nx-group-label", `${g.name}: residual block (skip from ${src})`), cols);
+          for (let j = g.first; j <= g.last; j++) cols.append(column(j, layers[j], arrays, size, painters));
+          parts.push(box);
+          k = g.last;
+        } else parts.push(column(k, layers[k], arrays, size, painters));
+      }
+      overview.replaceChildren(...parts);
+      built = { key, painters };
     }
-    overview.replaceChildren(...parts);
+    for (const paint of built.painters) paint();
+    markActive();
     const p = current.prediction;
     reading.textContent = p >= 0 ? `The network reads: ${className(p)}` : "";
+    paintedAt = performance.now() - t0;
+  }
+
+  /** Columns that fit one row at the view's width (tiles shrink to at most this many per row, then wrap). */
+  function columnsPerRow() { return Math.max(4, Math.floor(width / 70)); }
+
+  function markActive() {
+    for (const cv of /** @type {NodeListOf<HTMLCanvasElement>} */ (overview.querySelectorAll("canvas.hw-nx-map"))) {
+      const col = /** @type {HTMLElement} */ (cv.closest(".hw-nx-col"));
+      const on = Boolean(active && col && Number(col.dataset.step) === active.step && cv.dataset.channel !== undefined
+        && Number(cv.dataset.channel) === active.index[0] && active.index.length === 3);
+      if (on) cv.dataset.active = "true"; else delete cv.dataset.active;
+    }
+  }
+
+  function showWeights() {
+    const w = isStatic ? null : model.get("weights");
+    weightsLine.textContent = w && w.text ? `weights of ${w.text}` : "";
+    if (w && w.step !== null && w.step !== undefined) weightsLine.dataset.step = String(w.step); else delete weightsLine.dataset.step;
   }
 
   function groupsOf(layers) { return (st.groups || model.get("groups") || []).filter((g) => g.last < layers.length); }
 
   // ---------------------------------------------------------------------------------------------- drill-down
   function select(step, index) {
+    const same = active && active.step === step && active.index.join(",") === index.join(",");
     active = { step, index };
     const key = `${step}:${index.join(",")}`;
-    if (unitCache.has(key)) { showUnit(unitCache.get(key)); drawOverview(); return; }
+    markActive();
+    if (unitCache.has(key)) { showUnit(unitCache.get(key)); return; }
     if (isStatic) {
       const un = staticUnit(step, index);
       if (un) { unitCache.set(key, un); showUnit(un); }
       else detail.replaceChildren(h("div", "hw-note", "This unit's arithmetic is not in the page: open the notebook with a running kernel."));
-      drawOverview();
       return;
     }
-    detail.replaceChildren(h("div", "hw-note", "computing…"));
+    // the same unit for a new picture: its old numbers stay, dimmed, until the new ones arrive (no jump)
+    if (same && detail.dataset.key === key) detail.dataset.stale = "true";
+    else { detail.replaceChildren(h("div", "hw-note", "computing…")); delete detail.dataset.key; }
     model.send({ type: "unit", step, index, key });
-    drawOverview();
   }
 
   const packed = new Map(); // decoded steps of the static page
@@ -350,7 +441,11 @@ function render({ model, el }) {
 
   function showUnit(u) {
     cancelAnimationFrame(anim);
-    const head = h("div", "hw-nx-detail-head", `${u.name} · unit [${u.index.join(", ")}] · ${u.kind}`);
+    const step = u.weights_step === null || u.weights_step === undefined ? "" : ` · weights of training step ${u.weights_step}`;
+    const head = h("div", "hw-nx-detail-head", `${u.name} · unit [${u.index.join(", ")}] · ${u.kind}${step}`);
+    detail.dataset.key = `${u.step}:${u.index.join(",")}`;
+    delete detail.dataset.stale;
+    if (step) detail.dataset.step = String(u.weights_step); else delete detail.dataset.step;
     const out = h("div", "hw-nx-row");
     out.append(h("span", "", "the model computed"), num("b", u.output), h("span", "hw-note", u.formula || ""));
     out.dataset.role = "output";
@@ -508,6 +603,7 @@ function render({ model, el }) {
     notice.hidden = !status && !notes.length;
     notice.dataset.state = status ? "error" : "";
     notice.textContent = [status, ...notes].filter(Boolean).join(" · ");
+    showWeights();
     current = data();
     const g = model.get("_overview");
     if (g && g.header && g.header.index.input) current.inputDims = g.header.index.input[2];
@@ -523,11 +619,14 @@ function render({ model, el }) {
   }
 
   const onOverview = () => {
+    const arrived = performance.now();
     unitCache.clear();
     drawAll();
     if (inFlight) { // a drawing's answer: the time from sending the ink to the redrawn overview
       const m = performance.measure("hw-explainer-update", { start: inFlight.at, end: performance.now() });
+      performance.measure("hw-explainer-redraw", { start: arrived, end: performance.now() }); // of which: drawing
       root.dataset.latency = String(m ? m.duration : performance.now() - inFlight.at);
+      root.dataset.paint = String(paintedAt);
     }
     if (active && !isStatic) select(active.step, active.index);
     if (model.get("selected") !== shownSelected) { shownSelected = model.get("selected"); drawGallery(); }
@@ -548,7 +647,7 @@ function render({ model, el }) {
       root.dataset.done = String(msg.seq);
     }
   };
-  const events = [["change:_overview", onOverview], ["change:status", drawAll], ["change:title", drawAll], ["msg:custom", onMsg]];
+  const events = [["change:_overview", onOverview], ["change:status", drawAll], ["change:title", drawAll], ["change:weights", showWeights], ["msg:custom", onMsg]];
   for (const [ev, fn] of events) model.on(ev, fn);
   const resize = typeof ResizeObserver !== "undefined" ? new ResizeObserver((entries) => {
     const w = Math.round(entries[0].contentRect.width);

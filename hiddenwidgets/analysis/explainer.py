@@ -81,6 +81,7 @@ class Step:
     added: bool = False
     notes: list[str] = field(default_factory=list)
     operands: tuple[torch.Tensor, torch.Tensor] | None = None  # for "add"
+    versions: tuple[int, ...] = ()  # the module's parameters' and buffers' versions when it ran
 
     @property
     def label(self) -> str:
@@ -142,6 +143,11 @@ class NetworkTrace:
         """
         s = self.step(step)
         idx = _check_index(index, tuple(s.output.shape), s.label)
+        if s.module is not None and _versions(s.module) != s.versions:
+            raise ExplainerError(
+                f"the weights of {s.label} changed after this trace was recorded (the model was trained "
+                "meanwhile): its arithmetic would mix two sets of weights. Explain the input again "
+                "(explain_network, or view.show) for the current weights")
         out = float(s.output[idx])
         base = {"step": s.index, "name": s.label, "kind": s.kind, "index": list(idx), "output": out, "note": ""}
         maker = _UNITS.get(s.kind)
@@ -252,7 +258,7 @@ def explain_network(model: nn.Module, x: torch.Tensor, *, softmax: bool | None =
 
     def pre(module: nn.Module, args: Any) -> None:
         t, count = _first_tensor(args)
-        stack.append({"module": module, "input": None if t is None else t.detach()[0].clone(), "count": count,
+        stack.append({"module": module, "input": None if t is None else _take(t), "count": count,
                       "first": len(events)})
 
     def post(module: nn.Module, _args: Any, output: Any) -> None:
@@ -263,8 +269,9 @@ def explain_network(model: nn.Module, x: torch.Tensor, *, softmax: bool | None =
         calls[name] = calls.get(name, 0) + 1
         events.append(("leaf" if leaf else "end", {
             "module": module, "name": name, "input": frame["input"], "n_inputs": frame["count"],
-            "output": None if t is None else t.detach()[0].clone(), "n_outputs": count, "call": calls[name],
-            "path": tuple(names.get(f["module"], "") for f in stack), "first": frame["first"]}))
+            "output": None if t is None else _take(t), "n_outputs": count, "call": calls[name],
+            "path": tuple(names.get(f["module"], "") for f in stack), "first": frame["first"],
+            "versions": _versions(module) if leaf else ()}))
 
     try:
         for module in work.modules():
@@ -279,12 +286,13 @@ def explain_network(model: nn.Module, x: torch.Tensor, *, softmax: bool | None =
     if out_t is None:
         raise ExplainerError(f"the model returned {what(out)}; the explainer needs a tensor (the model's output)")
     graph, notes = _fx_note(work)
-    steps, groups, more = _build(events, batch.detach()[0].cpu().clone(), out_t.detach()[0].cpu().clone())
+    x0, y0 = _cpu(_take(batch)), _cpu(_take(out_t))
+    steps, groups, more = _build(events, x0, y0)
     notes += more
     if softmax is None:
         softmax = out_t.dim() == 2 and (not steps or steps[-1].kind not in ("softmax", "log_softmax"))
     if softmax:
-        logits = out_t.detach()[0].float().cpu()
+        logits = y0.float()
         if logits.dim() != 1:
             raise ExplainerError(f"softmax=True needs a model that outputs one vector per input; its output has "
                                  f"shape {tuple(out_t.shape)}")
@@ -292,8 +300,7 @@ def explain_network(model: nn.Module, x: torch.Tensor, *, softmax: bool | None =
                           sources=[len(steps) - 1], added=True,
                           notes=["added by the explainer: the model outputs scores (logits); the softmax turns "
                                  "them into class probabilities"]))
-    return NetworkTrace(steps, groups, batch.detach()[0].cpu().clone(), out_t.detach()[0].cpu().clone(), graph,
-                        notes)
+    return NetworkTrace(steps, groups, x0, y0, graph, notes)
 
 
 def _expects_batch_of(model: nn.Module, x: torch.Tensor) -> bool:
@@ -337,6 +344,24 @@ def _fx_trace(model: nn.Module) -> tuple[str, list[str]]:
     return "torch.fx", []
 
 
+def _take(t: torch.Tensor) -> torch.Tensor:
+    """A copy of the first item of a batch, taken when a module runs (an in-place activation later cannot
+    overwrite it). Few torch calls: each releases the GIL, and while a busy cell's loop holds it, getting it back
+    costs up to the switch interval (5 ms), so calls, not arithmetic, set the time of a drawing in a busy kernel."""
+    return (t.detach() if t.requires_grad else t)[0].clone()
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    return t if t.device.type == "cpu" else t.cpu()
+
+
+def _versions(module: nn.Module) -> tuple[int, ...]:
+    """The in-place version counters of a module's own parameters and buffers: they change with every optimizer
+    step or running-statistics update, so a unit's arithmetic can tell whether the weights it reads are still
+    those the recorded pass ran with."""
+    return tuple(t._version for t in (*module.parameters(recurse=False), *module.buffers(recurse=False)))
+
+
 def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     return a is not None and b is not None and a.shape == b.shape and torch.equal(a, b)
 
@@ -346,7 +371,7 @@ def _build(events: list[tuple[str, Any]], x: torch.Tensor, y: torch.Tensor
     steps: list[Step] = []
     groups: list[Group] = []
     notes: list[str] = []
-    values: list[tuple[int, torch.Tensor]] = [(-1, x.cpu())]  # (producer, value), newest last
+    values: list[tuple[int, torch.Tensor]] = [(-1, _cpu(x))]  # (producer, value), newest last
     steps_at: dict[int, int] = {}  # event position -> how many steps there were when it was processed
 
     def find(t: torch.Tensor) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None, str]:
@@ -390,7 +415,7 @@ def _build(events: list[tuple[str, Any]], x: torch.Tensor, y: torch.Tensor
                 step_notes.append("its input is not a tensor; shown without input")
                 t_in = torch.zeros(0)
             else:
-                t_in = t_in.cpu()
+                t_in = _cpu(t_in)
                 sources, operands, how = find(t_in)
                 if how == "add" and operands is not None:
                     where = container_of(info)
@@ -411,16 +436,17 @@ def _build(events: list[tuple[str, Any]], x: torch.Tensor, y: torch.Tensor
             elif info["n_outputs"] > 1:
                 step_notes.append(f"the module returned {info['n_outputs']} tensors; the first is shown")
                 kind = "unknown"
-            t_out = t_out.cpu()
+            t_out = _cpu(t_out)
             steps.append(Step(len(steps), info["name"], kind, type(module).__name__, t_in, t_out, module=module,
-                              sources=sources, path=info["path"], call=info["call"], notes=step_notes))
+                              sources=sources, path=info["path"], call=info["call"], notes=step_notes,
+                              versions=info["versions"]))
             values.append((len(steps) - 1, t_out))
         else:  # a container ended: its output should be its last value, or a sum (a skip at its end)
             t_out = info["output"]
             name = info["name"]
             first = steps_at.get(info["first"], len(steps))
             if t_out is not None:
-                t_out = t_out.cpu()
+                t_out = _cpu(t_out)
                 if not (steps and first < len(steps) and _same(values[-1][1], t_out)):
                     sources, operands, how = find(t_out)
                     if how == "add" and operands is not None:
@@ -459,6 +485,27 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _window(i: int, j: int, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+            dilation: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The input rows and columns that a sliding window (convolution or pooling) reads for output ``(i, j)``:
+    PyTorch's geometry, ``row = i·stride − padding + dilation·r`` for ``r`` in ``0..kernel−1`` (padded positions
+    fall outside ``0..height−1``)."""
+    rows = i * stride[0] - padding[0] + dilation[0] * np.arange(kernel[0])
+    cols = j * stride[1] - padding[1] + dilation[1] * np.arange(kernel[1])
+    return rows, cols
+
+
+def _gather(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """``x[:, rows, cols]`` as a (C, len(rows), len(cols)) block, zero where the window lies outside ``x``, and
+    the mask of the positions inside."""
+    height, width = x.shape[-2], x.shape[-1]
+    inside = ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+    block = torch.zeros(x.shape[0], len(rows), len(cols), dtype=x.dtype)
+    rr, cc = np.nonzero(inside)
+    block[:, rr, cc] = x[:, rows[rr], cols[cc]]
+    return block, inside
+
+
 def _conv(s: Step, idx: tuple[int, ...]) -> dict[str, Any]:
     m: nn.Conv2d = s.module  # type: ignore[assignment]
     c, i, j = idx
@@ -476,21 +523,14 @@ def _conv(s: Step, idx: tuple[int, ...]) -> dict[str, Any]:
     per_group_out = m.out_channels // m.groups
     g = c // per_group_out
     channels = np.arange(g * per_group_in, (g + 1) * per_group_in)
-    rows = np.array([i * sh - ph + dh * r for r in range(kh)])
-    cols = np.array([j * sw - pw + dw * q for q in range(kw)])
-    x = s.input
-    height, width = x.shape[-2], x.shape[-1]
-    inside = ((rows[:, None] >= 0) & (rows[:, None] < height)) & ((cols[None, :] >= 0) & (cols[None, :] < width))
+    rows, cols = _window(i, j, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
+    x = s.input[channels]
+    patch, inside = _gather(x, rows, cols)
+    fill = "zeros outside the input (padding)"
     if m.padding_mode != "zeros" and not inside.all():
-        pad = (pw, pw, ph, ph)
-        padded = F.pad(x.unsqueeze(0), pad, mode=m.padding_mode)[0]
-        patch = padded[channels][:, rows[:, None] + ph, cols[None, :] + pw]
+        padded = F.pad(x.unsqueeze(0), (pw, pw, ph, ph), mode=m.padding_mode)[0]
+        patch = padded[:, rows[:, None] + ph, cols[None, :] + pw]
         fill = f"padding values from {m.padding_mode} padding"
-    else:
-        patch = torch.zeros(len(channels), kh, kw, dtype=x.dtype)
-        rr, cc = np.nonzero(inside)
-        patch[:, rr, cc] = x[channels][:, rows[rr], cols[cc]]
-        fill = "zeros outside the input (padding)"
     kernel = m.weight.detach().cpu()[c]
     patch64, kernel64 = patch.double(), kernel.double()
     products = patch64 * kernel64
@@ -508,25 +548,16 @@ def _pool_window(s: Step, idx: tuple[int, ...], adaptive: bool) -> tuple[np.ndar
                                                                           np.ndarray]:
     m = s.module
     c, i, j = idx
-    x = s.input
-    height, width = x.shape[-2], x.shape[-1]
-    if adaptive:
+    if adaptive:  # PyTorch's adaptive windows: [floor(i·H/oh), ceil((i+1)·H/oh))
+        height, width = s.input.shape[-2], s.input.shape[-1]
         oh, ow = s.output.shape[-2], s.output.shape[-1]
-        r0, r1 = (i * height) // oh, -(-((i + 1) * height) // oh)
-        c0, c1 = (j * width) // ow, -(-((j + 1) * width) // ow)
-        rows, cols = np.arange(r0, r1), np.arange(c0, c1)
+        rows = np.arange((i * height) // oh, -(-((i + 1) * height) // oh))
+        cols = np.arange((j * width) // ow, -(-((j + 1) * width) // ow))
     else:
-        kh, kw = _pair(m.kernel_size)
-        sh, sw = _pair(m.stride if m.stride is not None else m.kernel_size)
-        ph, pw = _pair(m.padding)
-        dh, dw = _pair(getattr(m, "dilation", 1))
-        rows = np.array([i * sh - ph + dh * r for r in range(kh)])
-        cols = np.array([j * sw - pw + dw * q for q in range(kw)])
-    inside = ((rows[:, None] >= 0) & (rows[:, None] < height)) & ((cols[None, :] >= 0) & (cols[None, :] < width))
-    window = torch.zeros(len(rows), len(cols), dtype=x.dtype)
-    rr, cc = np.nonzero(inside)
-    window[rr, cc] = x[c][rows[rr], cols[cc]]
-    return rows, cols, window, inside
+        rows, cols = _window(i, j, _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size),
+                             _pair(m.padding), _pair(getattr(m, "dilation", 1)))
+    window, inside = _gather(s.input[c:c + 1], rows, cols)
+    return rows, cols, window[0], inside
 
 
 def _maxpool(s: Step, idx: tuple[int, ...], adaptive: bool = False) -> dict[str, Any]:

@@ -6,6 +6,15 @@ only displays it). The input comes from a gallery or is drawn on a canvas; each 
 the kernel. Browser requests travel as custom messages, which the base class routes to JupyterLab's widget
 subshell, so they are answered while a training cell runs.
 
+While the model trains (in a background job of a monitor, or in a cell: ``refresh=`` seconds, or
+:meth:`NetworkExplainer.follow`), the overview follows the training: at the chosen rate, if the weights changed, a
+private copy of them (:class:`~hiddenwidgets.pipeline.model_state.ModelSnapshot`, copied by the training thread
+at its next ``monitor.step()``, between two optimizer steps) is explained and the view updated, which says the
+step and time of the weights it shows. The training model itself is never run, hooked, or switched to eval mode
+for this. The updates travel as the monitor's frames do: binary buffers (``transport.encode``), sent from one
+sender thread that holds the view weakly, within the kernel-wide message budget (``SHARED_BUDGET``), and each
+publish forgets the kernel's reply route (``HiddenWidget._send``) so clicks are still answered during a busy cell.
+
 ``save_html`` embeds the overview and the arithmetic of every unit for the chosen inputs (``static_inputs``):
 the numbers in the page are the ones Python computed from the model. Recomputing them in JavaScript from
 embedded weights would be a second implementation of every layer (and of PyTorch's padding and pooling rules)
@@ -16,6 +25,9 @@ so the static page says so instead.
 from __future__ import annotations
 
 import math
+import threading
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,13 +38,15 @@ from torch import nn
 
 from ..analysis.explainer import ExplainerError, NetworkTrace, explain_network
 from ..pipeline.checks import check_int, check_names, keywords_checked, what
-from ..pipeline.transport import encode
+from ..pipeline.model_state import ModelSnapshot
+from ..pipeline.transport import SHARED_BUDGET, encode
 from ._base import HiddenWidget
 
 __all__ = ["NetworkExplainer"]
 
 MAP_PAGE = 32  # feature maps per column page: a layer with thousands of channels is shown a page at a time
 STATIC_UNITS = 16384  # a step with more units than this keeps its arithmetic out of static pages (size, export time)
+SNAPSHOT_WAIT = 2.0  # seconds a refresh waits for the training thread's next step() to copy the weights
 
 
 def _jsonable(value: Any) -> Any:
@@ -105,6 +119,11 @@ def _same_json(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _float32(t: torch.Tensor) -> np.ndarray:
+    """A recorded CPU tensor as a float32 numpy array (no copy when it is one already)."""
+    return t.numpy() if t.dtype == torch.float32 else t.float().numpy()
+
+
 def _images(x: torch.Tensor) -> np.ndarray:
     """uint8 thumbnails (N, H, W, C) of image inputs, on one scale over the gallery."""
     t = x.detach().float().cpu()
@@ -120,7 +139,9 @@ class NetworkExplainer(HiddenWidget):
     ``draw``: offer a canvas to draw an input (images (N, C, H, W) only; default: when the inputs are images of
     one channel). ``draw_transform``: turns the drawing, a float array (H, W) of ink in [0, 1], into one model
     input; by default ink 0..1 is mapped to the gallery's range of values on every channel. ``static_inputs``:
-    the gallery positions whose arithmetic ``save_html`` embeds (default: the selected one).
+    the gallery positions whose arithmetic ``save_html`` embeds (default: the selected one). ``refresh``:
+    seconds between looks at the weights while the model trains (see :meth:`follow`); default None: the overview
+    changes only when the input does.
     Implements the views of CNN Explainer (Wang et al., IEEE VIS 2020) for any model.
     """
 
@@ -140,6 +161,11 @@ class NetworkExplainer(HiddenWidget):
     draw_shape = traitlets.List(traitlets.Int()).tag(sync=True)
     prediction = traitlets.Int(-1, help="The predicted class for the input shown (read-only).").tag(sync=True)
     status = traitlets.Unicode("", help="An error from the last request, else '' (read-only).").tag(sync=True)
+    refresh = traitlets.Float(0.0, help="Seconds between looks at the weights while following; 0: not following "
+                              "(read-only: set it with follow()).").tag(sync=True)
+    weights = traitlets.Dict(help="Which weights the picture shows: step (the monitor's training step, or None), "
+                             "time (when copied, seconds since the epoch), copy (a private copy), text (read-only)."
+                             ).tag(sync=True)
     _gallery = traitlets.Dict().tag(sync=True)
     _overview = traitlets.Dict().tag(sync=True)
     _static = traitlets.Dict().tag(sync=True)
@@ -147,7 +173,8 @@ class NetworkExplainer(HiddenWidget):
     @keywords_checked
     def __init__(self, model: nn.Module, inputs: torch.Tensor, *, class_names: Sequence[str] | None = None,
                  draw: bool | None = None, draw_transform: Callable[[np.ndarray], torch.Tensor] | None = None,
-                 static_inputs: Sequence[int] | None = None, title: str = "Network explainer"):
+                 static_inputs: Sequence[int] | None = None, refresh: float | None = None,
+                 title: str = "Network explainer"):
         if not isinstance(model, nn.Module):
             raise ExplainerError(f"model must be a torch.nn.Module; got {what(model)}")
         if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or not inputs.is_floating_point() \
@@ -171,6 +198,12 @@ class NetworkExplainer(HiddenWidget):
         self._pages: dict[int, int] = {}
         self._drawn: torch.Tensor | None = None
         self.trace: NetworkTrace | None = None
+        self._snapshot: ModelSnapshot | None = None  # the weights the picture shows while following
+        self._spare: ModelSnapshot | None = None  # refreshed while the picture still reads the other one
+        self._marker: tuple[int, ...] | None = None  # the live weights' versions when the snapshot was taken
+        self._stop_follow = threading.Event()
+        self._follower: threading.Thread | None = None
+        self.refreshes = 0  # pictures made by following (for tests and benchmarks)
         self._static_inputs = [check_int(i, "static_inputs[]", minimum=0, maximum=len(inputs) - 1,
                                          error=ExplainerError) for i in (static_inputs or [])]
         gallery: dict[str, Any] = {}
@@ -181,12 +214,15 @@ class NetworkExplainer(HiddenWidget):
                          draw_shape=list(inputs.shape[-2:]) if draw else [], _gallery=gallery)
         self.show(0)
         self.on_msg(self._on_custom)
+        if refresh is not None:
+            self.follow(refresh)
 
     def __repr__(self) -> str:
         shown = "a drawn input" if self.selected < 0 else f"input {self.selected} of {self.n}"
         reading = f", predicted class {self._class_name(self.prediction)}" if self.prediction >= 0 else ""
+        weights = f", weights of {self.weights['text']}" if self.weights.get("text") else ""
         return (f"NetworkExplainer({self.title!r}: {len(self.layers)} steps of {type(self.model).__name__} for "
-                f"{shown}{reading}; an interactive view: it needs a Jupyter front end with widgets, or "
+                f"{shown}{reading}{weights}; an interactive view: it needs a Jupyter front end with widgets, or "
                 "save_html() for an offline page)")
 
     def _class_name(self, c: int) -> str:
@@ -220,12 +256,107 @@ class NetworkExplainer(HiddenWidget):
         """The arithmetic of a unit of the input shown (see :meth:`NetworkTrace.unit`)."""
         return self.trace.unit(step, index)  # type: ignore[union-attr]
 
+    # -------------------------------------------------------------------------------------------------------
+    def follow(self, every: float = 2.0) -> NetworkExplainer:
+        """Follow the training: every ``every`` seconds, if the model's weights changed, explain the input shown
+        again on a private copy of the current weights, and update the view (which says the training step and
+        time of the weights it shows). Returns the view, so ``hw.NetworkExplainer(model, x).follow(1.0)`` shows it.
+
+        The copy is made by the training thread right after its next ``monitor.step()`` (an
+        :class:`~hiddenwidgets.ActivationMonitor` or recorder stepping the model, e.g. in ``run_in_background``):
+        one consistent set of weights, between two optimizer steps; waiting at most 2 s, else (and for a loop
+        that no monitor steps) it is made at once. Nothing of the training model changes: no hooks, no mode
+        switch, no gradients; drawings and clicks are answered from the same copy, so every number shown belongs
+        to the weights named in the view. :meth:`stop_following` (or ``close()``) ends it.
+        """
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0.05 <= every <= 3600:
+            raise ExplainerError(f"every (refresh) must be a number of seconds in [0.05, 3600]; got {what(every)}")
+        self.stop_following()
+        if self._snapshot is None:
+            self._snapshot = ModelSnapshot(self.model)
+            self._spare = ModelSnapshot(self.model)
+        self._marker = None
+        self._stop_follow = threading.Event()
+        with self._state_lock:
+            self.refresh = float(every)
+        self._refresh_once()  # the first picture from a copy now, not in `every` seconds
+        self._follower = threading.Thread(target=_follow, args=(weakref.ref(self), self._stop_follow, float(every)),
+                                          name="hiddenwidgets-explainer-follow", daemon=True)
+        self._follower.start()
+        return self
+
+    def stop_following(self) -> None:
+        """Stop following the training (the picture stays; later inputs are explained on the live model)."""
+        stop = getattr(self, "_stop_follow", None)
+        if stop is None or not hasattr(self, "_state_lock"):  # (close() of a view whose construction failed)
+            return
+        stop.set()
+        thread, self._follower = self._follower, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(30)
+        with self._state_lock:
+            self.refresh = 0.0
+            self._snapshot = self._spare = None
+            self._marker = None
+
+    @property
+    def following(self) -> bool:
+        """Whether the view follows the training (:meth:`follow`)."""
+        return self._follower is not None and not self._stop_follow.is_set()
+
+    def close(self) -> None:
+        """Stop following (if it does) and close the widget."""
+        self.stop_following()
+        super().close()
+
+    def _refresh_once(self) -> bool:
+        """One look at the weights (the follower thread calls this every ``refresh`` seconds): if they changed
+        since the picture's copy, copy them into the spare snapshot, explain the input shown on it, and swap.
+        Returns whether a new picture was made."""
+        marker = _weights_marker(self.model)
+        spare = self._spare
+        if spare is None or marker == self._marker:
+            return False
+        spare.refresh(SNAPSHOT_WAIT)  # by the training thread at its next step() when a monitor steps the model
+        with self._state_lock:
+            if self._spare is not spare:  # stopped or restarted meanwhile
+                return False
+            x, selected = self._current_input()
+            trace = explain_network(spare.model, x)
+            self._snapshot, self._spare = spare, self._snapshot
+            self._marker = marker
+            self._publish(trace, selected)
+            self.refreshes += 1
+        return True
+
+    def _current_input(self) -> tuple[torch.Tensor, int]:
+        if self.selected < 0 and self._drawn is not None:
+            return self._drawn, -1
+        return self.inputs[max(self.selected, 0)], max(self.selected, 0)
+
+    def _weights_info(self) -> dict[str, Any]:
+        snap = self._snapshot
+        if snap is None:  # the live model (unchanged from one picture to the next: not sent again)
+            return {"step": None, "time": None, "copy": False, "text": ""}
+        when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
+        step = f"training step {snap.step}" if snap.step is not None else "the weights"
+        return {"step": snap.step, "time": snap.taken_at, "copy": True,
+                "text": f"{step} (copied {when}; following every {self.refresh:g} s)"}
+
     def _explain(self, x: torch.Tensor, selected: int) -> NetworkTrace:
-        trace = explain_network(self.model, x)
+        with self._state_lock:  # one picture at a time: a draw, a select and the follower never interleave
+            snap = self._snapshot
+            trace = explain_network(snap.model if snap is not None else self.model, x)
+            self._publish(trace, selected)
+        return trace
+
+    def _publish(self, trace: NetworkTrace, selected: int) -> None:
+        """The picture of ``trace`` into the view's state (under ``_state_lock``, in one message)."""
         self.trace = trace
         layers, header, data = self._overview_of(trace)
         logits = trace.steps[-1].output
         with self._state_lock, self.hold_sync():
+            self.weights = self._weights_info()
             self.layers = layers
             self.groups = [{"name": g.name, "first": g.first, "last": g.last, "add": g.add,
                             "skip_from": g.skip_from} for g in trace.groups]
@@ -235,22 +366,22 @@ class NetworkExplainer(HiddenWidget):
             self.prediction = int(logits.argmax()) if logits.dim() == 1 else -1
             self.status = ""
             self._overview = {"header": header, "data": data}
-        return trace
 
     def _overview_of(self, trace: NetworkTrace) -> tuple[list[dict[str, Any]], dict[str, Any], bytes]:
-        arrays: dict[str, np.ndarray] = {"input": trace.input.float().numpy()}
+        # numpy from here on: a torch call releases the GIL, which a busy cell's loop then holds for up to 5 ms
+        arrays: dict[str, np.ndarray] = {"input": _float32(trace.input)}
         layers = []
         for row, s in zip(trace.summary(), trace.steps, strict=True):
-            out = s.output.float()
+            full = _float32(s.output)
+            out = full
             pages, page = 1, 0
-            if out.dim() == 3 and out.shape[0] > MAP_PAGE:
+            if out.ndim == 3 and out.shape[0] > MAP_PAGE:
                 pages = math.ceil(out.shape[0] / MAP_PAGE)
                 page = min(self._pages.get(s.index, 0), pages - 1)
                 out = out[page * MAP_PAGE:(page + 1) * MAP_PAGE]
-            arrays[f"s{s.index}"] = out.numpy()
-            row.update(page=page, pages=pages, channels=int(s.output.shape[0]) if s.output.dim() == 3 else 0,
-                       lo=float(s.output.min()) if s.output.numel() else 0.0,
-                       hi=float(s.output.max()) if s.output.numel() else 0.0)
+            arrays[f"s{s.index}"] = out
+            row.update(page=page, pages=pages, channels=int(full.shape[0]) if full.ndim == 3 else 0,
+                       lo=float(full.min()) if full.size else 0.0, hi=float(full.max()) if full.size else 0.0)
             layers.append(_jsonable(row))
         index, data = encode(arrays)
         return layers, {"index": index}, data
@@ -271,12 +402,16 @@ class NetworkExplainer(HiddenWidget):
                 self.send({"type": "done", "seq": content.get("seq")})
             elif kind == "page":
                 self._pages[int(content["step"])] = int(content["page"])
-                layers, header, data = self._overview_of(self.trace)  # type: ignore[arg-type]
-                with self._state_lock, self.hold_sync():
-                    self.layers, self._overview = layers, {"header": header, "data": data}
+                with self._state_lock:
+                    layers, header, data = self._overview_of(self.trace)  # type: ignore[arg-type]
+                    with self.hold_sync():
+                        self.layers, self._overview = layers, {"header": header, "data": data}
             elif kind == "unit":
                 step, index = int(content["step"]), [int(i) for i in content["index"]]
-                header, data = encode_unit(self.unit(step, index))
+                with self._state_lock:  # the trace and the weights it names, together
+                    unit = self.unit(step, index)
+                    unit["weights_step"] = self.weights.get("step")
+                header, data = encode_unit(unit)
                 self.send({"type": "unit", "key": content.get("key"), "header": header}, [data])
         except Exception as err:  # said in the view, never lost in the kernel's log
             with self._state_lock:
@@ -288,8 +423,11 @@ class NetworkExplainer(HiddenWidget):
         default the selected one; the first when a drawing is shown: a drawing is not part of the gallery)."""
         chosen = self._static_inputs or [max(self.selected, 0)]
         inputs: dict[str, Any] = {}
+        with self._state_lock:  # while following: the copy whose weights the view names
+            model = self._snapshot.model if self._snapshot is not None else self.model
+            traces = {i: explain_network(model, self.inputs[i]) for i in chosen}
         for i in chosen:
-            trace = explain_network(self.model, self.inputs[i])
+            trace = traces[i]
             layers, header, data = self._overview_of(trace)
             units, left_out = {}, []
             for s in trace.steps:
@@ -309,3 +447,25 @@ class NetworkExplainer(HiddenWidget):
             inputs[str(i)] = {"layers": layers, "overview": {"header": header, "data": data}, "units": units,
                               "prediction": int(trace.steps[-1].output.argmax()), "left_out": left_out}
         return {"_static": {"inputs": inputs, "chosen": chosen}}
+
+
+def _weights_marker(model: nn.Module) -> tuple[int, ...]:
+    """The version counters of every parameter and buffer: any optimizer step or statistics update changes one."""
+    return tuple(t._version for t in (*model.parameters(), *model.buffers()))
+
+
+def _follow(ref: weakref.ref[NetworkExplainer], stop: threading.Event, every: float) -> None:
+    """The follower thread: holds its view weakly (a view nobody holds is collected and this thread ends); one
+    picture per ``every`` seconds at most, and only within the kernel-wide message budget."""
+    while not stop.wait(every):
+        view = ref()
+        if view is None:
+            return
+        try:
+            if _weights_marker(view.model) != view._marker and SHARED_BUDGET.try_take():
+                view._refresh_once()
+        except Exception as err:  # said in the view; following goes on (the next look may succeed)
+            with view._state_lock:
+                view.status = f"following the training: {type(err).__name__}: {err}"
+        finally:
+            del view

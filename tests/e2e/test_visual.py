@@ -118,7 +118,6 @@ def test_pages_render_without_errors(static_records):
 # so that every other view × layout is held to zero; a known defect is reported on every run (printed, and kept in
 # the JSON records under artifacts/visual), never silently dropped. Fix the view, then delete its line.
 KNOWN = {
-    ("08-network_explainer", "overflow"): "at 400 px the overview's last columns pass the view's edge (no wrap yet)",
     ("09-attention_view", "overflow"): "at 400 px the last token label ('[SEP]') is cut 2 px at the canvas edge",
     ("09-logit_lens", "contrast"): "white token text on mid-viridis cells (3.1-4.4:1): no black/white choice yet",
     ("01-lab", "contrast"): "in JupyterLab, muted text uses --jp-ui-font-color2 on --jp-layout-color2/3 (3.0-4.5:1)",

@@ -258,3 +258,109 @@ def test_explaining_while_a_background_job_trains_leaves_the_training_undisturbe
     assert max(abs(d) for d in explained) < ATOL  # the copy's arithmetic is consistent with its own output
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
     monitor.close()
+
+
+def test_dilated_windows_by_hand():
+    """The shared window geometry (row = i·stride − padding + dilation·r) for a dilated conv and a dilated pool."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=2, dilation=2), nn.MaxPool2d(3, stride=2, padding=1, dilation=2),
+                          nn.Flatten(), nn.Linear(2 * 3 * 3, 2))
+    trace = explain_network(model, torch.randn(1, 7, 7, generator=torch.Generator().manual_seed(6)))
+    u = trace.unit(0, (1, 0, 6))
+    assert u["rows"].tolist() == [-2, 0, 2] and u["cols"].tolist() == [4, 6, 8]
+    assert u["inside"].tolist() == [[0, 0, 0], [1, 1, 0], [1, 1, 0]]  # row −2 and column 8 are padding
+    p = trace.unit(1, (0, 1, 2))  # rows 1·2 − 1 + 2r, columns 2·2 − 1 + 2q
+    assert p["rows"].tolist() == [1, 3, 5] and p["cols"].tolist() == [3, 5, 7]
+    assert p["inside"].tolist() == [[1, 1, 0]] * 3  # the 7x7 map ends at column 6
+    assert check_every_unit(trace, limit=20) > 40
+
+
+def test_unit_refused_once_the_weights_changed():
+    model = small_cnn()
+    trace = explain_network(model, torch.randn(1, 8, 8))
+    assert trace.unit("conv1", (0, 1, 1))["value"] == pytest.approx(trace.unit("conv1", (0, 1, 1))["output"],
+                                                                    abs=ATOL)
+    with torch.no_grad():
+        model.conv1.weight.add_(0.1)  # an optimizer step, as far as the trace can tell
+    with pytest.raises(ExplainerError, match="changed after this trace was recorded"):
+        trace.unit("conv1", (0, 1, 1))
+    assert trace.unit("fc", (0,))["value"] == pytest.approx(trace.unit("fc", (0,))["output"], abs=ATOL)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_view_follows_a_background_job_at_step_boundaries_without_disturbing_it():
+    """NetworkExplainer(refresh=...) while monitor.run_in_background trains: pictures are made from copies taken
+    between two optimizer steps (each equals a forward pass of the weights saved at the step it names), and the
+    training is bitwise what it is without the view (gradients, modes), with no hooks left on the model."""
+    import threading
+    import time
+
+    import hiddenwidgets as hw
+    from hiddenwidgets.pipeline.transport import decode
+
+    from .test_concurrency import batches, cnn, train
+
+    ref_grads, _ = train(cnn(), batches())
+    model = cnn()
+    images = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(9))
+    monitor = hw.ActivationMonitor(model, ["2"], every=1)
+    view = hw.NetworkExplainer(model, images, refresh=0.05)
+    assert view.following and view.weights["copy"] and view.refresh == 0.05
+    saved: dict[int, dict] = {}
+    results: dict = {}
+
+    def pace():
+        saved[len(saved) + 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        time.sleep(0.01)
+
+    def loop():
+        results["grads"], results["modes"] = train(model, batches(), monitor, pace=pace)
+
+    pictures: dict[int, tuple] = {}
+    job = monitor.run_in_background(loop)
+    while job.running:
+        with view._state_lock:  # the trace, the overview and the weights they name change together
+            step = view.weights["step"]
+            if step is not None and step not in pictures:
+                arrays = decode(view._overview["header"]["index"], view._overview["data"])
+                pictures[step] = (arrays[f"s{len(view.layers) - 1}"].copy(), view.unit(0, (1, 2, 3))["output"])
+        time.sleep(0.005)
+    assert job.wait(60)
+    assert all(results["modes"])
+    assert all(torch.equal(a, b) for a, b in zip(results["grads"], ref_grads, strict=True))
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+    # the user's gradients are where the last step left them
+    assert torch.equal(torch.cat([p.grad.reshape(-1) for p in model.parameters()]), ref_grads[-1])
+    assert len([s for s in pictures if s > 0]) >= 2, pictures.keys()
+    for step, (probs, conv) in pictures.items():
+        if step == 0:
+            continue
+        twin = cnn()
+        twin.load_state_dict(saved[step])
+        with torch.no_grad():
+            expected = torch.softmax(twin.eval()(images[:1])[0], 0)
+            expected_conv = float(twin[0](images[:1])[0, 1, 2, 3])
+        np.testing.assert_allclose(probs, expected.numpy(), atol=1e-6)
+        assert conv == pytest.approx(expected_conv, abs=1e-6)
+    # the job ended: one more look takes the final weights, then nothing changes and nothing is recomputed
+    deadline = time.monotonic() + 10
+    while view.weights["step"] != len(saved) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert view.weights["step"] == len(saved)
+    made = view.refreshes
+    time.sleep(0.3)
+    assert view.refreshes == made
+    # a drawing while following is explained on the same copy, and a unit names its weights
+    sent = []
+    view.send = lambda content, buffers=None: sent.append((content, buffers))
+    view._on_custom(view, {"type": "draw", "seq": 1}, [memoryview(np.ones((8, 8), np.float32).tobytes())])
+    assert view.selected == -1 and view.trace.steps[0].module is not model[0]
+    view._on_custom(view, {"type": "unit", "step": 0, "index": [0, 1, 1], "key": "k"}, [])
+    assert sent[-1][0]["header"]["weights_step"] == len(saved)
+    thread = view._follower
+    view.close()
+    assert not view.following and not thread.is_alive() and view.refresh == 0
+    assert not any(t.name == "hiddenwidgets-explainer-follow" and t.is_alive() for t in threading.enumerate())
+    with pytest.raises(ExplainerError, match="refresh"):
+        hw.NetworkExplainer(model, images, refresh=-1)
+    monitor.close()
