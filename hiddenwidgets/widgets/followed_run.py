@@ -12,6 +12,7 @@ from typing import Any
 
 from ..pipeline.rundir import MANIFEST, RunDirError, RunReader, merge_histories, rank_dirs
 from ..pipeline.transport import History, Streamer
+from ._base import names
 from ._monitor_view import MonitorView
 
 __all__ = ["FollowedRun", "follow"]
@@ -37,6 +38,10 @@ class FollowedRun(MonitorView):
 
     _view_file = "activation_monitor"
     _LAYERS_ARE = "layers of this run"
+
+    def _describe(self) -> str:
+        return (f"the activation monitor's view of the run recorded in {self.path.name}/ (another process): layers "
+                f"{names(self.layers)}")
 
     def __init__(self, path: str | os.PathLike, *, poll: float = 0.3, title: str = "", fps: float = 15.0,
                  **unknown: Any):
