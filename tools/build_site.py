@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,8 +81,11 @@ def build(notebooks: list[Path], out: Path, *, pages: list[Path] = (), execute: 
     (src / "index.md").write_text(index, encoding="utf-8")
     (src / "conf.py").write_text(CONF.format(title=title, extra=extra), encoding="utf-8")
     t1 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going", str(src), str(out)],
-                   check=True)
+    from sphinx.cmd.build import build_main  # in this process: hiddenwidgets and torch are imported once
+
+    status = build_main(["-b", "html", "-q", "-W", "--keep-going", str(src), str(out)])
+    if status != 0:
+        raise RuntimeError(f"sphinx-build failed (exit status {status}; its messages are above)")
     built = time.perf_counter() - t1
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {"execute_s": round(executed, 1), "sphinx_s": round(built, 1), "site_bytes": size, "out": str(out),
