@@ -159,7 +159,11 @@ class FollowedRun(MonitorView):
             import ipywidgets
 
             self._box = ipywidgets.VBox(self.views)
-        return self._box._repr_mimebundle_(**kwargs)
+        bundle = self._box._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):  # without widgets: what each view is, not the box's truncated repr
+            data["text/plain"] = "\n".join(repr(view) for view in self._box.children)
+        return bundle
 
     def _merge(self, final: bool) -> None:
         """The ranks' histories merged into this view's history, sent again whole. Ranks whose points differ
