@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup browser demo demo-headless test lint docs bench clean
+.PHONY: setup browser demo demo-headless test lint docs site bench clean
 
 $(VENV)/.installed: pyproject.toml hatch_build.py js/package.json js/package-lock.json
 	python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ test: setup browser lint
 
 docs: setup
 	$(PY) -m pdoc --docformat numpy --no-show-source -o artifacts/api hiddenwidgets hiddenwidgets.analysis
+
+# a course site from examples/ (Sphinx + MyST-NB): every notebook executed, every view drawn offline; build/site
+site: setup
+	$(PY) tools/build_site.py --out build/site
 
 bench: setup
 	$(PY) benchmarks/overhead.py

@@ -55,10 +55,11 @@ _LAZY = {
     "TokenFlow": "widgets.token_flow",
     "FollowedRun": "widgets.followed_run",
     "save_html": "pipeline.export",
+    "embed_snippet": "pipeline.export",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
-    from .pipeline.export import save_html
+    from .pipeline.export import embed_snippet, save_html
     from .widgets import (
         ActivationMonitor,
         AttentionView,
@@ -133,6 +134,7 @@ __all__ = [
     "charts",
     "concepts",
     "datasets",
+    "embed_snippet",
     "explain_network",
     "export_tensorboard",
     "featurevis",

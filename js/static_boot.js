@@ -47,14 +47,37 @@ function placeBuffers(state, buffers) {
  * from body[data-jp-theme-light] as in JupyterLab; a change of the system setting redraws them (lib/frame.js).
  */
 function followColourScheme() {
+  if (document.body.dataset.jpThemeLight !== undefined) return; // a page given a fixed theme keeps it
   const mm = typeof window.matchMedia === "function" ? window.matchMedia("(prefers-color-scheme: dark)") : null;
   const apply = () => { document.body.dataset.jpThemeLight = String(!(mm && mm.matches)); };
   apply();
   if (mm && typeof mm.addEventListener === "function") mm.addEventListener("change", apply);
 }
 
+/**
+ * Inside an <iframe> (a course site, a converted notebook), tell the parent how tall the page is, at load and
+ * whenever that changes (the view grows, the iframe's width changes the layout): the message is
+ * {type: "hiddenwidgets:resize", version: 1, height} in CSS pixels, and the parent's listener
+ * (hiddenwidgets.embed_snippet()) sets the iframe's height, so the page never scrolls inside its frame.
+ */
+function reportHeight() {
+  if (window.parent === window || typeof ResizeObserver !== "function") return;
+  let last = -1;
+  const send = () => {
+    const html = document.documentElement;
+    // the <html> box is as tall as the content (not the viewport); add a horizontal scroll bar if one shows
+    const height = Math.ceil(html.getBoundingClientRect().height) + Math.max(0, window.innerHeight - html.clientHeight);
+    if (height === last) return;
+    last = height;
+    window.parent.postMessage({ type: "hiddenwidgets:resize", version: 1, height }, "*");
+  };
+  new ResizeObserver(send).observe(document.documentElement);
+  send();
+}
+
 async function boot() {
   followColourScheme();
+  reportHeight();
   const root = document.getElementById("hw-root");
   const holder = document.getElementById("hw-payload");
   if (!root || !holder) return;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
+import traitlets
 
-from ..pipeline.export import bundle
+from ..pipeline.export import bundle, page_state
 from ..pipeline.transport import forget_reply_route
 
 
@@ -31,6 +33,12 @@ class HiddenWidget(anywidget.AnyWidget):
     """
 
     _view_file = ""  # e.g. "activation_monitor"; subclasses set it
+
+    # What a static page adds to the synced state (``static_state()``: data the view fetches on demand when
+    # live), kept in the synced state after each cell when HIDDENWIDGETS_STATIC_STATE=1, so that a notebook's
+    # saved widget state holds it and ``jupyter nbconvert --to hiddenwidgets`` shows what save_html shows.
+    _page_state = traitlets.Dict(help="Snapshot for converted notebooks (see hiddenwidgets.nbconvert).").tag(
+        sync=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if cls.__dict__.get("_view_file"):
@@ -53,6 +61,20 @@ class HiddenWidget(anywidget.AnyWidget):
             return
         super().open()
         forget_reply_route(self.comm)
+        if hasattr(self, "static_state") and getattr(self, "_page_state_unhook", None) is None:
+            self._page_state_unhook = after_each_cell(self._keep_page_state)
+
+    def _keep_page_state(self, _error: BaseException | None) -> None:
+        """After each cell, with HIDDENWIDGETS_STATIC_STATE=1 in the kernel's environment: store the page snapshot
+        in the synced state (on the cell's own thread, so nbclient records it with the cell's messages)."""
+        if os.environ.get(STATIC_STATE_ENV, "") not in ("1", "true", "yes") or self.comm is None:
+            return
+        try:
+            snapshot = page_state(self)
+        except Exception as err:  # said in the saved state, shown by the converted page; never lost
+            snapshot = {"_page_state_error": f"{type(err).__name__}: {err}"}
+        with self._state_lock:
+            self._page_state = snapshot
 
     def _open_now(self) -> None:
         if self.comm is None:
@@ -63,6 +85,22 @@ class HiddenWidget(anywidget.AnyWidget):
     def model_id(self) -> str:
         self._open_now()
         return self.comm.comm_id
+
+    def __repr__(self) -> str:
+        """What the view is, for front ends without widgets (this is the text/plain of its notebook output, which
+        GitHub previews and plain consoles show): its name and title, what it shows of which model or layers, and
+        how to see it."""
+        try:
+            shows = self._describe()
+        except Exception as err:  # a repr never raises; it says what it could not describe
+            shows = f"{_first_sentence(type(self).__doc__)} (could not describe it: {type(err).__name__}: {err})"
+        title = getattr(self, "title", "")
+        head = f"{type(self).__name__}({title!r}: " if isinstance(title, str) and title else f"{type(self).__name__}("
+        return f"{head}{shows}; {HOW_TO_SEE})"
+
+    def _describe(self) -> str:
+        """One line of what this view shows, of which model, layers or data; views override it."""
+        return _first_sentence(type(self).__doc__)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         self._open_now()
@@ -86,6 +124,30 @@ class HiddenWidget(anywidget.AnyWidget):
         from ..pipeline.export import save_html
 
         return save_html(self, path, title=title)
+
+
+STATIC_STATE_ENV = "HIDDENWIDGETS_STATIC_STATE"
+HOW_TO_SEE = ("an interactive hiddenwidgets view: it shows in JupyterLab, Notebook 7 or VS Code with a running kernel; "
+              "view.save_html('page.html') writes it as an offline page")
+
+
+def _first_sentence(doc: str | None) -> str:
+    text = " ".join((doc or "").split())
+    return text.split(". ")[0].rstrip(".") if text else "a view"
+
+
+def names(items: Any, at_most: int = 4) -> str:
+    """``['a', 'b', 'c']`` as "a, b, c"; longer lists as "a, b, c, d … (12 in all)" (for reprs)."""
+    items = [str(i) for i in items]
+    if not items:
+        return "none"
+    shown = ", ".join(items[:at_most])
+    return shown if len(items) <= at_most else f"{shown} … ({len(items)} in all)"
+
+
+def model_name(model: Any) -> str:
+    """The class name of a model (for reprs): 'Sequential', 'GPT2LMHeadModel'."""
+    return type(model).__name__ if model is not None else "no model"
 
 
 def _missing_bundle_module(message: str) -> str:

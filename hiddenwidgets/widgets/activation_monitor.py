@@ -17,7 +17,7 @@ from ..pipeline.capture import Selector
 from ..pipeline.interrupts import deferred_interrupts
 from ..pipeline.monitor import ActivationRecorder, MonitorWarning, TrainingJob, TrainingStopped
 from ..pipeline.transport import Streamer
-from ._base import after_each_cell
+from ._base import after_each_cell, model_name, names
 from ._monitor_view import MonitorView
 
 __all__ = ["ActivationMonitor", "MonitorWarning", "TrainingJob", "TrainingStopped"]
@@ -78,6 +78,10 @@ class ActivationMonitor(MonitorView):
     _LAYERS_ARE = "monitored layers"
 
     _VIEW_OPTIONS = ("title", "layout")
+
+    def _describe(self) -> str:
+        return (f"activation histograms, feature maps, dead units and gradient norms of layers {names(self.layers)} of "
+                f"{model_name(self.recorder.model)}, {self.recorder._step} training steps recorded")
 
     def __init__(self, model: torch.nn.Module, layers: Iterable[str] | Mapping[str, Selector], *,
                  gradients: bool = True, grad_only: bool = True, validation: bool = False, calls: str = "merge",

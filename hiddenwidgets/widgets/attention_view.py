@@ -13,6 +13,7 @@ import traitlets
 from ..analysis import transformers as T
 from ..pipeline.checks import check_int, keywords_checked
 from ..pipeline.transport import encode
+from ._base import model_name
 from .logit_lens import TransformerView, _np32
 
 __all__ = ["AttentionView"]
@@ -47,6 +48,10 @@ class AttentionView(TransformerView):
     page = traitlets.Int(0, help="Page of the selected head's pattern (page_size queries from page × size).").tag(
         sync=True)
     _pattern = traitlets.Dict(help="The selected head's pattern on the current page, {header, data}.").tag(sync=True)
+
+    def _describe(self) -> str:
+        return (f"the attention heads of {model_name(self.model)} on one text, classified by pattern"
+                + (f" ({self.status})" if self.status else ""))
 
     @keywords_checked
     def __init__(self, model: torch.nn.Module, source: Any, *, tokenizer: Any = None, tokens: Any = None,

@@ -19,7 +19,7 @@ from ..pipeline.capture import _unknown_layer_message
 from ..pipeline.checks import check_names, check_whole_labels, closest, keywords_checked, show
 from ..pipeline.model_state import ModelSnapshot, evaluation_mode
 from ..pipeline.transport import encode
-from ._base import HiddenWidget
+from ._base import HiddenWidget, model_name, names
 
 __all__ = ["AttributionExplorer"]
 
@@ -97,6 +97,10 @@ class AttributionExplorer(HiddenWidget):
     progress = traitlets.Float(1.0, help="Progress of the current computation, 0..1 (read-only).").tag(sync=True)
     _gallery = traitlets.Dict(help="Images, labels and predictions, {header, data}.").tag(sync=True)
     _results = traitlets.Dict(help="Computed cells, {header, data}.").tag(sync=True)
+
+    def _describe(self) -> str:
+        return (f"attribution maps of {names(self.selected_methods)} for {len(self.inputs)} inputs of "
+                f"{model_name(self.model)}, with deletion/insertion AUC per cell ({len(self.methods)} methods offered)")
 
     @keywords_checked
     def __init__(self, model: torch.nn.Module, inputs: torch.Tensor, labels: Any = None, *,

@@ -57,6 +57,10 @@ class ConceptAnnotator(HiddenWidget):
     _labels = traitlets.Dict(help="Label per example, {header, data}.").tag(sync=True)
     _selection = traitlets.Dict(help="Selection pushed from Python or a linked projector.").tag(sync=True)
 
+    def _describe(self) -> str:
+        return (f"concepts named by selecting examples: {len(self.snapshot.get('concepts') or [])} concepts over "
+                f"{self.n} examples, stored in {Path(self.path).name}")
+
     def __init__(self, path: str, examples: Any = None, labels: Any = None, *, projector: Projector | None = None,
                  n: int | None = None, class_names: list[str] | None = None, static_budget: int = 8 << 20,
                  title: str = "Concepts"):

@@ -40,6 +40,10 @@ class ConceptScores(HiddenWidget):
     records = traitlets.List(traitlets.Dict(), help="One dict per concept, layer, target, epoch (read-only)."
                              ).tag(sync=True)
 
+    def _describe(self) -> str:
+        return (f"TCAV scores (Kim et al. 2018) per target class and layer, with the random baseline: "
+                f"{len(self.records)} results")
+
     @keywords_checked
     def __init__(self, results: Any = (), *, class_names: list[str] | None = None, title: str = "TCAV",
                  description: str = ""):

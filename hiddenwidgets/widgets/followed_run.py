@@ -12,6 +12,7 @@ from typing import Any
 
 from ..pipeline.rundir import MANIFEST, RunDirError, RunReader, merge_histories, rank_dirs
 from ..pipeline.transport import History, Streamer
+from ._base import names
 from ._monitor_view import MonitorView
 
 __all__ = ["FollowedRun", "follow"]
@@ -37,6 +38,10 @@ class FollowedRun(MonitorView):
 
     _view_file = "activation_monitor"
     _LAYERS_ARE = "layers of this run"
+
+    def _describe(self) -> str:
+        return (f"the activation monitor's view of the run recorded in {self.path.name}/ (another process): layers "
+                f"{names(self.layers)}")
 
     def __init__(self, path: str | os.PathLike, *, poll: float = 0.3, title: str = "", fps: float = 15.0,
                  **unknown: Any):
@@ -154,7 +159,11 @@ class FollowedRun(MonitorView):
             import ipywidgets
 
             self._box = ipywidgets.VBox(self.views)
-        return self._box._repr_mimebundle_(**kwargs)
+        bundle = self._box._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):  # without widgets: what each view is, not the box's truncated repr
+            data["text/plain"] = "\n".join(repr(view) for view in self._box.children)
+        return bundle
 
     def _merge(self, final: bool) -> None:
         """The ranks' histories merged into this view's history, sent again whole. Ranks whose points differ

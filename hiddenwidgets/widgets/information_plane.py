@@ -20,7 +20,7 @@ from ..pipeline.capture import Selector
 from ..pipeline.checks import check_choice, check_int, check_keywords, check_number, closest, show
 from ..pipeline.recorder import InformationRecorder
 from ..pipeline.transport import encode
-from ._base import HiddenWidget, after_each_cell
+from ._base import HiddenWidget, after_each_cell, model_name, names
 
 __all__ = ["ESTIMATORS", "InformationPlane"]
 
@@ -78,6 +78,10 @@ class InformationPlane(HiddenWidget):
 
     _VIEW_OPTIONS = ("estimator", "n_bins", "value_range", "noise_variance", "estimator_samples", "title", "layout")
     _OPTIONS = ("epochs", "n_epochs", "points", "gradients", "batch_size", "logdir", *_VIEW_OPTIONS)
+
+    def _describe(self) -> str:
+        return (f"each layer's path in the information plane, I(X;T) against I(T;Y) (Shwartz-Ziv & Tishby 2017), for "
+                f"layers {names(self.layers)} of {model_name(self.recorder.model)}, estimator {self.estimator!r}")
 
     def __init__(self, model: torch.nn.Module, layers: Iterable[str] | Mapping[str, Selector], inputs: Any,
                  labels: Any, **options: Any):

@@ -11,7 +11,7 @@ import traitlets
 from ..analysis.interventions import InterventionError, InterventionResult
 from ..pipeline.checks import check_names, keywords_checked
 from ..pipeline.transport import encode
-from ._base import HiddenWidget
+from ._base import HiddenWidget, names
 from .projector import Examples
 
 __all__ = ["InterventionView"]
@@ -37,6 +37,9 @@ class InterventionView(HiddenWidget):
     example_meta = traitlets.Dict().tag(sync=True)
     _data = traitlets.Dict(help="Per edit, predictions and probabilities before/after, {header, data}.").tag(
         sync=True)
+
+    def _describe(self) -> str:
+        return f"predictions before and after the edit(s) {names(self.results)} on {self.n} inputs, changed first"
 
     @keywords_checked
     def __init__(self, results: InterventionResult | Mapping[str, InterventionResult], examples: Any = None, *,

@@ -19,7 +19,7 @@ from ..analysis import transformers as T
 from ..pipeline.checks import check_choice, check_int, check_number, keywords_checked, what
 from ..pipeline.model_state import note_training_step
 from ..pipeline.transport import SHARED_BUDGET, encode
-from ._base import HiddenWidget
+from ._base import HiddenWidget, model_name
 
 __all__ = ["LogitLens", "TransformerView"]
 
@@ -190,6 +190,10 @@ class LogitLens(TransformerView):
     _view_file = "logit_lens"
 
     statistic = traitlets.Unicode("entropy", help="Colour of the cells: " + ", ".join(STATISTICS)).tag(sync=True)
+
+    def _describe(self) -> str:
+        return (f"the logit lens of {model_name(self.model)} on one text: each layer's next-token prediction per token"
+                + (f" ({self.status})" if self.status else ""))
 
     @keywords_checked
     def __init__(self, model: torch.nn.Module, source: Any, *, tokenizer: Any = None, tokens: Any = None,

@@ -11,7 +11,7 @@ from ..analysis.matrices import RepresentationError
 from ..analysis.probes import ProbeResult
 from ..charts import offline_chart
 from ..pipeline.checks import keywords_checked, show
-from ._base import HiddenWidget
+from ._base import HiddenWidget, names
 
 __all__ = ["ProbeChart"]
 
@@ -29,6 +29,10 @@ class ProbeChart(HiddenWidget):
     title = traitlets.Unicode("Linear probes").tag(sync=True)
     description = traitlets.Unicode("").tag(sync=True)
     records = traitlets.List(traitlets.Dict(), help="One dict per (layer, epoch) result (read-only).").tag(sync=True)
+
+    def _describe(self) -> str:
+        return (f"linear-probe accuracy per layer against a control task (Hewitt & Liang 2019): {len(self.records)} "
+                f"results for layers {names(dict.fromkeys(r.get('layer') for r in self.records))}")
 
     @keywords_checked
     def __init__(self, results: Iterable[ProbeResult] = (), *, title: str = "Linear probes", description: str = ""):

@@ -36,7 +36,7 @@ from ..pipeline.capture import model_device, select_tensor
 from ..pipeline.checks import check_choice, check_int, check_names, closest, keywords_checked, show, what
 from ..pipeline.model_state import model_for_work
 from ..pipeline.transport import encode
-from ._base import HiddenWidget
+from ._base import HiddenWidget, names
 
 __all__ = ["Projector"]
 
@@ -176,6 +176,10 @@ class Projector(HiddenWidget):
     _points = traitlets.Dict(help="Coordinates shown, {header, data}.").tag(sync=True)
     _colors = traitlets.Dict(help="Colour arrays, {header, data}.").tag(sync=True)
     _selection = traitlets.Dict(help="The selection, {header, data} (int32).").tag(sync=True)
+
+    def _describe(self) -> str:
+        return (f"2-D projections ({self.method}) of the representations of {self.n} examples in layer {self.layer!r} "
+                f"(layers: {names(self.layers)})")
 
     @keywords_checked
     def __init__(self, representations: Representations | Mapping[str, Any], labels: Any = None, *,

@@ -12,7 +12,7 @@ from ..analysis.representations import Representations
 from ..analysis.similarity import cka_matrix
 from ..charts import offline_chart
 from ..pipeline.checks import check_epoch, keywords_checked, show
-from ._base import HiddenWidget
+from ._base import HiddenWidget, names
 
 __all__ = ["SimilarityMatrix"]
 
@@ -48,6 +48,10 @@ class SimilarityMatrix(HiddenWidget):
     row_title = traitlets.Unicode("").tag(sync=True)
     col_title = traitlets.Unicode("").tag(sync=True)
     values = traitlets.List(traitlets.List(), help="values[i][j] = CKA(row i, column j) (read-only).").tag(sync=True)
+
+    def _describe(self) -> str:
+        return (f"CKA similarity (Kornblith et al. 2019) of {len(self.rows)} × {len(self.cols)} layers "
+                f"({names(self.rows, 3)} against {names(self.cols, 3)})")
 
     @keywords_checked
     def __init__(self, a: Any, b: Any = None, *, kernel: str = "linear", debiased: bool = False,

@@ -11,6 +11,7 @@ import traitlets
 from ..analysis import transformers as T
 from ..pipeline.checks import check_bool, keywords_checked
 from ..pipeline.transport import encode
+from ._base import model_name
 from .logit_lens import TransformerView, _np32
 
 __all__ = ["TokenFlow"]
@@ -27,6 +28,10 @@ class TokenFlow(TransformerView):
 
     selected = traitlets.List(traitlets.Int(), [], help="Token positions highlighted (the view sets it).").tag(
         sync=True)
+
+    def _describe(self) -> str:
+        return (f"per token of one text, the residual stream of {model_name(self.model)} over depth (norm, cosine to "
+                f"its embedding and its last layer)" + (f" ({self.status})" if self.status else ""))
 
     @keywords_checked
     def __init__(self, model: torch.nn.Module, source: Any, *, tokenizer: Any = None, tokens: Any = None,

@@ -36,7 +36,7 @@ from ..analysis.interventions import resolve_layer
 from ..datasets import Shapes
 from ..pipeline.model_state import ModelSnapshot
 from ..pipeline.transport import SHARED_BUDGET, encode
-from ._base import HiddenWidget
+from ._base import HiddenWidget, model_name, names
 
 __all__ = ["UnitAtlas"]
 
@@ -296,6 +296,10 @@ class UnitAtlas(HiddenWidget):
     _OPTIONS = ("objective", "objectives", "units", "page_size", "steps", "lr", "seed", "param", "decorrelate",
                 "transforms", "normalize", "forward", "inputs", "k", "pool", "concepts", "quantile", "facets",
                 "facet_examples", "labels", "class_names", "inversion_steps", "fps", "title")
+
+    def _describe(self) -> str:
+        return (f"what each unit of {model_name(self.model)} responds to (optimised images, top data set examples, "
+                f"dissection labels), layers {names(self.layers)}; layer {self.layer!r} shown")
 
     def __init__(self, model: nn.Module, data: Any, layers: str | Sequence[str], *, objective: str = "channel",
                  objectives: Mapping[str, Callable[[str, int], fv.Objective]] | None = None,
