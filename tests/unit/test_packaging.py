@@ -53,7 +53,10 @@ def test_wheel_ships_front_end_licence_and_types(tmp_path):
         licence = z.read(f"hiddenwidgets-{version()}.dist-info/licenses/LICENSE").decode()
         metadata = z.read(f"hiddenwidgets-{version()}.dist-info/METADATA").decode()
     assert {"hiddenwidgets/static/activation_monitor.js", "hiddenwidgets/static/static_boot.js",
-            "hiddenwidgets/py.typed"} <= names
+            "hiddenwidgets/py.typed", "hiddenwidgets/templates/nbconvert/hiddenwidgets_offline.html.j2"} <= names
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    with zipfile.ZipFile(wheel) as z:  # jupyter nbconvert --to hiddenwidgets finds the exporter
+        assert "hiddenwidgets = hiddenwidgets.nbconvert:OfflineHTMLExporter" in z.read(entry_points).decode()
     assert "export" in module and "render" in module
     assert "http://" not in module and "https://" not in module  # nothing fetched at run time
     assert "BSD 3-Clause" in licence
