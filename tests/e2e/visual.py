@@ -339,7 +339,7 @@ def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True
                             v["overflow"], v["overlaps"] = [], []
                     raw += found
                 out.evaluate("(el) => el.removeAttribute('data-hw-audit')")
-                out.scroll_into_view_if_needed()
+                out.evaluate(SCROLL_JS, 0)  # the output's top at the panel's top for its screenshot
                 root = raw[0]["root"].split(".")[-1] if raw else "view"
                 view = f"{ex}-{host}{k}-{re.sub(r'[^a-z0-9-]', '', root)}"
                 out.screenshot(path=str(shots / f"{view}-{LAB_WIDTH}-{theme}.png"))
