@@ -155,6 +155,7 @@ function render({ model, el }) {
       value: (i, field) => s.value(i, store.statIndex(field)),
       has: (field) => store.statIndex(field) >= 0,
       step: (i) => s.step(i),
+      info: store.layerInfo[name] || {},
     });
   }
 
@@ -327,7 +328,8 @@ function render({ model, el }) {
       const dead = column(s, f("dead_frac"));
       sparsity.update({
         xs, yMin: 0, yMax: 1,
-        value: `zeros ${pct(zeros[s.count - 1])} · dead ${pct(dead[s.count - 1])}`,
+        value: `zeros ${pct(zeros[s.count - 1])} · dead ${pct(dead[s.count - 1])}`
+          + (Array.isArray(info.saturated) ? ` · saturated ${pct(info.saturated[1])} (step ${fmt(info.saturated[0])})` : ""),
         lines: [
           { ys: zeros, label: "zeros", color: PALETTE[7] },
           { ys: dead, label: "dead", color: PALETTE[1] },

@@ -9,7 +9,7 @@ import { Pager, StepSlider, TX_CSS, decodeState, fitText, showToken, watchWidth 
 
 const EXTRA = `
 .hw-av-grid { display: grid; gap: 2px 6px; align-items: start; margin-bottom: 8px; }
-.hw-av-layer { font-size: 11px; color: var(--jp-ui-font-color2, #656d76); align-self: center; }
+.hw-av-layer { font-size: 11px; color: var(--hw-muted); align-self: center; }
 .hw-av-row { display: flex; gap: 4px; flex-wrap: wrap; }
 .hw-av-thumb { display: flex; flex-direction: column; align-items: center; cursor: pointer; border: 2px solid transparent;
   border-radius: 3px; padding: 1px; font-size: 10px; line-height: 1.2; background: none; color: inherit; font-family: inherit; }
@@ -89,7 +89,7 @@ function render({ model, el }) {
     });
   }
 
-  const LEFT = 70; const TOP = 70;
+  const LEFT = 70; const TOP = 70; const COS60 = 0.5; const SIN60 = Math.sqrt(3) / 2;
   let cell = 12;
   function drawPattern() {
     if (!data || !pattern) { readout.textContent = ""; return; }
@@ -103,11 +103,21 @@ function render({ model, el }) {
       (ph.step >= 0 && ph.step !== stateStep ? ` · pattern from the weights of step ${ph.step}` : "");
     const offs = Array.from(pa.profile, (_, i) => ph.offset0 + i);
     profile.update({ xs: offs, lines: [{ ys: pa.profile, label: "weight", color: "#3b6fd8" }], yMin: 0 }, Math.min(360, Math.max(220, width / 3)));
-    cell = Math.max(4, Math.min(22, Math.floor((width - LEFT - 20) / Math.max(nk, 1))));
-    const W = LEFT + nk * cell + 10; const Hh = TOP + nq * cell + 10;
+    // key labels are drawn rotated by -60° from the top of each column, so a label reaches past its column to
+    // the right by cos 60° of its width plus sin 60° of its height: the canvas leaves room for the widest
+    const t = theme(root);
+    const probe = canvas.getContext("2d");
+    if (probe) probe.font = t.font;
+    const keyLabel = (k) => (probe ? fitText(probe, showToken(tokens[ph.k0 + k]), TOP - 6) : "");
+    const reach = (k) => (probe ? probe.measureText(keyLabel(k)).width : TOP - 6) * COS60 + t.fontSize * 1.2 * SIN60;
+    let most = 0;
+    for (let k = 0; k < nk; k++) most = Math.max(most, reach(k));
+    cell = Math.max(4, Math.min(22, Math.floor((width - LEFT - 10 - most) / Math.max(nk, 1))));
+    let right = 10;  // room past the last column: what the labels need, at least 10 px
+    if (cell >= 8) for (let k = 0; k < nk; k++) right = Math.max(right, Math.ceil(reach(k) - (nk - k - 0.5) * cell) + 2);
+    const W = LEFT + nk * cell + right; const Hh = TOP + nq * cell + 10;
     const ctx = setupCanvas(canvas, W, Hh);
     if (!ctx) return;
-    const t = theme(root);
     ctx.font = t.font;
     for (let q = 0; q < nq; q++) {
       for (let k = 0; k < nk; k++) {
@@ -126,7 +136,7 @@ function render({ model, el }) {
       for (let q = 0; q < nq; q++) ctx.fillText(fitText(ctx, showToken(tokens[ph.q0 + q]), LEFT - 6), LEFT - 4, TOP + q * cell + cell / 2);
       for (let k = 0; k < nk; k++) {
         ctx.save(); ctx.translate(LEFT + k * cell + cell / 2, TOP - 4); ctx.rotate(-Math.PI / 3);
-        ctx.textAlign = "left"; ctx.fillText(fitText(ctx, showToken(tokens[ph.k0 + k]), TOP - 6), 0, 0); ctx.restore();
+        ctx.textAlign = "left"; ctx.fillText(keyLabel(k), 0, 0); ctx.restore();
       }
     }
     const [cq, ck] = hoverCell;

@@ -123,7 +123,7 @@ function render({ model, el }) {
 .hw-ae-rowhead .hw-colorbar { font-weight: 400; font-size: 11px; gap: 3px; }
 .hw-ae-rowhead .hw-colorbar-strip { width: 40px !important; }
 .hw-ae-rowhead .hw-colorbar-scale { gap: 3px; }
-.hw-ae-cell { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); min-width: 0; }
+.hw-ae-cell { font-size: 12px; color: var(--hw-muted); min-width: 0; }
 .hw-ae-cell canvas { border-radius: 3px; }
 .hw-ae-metric { display: block; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
   font-variant-numeric: tabular-nums; line-height: 1.3; }

@@ -20,7 +20,7 @@ const LOCAL_CSS = `
 .hw-ca-row { display: flex; gap: 6px; align-items: center; }
 .hw-ca-swatch { width: 12px; height: 12px; border-radius: 3px; flex: none; }
 .hw-ca-name { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; flex: 1; }
-.hw-ca-count { font-variant-numeric: tabular-nums; color: var(--jp-ui-font-color2, #656d76); font-size: 12px; }
+.hw-ca-count { font-variant-numeric: tabular-nums; color: var(--hw-muted); font-size: 12px; }
 .hw-ca-actions { display: flex; gap: 4px; flex-wrap: wrap; }
 .hw-ca-actions .hw-btn { font-size: 11px; padding: 1px 6px; }
 .hw-ca-new { display: flex; gap: 6px; }
@@ -36,7 +36,7 @@ const LOCAL_CSS = `
 .hw-ca-grid { display: flex; flex-wrap: wrap; gap: 4px; }
 .hw-ca-item { position: relative; display: flex; flex-direction: column; align-items: center; font-size: 10px;
   padding: 2px; border-radius: 4px; border: 2px solid transparent; cursor: pointer;
-  color: var(--jp-ui-font-color2, #656d76); }
+  color: var(--hw-muted); }
 .hw-ca-item[aria-selected="true"] { border-color: var(--hw-accent); background: rgba(59,111,216,0.10); }
 .hw-ca-item canvas { image-rendering: pixelated; }
 .hw-ca-dots { display: flex; gap: 2px; height: 6px; }

@@ -1,7 +1,8 @@
 // @ts-check
 // The ConceptScores view: TCAV scores of a concept per target class and layer (bars, ± one standard deviation
 // over the concept's CAVs), the random baseline as a grey tick, significance marked; and, when TCAV was run at
-// several epochs, the concept's score over training per layer for one class (concept learning curves).
+// several epochs, the concept's score over training per layer for one class (concept learning curves). While a
+// TCAV computation runs in the kernel the view says so, with its progress; a failed one is said, with its error.
 import { LineChart, fitTicks, fmt, h, setupCanvas, trackHover, viewFrame } from "./lib/chart.js";
 import { CATEGORICAL as PALETTE } from "./lib/palette.js";
 import { Labels, mountView, readTheme } from "./lib/frame.js";
@@ -37,6 +38,9 @@ function render({ model, el }) {
   conceptLabel.append("concept ", conceptSel);
   controls.append(conceptLabel, epochBox);
   const legend = h("div", "hw-am-chips");
+  const busy = h("div", "hw-am-notice hw-cs-activity");
+  busy.setAttribute("role", "status");
+  busy.setAttribute("aria-live", "polite");
   const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
   const readout = h("div", "hw-chart-readout");
   const curveHead = h("div", "hw-am-chips");
@@ -45,7 +49,7 @@ function render({ model, el }) {
   classLabel.append("concept score over training for class ", classSel);
   curveHead.append(classLabel);
   const curve = new LineChart("TCAV score over training", { height: 170, xTitle: "epoch", yTitle: "TCAV score", xInteger: true });
-  root.append(controls, legend, canvas, readout, curveHead, curve.el);
+  root.append(controls, busy, legend, canvas, readout, curveHead, curve.el);
   el.appendChild(root);
 
   let ix = index([]);
@@ -91,8 +95,10 @@ function render({ model, el }) {
     bars = [];
     if (!ix.targets.length) {
       ctx.textAlign = "center"; ctx.textBaseline = "middle";
-      L.place(model.get("__hw_static") ? "no TCAV results in this page" : "computing… TCAV results appear here as they are added",
-        PAD.left + (W - PAD.left - PAD.right) / 2, PAD.top + ph / 2);
+      const empty = model.get("__hw_static") ? "no TCAV results in this page"
+        : activityState() === "running" ? "computing… TCAV results appear here as they are added"
+          : "no TCAV results yet: they appear here as they are added";
+      L.place(L.fit(empty, W - PAD.left - PAD.right - 8), PAD.left + (W - PAD.left - PAD.right) / 2, PAD.top + ph / 2);
     }
     ix.targets.forEach((target, g) => {
       const gx = PAD.left + g * gw + (gw - bw * per) / 2;
@@ -142,7 +148,20 @@ function render({ model, el }) {
       ys: ix.epochs.map((e) => ix.at(concept, layer, target, e)?.score ?? NaN), label: layer, color: PALETTE[k % PALETTE.length] }));
     curve.update({ xs: ix.epochs, lines, yMin: 0, yMax: 1, value: `${concept}, class ${className(target)}` }, W);
   }
+  /** "running", "failed" or "" (a static page computes nothing: it shows only a failure it recorded) */
+  function activityState() {
+    const a = model.get("activity") || {};
+    return a.state === "failed" || (a.state === "running" && !model.get("__hw_static")) ? a.state : "";
+  }
+  function showActivity() {
+    const state = activityState();
+    busy.textContent = state ? String((model.get("activity") || {}).text || "") : "";
+    busy.dataset.state = state === "failed" ? "error" : state;
+    busy.hidden = !state;
+    root.dataset.busy = String(state === "running");
+  }
   function draw() {
+    showActivity();
     ix = index(model.get("records") || []);
     title.textContent = model.get("title") || "TCAV";
     note.textContent = model.get("description") || "";
@@ -168,11 +187,14 @@ function render({ model, el }) {
   const events = ["change:records", "change:title", "change:description", "change:class_names"];
   const redraw = () => { epochAt = -1; draw(); };
   for (const ev of events) model.on(ev, redraw);
+  const onActivity = () => { showActivity(); if (!ix.targets.length) drawBars(); };
+  model.on("change:activity", onActivity);
   const frame = mountView(root, "concept_scores", (w) => { W = w; draw(); });
   frame.now();
   return () => {
     frame.dispose();
     for (const ev of events) model.off(ev, redraw);
+    model.off("change:activity", onActivity);
     for (const [node, ev, fn] of listeners) /** @type {HTMLElement} */ (node).removeEventListener(/** @type {string} */ (ev), /** @type {any} */ (fn));
     disposeHover();
     curve.dispose();

@@ -4,6 +4,7 @@
 // (the kernel recomputes, debounced); long texts page; recorded training steps have a slider.
 import { fmt, h, setupCanvas, theme, trackHover, viewFrame } from "./lib/chart.js";
 import { lut } from "./lib/colormap.js";
+import { inkOn } from "./lib/contrast.js";
 import { CSS } from "./lib/style.js";
 import { Pager, StepSlider, TX_CSS, debounce, decodeState, fitText, showToken, watchWidth } from "./lib/tokens.js";
 
@@ -71,14 +72,16 @@ function render({ model, el }) {
       for (let c = 0; c < n; c++) {
         const j = p0 + c; const v = values[layer * T + j];
         const x = LEFT + c * CELL_W; const y = TOP + r * CELL_H;
+        let ink = t.text;
         if (Number.isFinite(v)) {
-          const q = Math.round(Math.max(0, Math.min(1, (v - lo) / (hi - lo || 1))) * 255);
-          ctx.fillStyle = `rgb(${table[q * 4]},${table[q * 4 + 1]},${table[q * 4 + 2]})`;
+          const q = Math.round(Math.max(0, Math.min(1, (v - lo) / (hi - lo || 1))) * 255) * 4;
+          const rgb = [table[q], table[q + 1], table[q + 2]];
+          ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
+          ink = inkOn(rgb);  // black or white, whichever contrasts more with this cell (WCAG)
         } else ctx.fillStyle = t.grid;
         ctx.fillRect(x, y, CELL_W - 1, CELL_H - 1);
         const tops = header.top[layer][j];
-        ctx.fillStyle = Number.isFinite(v) && (v - lo) / (hi - lo || 1) > 0.6 ? "#111" : "#fff";
-        if (!Number.isFinite(v)) ctx.fillStyle = t.text;
+        ctx.fillStyle = ink;
         ctx.fillText(fitText(ctx, showToken(tops[0]), CELL_W - 6), x + CELL_W / 2, y + CELL_H / 2);
         if (hover[0] === layer && hover[1] === j) { ctx.strokeStyle = t.text; ctx.lineWidth = 2; ctx.strokeRect(x + 1, y + 1, CELL_W - 3, CELL_H - 3); }
       }

@@ -29,7 +29,7 @@ const LOCAL_CSS = `
 .hw-pj-controls select, .hw-pj-controls input { font: inherit; }
 .hw-pj-legend { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 1px 6px;
   max-height: 340px; overflow-y: auto; }
-.hw-pj-legend-more { font-size: 12px; color: var(--jp-ui-font-color2, #59636e); }
+.hw-pj-legend-more { font-size: 12px; color: var(--hw-muted); }
 .hw-pj-legend button { display: flex; gap: 6px; align-items: center; font: inherit; font-size: 12px; border: 0;
   background: transparent; color: inherit; cursor: pointer; padding: 1px 4px; text-align: left; border-radius: 3px; }
 .hw-pj-legend button:hover { background: var(--jp-layout-color2, #f1f3f5); }
@@ -40,12 +40,12 @@ const LOCAL_CSS = `
 .hw-pj-card { font-size: 12px; min-height: 20px; }
 .hw-pj-thumbs { display: flex; flex-wrap: wrap; gap: 4px; }
 .hw-pj-thumb { display: flex; flex-direction: column; align-items: center; font-size: 10px; cursor: pointer;
-  color: var(--jp-ui-font-color2, #656d76); }
+  color: var(--hw-muted); }
 .hw-pj-thumb canvas { image-rendering: pixelated; border: 1px solid var(--jp-border-color2, #e3e6ea); }
 .hw-pj-text { font-size: 12px; white-space: pre-wrap; max-height: 90px; overflow: hidden; }
 .hw-pj-row td { padding: 0 6px 0 0; font-size: 11px; font-variant-numeric: tabular-nums; }
 .hw-btn[aria-pressed="true"] { background: var(--hw-accent); border-color: var(--hw-accent); color: var(--hw-accent-text); }
-.hw-pj-status { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); }
+.hw-pj-status { font-size: 12px; color: var(--hw-muted); }
 .hw-pj-status[data-error="true"] { color: var(--hw-bad); }
 `;
 

@@ -25,10 +25,10 @@ const LOCAL_CSS = `
 .hw-ua-bar { display: flex; gap: 10px; flex-wrap: wrap; align-items: center; margin: 4px 0 6px; font-size: 12px; }
 .hw-ua-bar select, .hw-ua-bar input { font: inherit; font-size: 12px; }
 .hw-ua-bar input[type="number"] { width: 64px; }
-.hw-ua-status { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); overflow-wrap: anywhere; }
+.hw-ua-status { font-size: 12px; color: var(--hw-muted); overflow-wrap: anywhere; }
 .hw-ua-status[data-error="true"] { color: var(--hw-bad); }
 .hw-ua-live { display: flex; gap: 8px; align-items: center; font-size: 12px; min-height: 20px;
-  font-variant-numeric: tabular-nums; color: var(--jp-ui-font-color2, #656d76); }
+  font-variant-numeric: tabular-nums; color: var(--hw-muted); }
 .hw-ua-live progress { width: 140px; }
 .hw-ua-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(${IMG + 10}px, 1fr)); gap: 8px;
   margin: 6px 0; }
@@ -39,7 +39,7 @@ const LOCAL_CSS = `
 .hw-ua-tile[aria-pressed="true"] { border-color: var(--hw-accent); box-shadow: 0 0 0 1px var(--hw-accent); }
 .hw-ua-tile-head { display: flex; justify-content: space-between; width: ${IMG}px; font-size: 11px; gap: 4px; }
 .hw-ua-unit { font-weight: 600; white-space: nowrap; }
-.hw-ua-value { font-variant-numeric: tabular-nums; color: var(--jp-ui-font-color2, #656d76); white-space: nowrap;
+.hw-ua-value { font-variant-numeric: tabular-nums; color: var(--hw-muted); white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; }
 .hw-ua-img { width: ${IMG}px; height: ${IMG}px; background: var(--hw-neutral-tint); border-radius: 3px; image-rendering: pixelated; }
 .hw-ua-crops { display: flex; gap: 2px; width: ${IMG}px; justify-content: space-between; min-height: ${CROP}px; }
@@ -48,8 +48,8 @@ const LOCAL_CSS = `
   text-overflow: ellipsis; text-align: center; }
 .hw-ua-chip { background: var(--hw-neutral-tint); color: inherit; border: 1px solid var(--hw-accent); border-radius: 8px; padding: 0 6px;
   display: inline-block; max-width: 100%; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
-.hw-ua-chip[data-weak="true"] { border-color: transparent; color: var(--jp-ui-font-color2, #656d76); }
-.hw-ua-wait { font-size: 11px; color: var(--jp-ui-font-color2, #656d76); }
+.hw-ua-chip[data-weak="true"] { border-color: transparent; color: var(--hw-muted); }
+.hw-ua-wait { font-size: 11px; color: var(--hw-muted); }
 .hw-ua-pager { display: flex; gap: 10px; align-items: center; font-size: 12px; margin: 4px 0; }
 .hw-ua-panel { border: 1px solid var(--jp-border-color2, #e3e6ea); border-radius: 6px; padding: 8px 10px; margin: 8px 0; }
 .hw-ua-panel-head { display: flex; gap: 10px; align-items: baseline; flex-wrap: wrap; margin-bottom: 6px; }
@@ -57,14 +57,14 @@ const LOCAL_CSS = `
 .hw-ua-row { display: flex; gap: 14px; flex-wrap: wrap; align-items: flex-start; margin: 6px 0; }
 .hw-ua-fig { display: flex; flex-direction: column; gap: 2px; font-size: 11px; max-width: ${DETAIL_IMG + 40}px; }
 .hw-ua-fig canvas { image-rendering: pixelated; border-radius: 3px; }
-.hw-ua-cap { color: var(--jp-ui-font-color2, #656d76); overflow-wrap: anywhere; }
+.hw-ua-cap { color: var(--hw-muted); overflow-wrap: anywhere; }
 .hw-ua-strip { display: flex; gap: 4px; flex-wrap: wrap; }
 .hw-ua-ex { display: flex; flex-direction: column; align-items: center; font-size: 10px; line-height: 1.25;
-  color: var(--jp-ui-font-color2, #656d76); width: ${EXAMPLE_IMG + 6}px; overflow: hidden; font-variant-numeric: tabular-nums; }
+  color: var(--hw-muted); width: ${EXAMPLE_IMG + 6}px; overflow: hidden; font-variant-numeric: tabular-nums; }
 .hw-ua-ex canvas + span { margin-top: 2px; }
 .hw-ua-ex canvas { image-rendering: pixelated; }
 .hw-ua-facet { display: flex; flex-direction: column; gap: 3px; font-size: 11px; width: ${EXAMPLE_IMG + 64}px; }
-.hw-ua-section { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); margin-top: 6px; }
+.hw-ua-section { font-size: 12px; color: var(--hw-muted); margin-top: 6px; }
 .hw-ua-concepts { font-size: 12px; display: flex; gap: 6px; flex-wrap: wrap; }
 .hw-ua .hw-btn:disabled { opacity: 0.5; cursor: default; }
 `;

@@ -127,9 +127,12 @@ training, when yesterday's CAV files would be stale; scikit-learn is not a depen
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import warnings
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,13 +158,77 @@ from .interventions import (
 from .matrices import RepresentationError, as_labels
 from .representations import layer_features
 
-__all__ = ["CAV", "MIN_EXAMPLES", "ConceptError", "TCAVResult", "cav", "directional_derivatives", "tcav"]
+__all__ = ["CAV", "MIN_EXAMPLES", "ConceptError", "TCAVResult", "cav", "directional_derivatives", "tcav", "watch"]
 
 MIN_EXAMPLES = 5  # per side of a CAV's classifier: 4 to train on and 1 held out, at the least
 TEST_FRACTION = 0.25
 MAX_ITER = 50  # Newton steps; a handful suffice
 POOLS = ("flatten", "mean")
 CORRECTIONS = ("bonferroni", None)
+
+
+# -- who is told that a TCAV computation is running (a view shows it as busy; see ConceptScores) ----------------
+_watchers: list[Any] = []  # weak references to callbacks
+_watch_lock = threading.Lock()
+
+
+def watch(callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
+    """Call ``callback(event)`` about every :func:`tcav` computation in this process, from the thread that runs it.
+
+    Events: ``{"state": "running", "done": int, "total": int, ...}`` when one starts and as it progresses (after
+    each pass over the model and each CAV fitted); then ``{"state": "finished", ...}`` or ``{"state": "failed",
+    "error": "<type>: <message>", ...}``. Each also carries ``epoch``, ``concepts`` and ``layers`` of the call.
+    A bound method is held weakly (its object is not kept alive by this). A callback that raises is ignored: it
+    never stops TCAV. Returns the function that stops the calls.
+    """
+    if not callable(callback):
+        raise TypeError(f"watch needs a callable callback(event); got {type(callback).__name__}")
+    try:  # a Python bound method: held weakly; anything else (a function, a builtin's method): held as it is
+        ref: Any = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+    except TypeError:
+        ref = lambda: callback  # noqa: E731
+    with _watch_lock:
+        _watchers.append(ref)
+
+    def stop() -> None:
+        with _watch_lock:
+            if ref in _watchers:
+                _watchers.remove(ref)
+
+    return stop
+
+
+class _Announced:
+    """Tells the watchers (see :func:`watch`) that a computation runs, how far it is, and how it ended."""
+
+    def __init__(self, total: int, **about: Any):
+        self.about = {"total": total, **about}
+
+    def _tell(self, **event: Any) -> None:
+        with _watch_lock:
+            refs = list(_watchers)
+        for ref in refs:
+            callback = ref()
+            if callback is None:
+                with _watch_lock:
+                    if ref in _watchers:
+                        _watchers.remove(ref)
+                continue
+            with contextlib.suppress(Exception):  # a view's trouble never stops the computation
+                callback({**self.about, **event})
+
+    def progress(self, done: int) -> None:
+        self._tell(state="running", done=done)
+
+    def __enter__(self) -> _Announced:
+        self.progress(0)
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        if error is None:
+            self._tell(state="finished", done=self.about["total"])
+        else:
+            self._tell(state="failed", error=f"{type(error).__name__}: {error}".rstrip(": "))
 
 
 @dataclass(frozen=True, eq=False)
@@ -743,90 +810,94 @@ def tcav(model: nn.Module, inputs: torch.Tensor, concepts: Mapping[str, Any], la
 
     fits_per_layer = (m if paper else m * (m - 1) // 2) + len(members) * m
     total = 1 + len(tested) + len(specs) * fits_per_layer  # the passes over the model, then every CAV fitted
-    with reporter(progress, "TCAV", unit="step", total=total, error=ConceptError) as report:
-        done = [0]
+    # watchers (a ConceptScores view) are told it runs, how far it is, and how it ended (finished or failed)
+    with _Announced(total, epoch=epoch, concepts=list(members), layers=list(specs)) as job:
+        with reporter(progress, "TCAV", unit="step", total=total, error=ConceptError) as report:
+            done = [0]
 
-        def advance() -> None:
-            done[0] += 1
-            report(done[0], total)
+            def advance() -> None:
+                done[0] += 1
+                report(done[0], total)
+                job.progress(done[0])
 
-        with evaluation_mode(model):
-            acts = _activations(model, inputs, needed, specs, pool, batch_size)
-            advance()
-            grads: dict[int, dict[str, torch.Tensor]] = {}
-            for k, idx in tested.items():
-                grads.update(_gradients(model, inputs, idx, want if k is None else [k], specs, pool, batch_size))
+            with evaluation_mode(model):
+                acts = _activations(model, inputs, needed, specs, pool, batch_size)
                 advance()
-        classes = list(grads)  # ordered as tested
+                grads: dict[int, dict[str, torch.Tensor]] = {}
+                for k, idx in tested.items():
+                    grads.update(_gradients(model, inputs, idx, want if k is None else [k], specs, pool, batch_size))
+                    advance()
+            classes = list(grads)  # ordered as tested
 
-        # CAVs, with the same train / held-out splits in every layer
-        cavs: dict[tuple[str, str], list[CAV]] = {}
-        random_cavs: dict[str, list[CAV]] = {}
-        for name, x in acts.items():
-            def fit(pos: np.ndarray, neg: np.ndarray, key: tuple[int, ...], concept: str, layer: str = name,
-                    x: torch.Tensor = x) -> CAV:
-                v, acc = _train_cav(x[rows_of(pos)], x[rows_of(neg)], l2, np.random.default_rng([seed, 1, *key]),
-                                    f"concept {concept!r} in layer {layer!r}")
-                advance()
-                return CAV(layer=layer, concept=concept, vector=v.float(), accuracy=acc, pool=pool, n_concept=len(pos),
-                           n_random=len(neg), selector=specs[layer])
+            # CAVs, with the same train / held-out splits in every layer
+            cavs: dict[tuple[str, str], list[CAV]] = {}
+            random_cavs: dict[str, list[CAV]] = {}
+            for name, x in acts.items():
+                def fit(pos: np.ndarray, neg: np.ndarray, key: tuple[int, ...], concept: str, layer: str = name,
+                        x: torch.Tensor = x) -> CAV:
+                    v, acc = _train_cav(x[rows_of(pos)], x[rows_of(neg)], l2, np.random.default_rng([seed, 1, *key]),
+                                        f"concept {concept!r} in layer {layer!r}")
+                    advance()
+                    return CAV(layer=layer, concept=concept, vector=v.float(), accuracy=acc, pool=pool,
+                               n_concept=len(pos), n_random=len(neg), selector=specs[layer])
 
-            if paper:
-                random_cavs[name] = [fit(randoms[0], negatives[i], (0, i), "random") for i in range(m)]
-            else:  # R_i against R_j is the same classifier as R_j against R_i with the labels swapped: minus its CAV
-                pairs = {}
-                for j in range(m):
-                    for i in range(j + 1, m):
-                        c = fit(negatives[j], negatives[i], (0, j, i), f"random {j}")
-                        pairs[(j, i)] = c
-                        pairs[(i, j)] = CAV(layer=name, concept=f"random {i}", vector=-c.vector, accuracy=c.accuracy,
-                                            pool=pool, n_concept=size, n_random=size, selector=specs[name])
-                random_cavs[name] = [pairs[(j, i)] for j in range(m) for i in range(m) if i != j]
-            for c, (concept, idx) in enumerate(members.items()):
-                cavs[(concept, name)] = [fit(idx, negatives[i], (c + 1, i), concept) for i in range(m)]
+                if paper:
+                    random_cavs[name] = [fit(randoms[0], negatives[i], (0, i), "random") for i in range(m)]
+                else:  # R_i against R_j: the classifier of R_j against R_i, labels swapped (minus its CAV)
+                    pairs = {}
+                    for j in range(m):
+                        for i in range(j + 1, m):
+                            c = fit(negatives[j], negatives[i], (0, j, i), f"random {j}")
+                            pairs[(j, i)] = c
+                            pairs[(i, j)] = CAV(layer=name, concept=f"random {i}", vector=-c.vector,
+                                                accuracy=c.accuracy, pool=pool, n_concept=size, n_random=size,
+                                                selector=specs[name])
+                    random_cavs[name] = [pairs[(j, i)] for j in range(m) for i in range(m) if i != j]
+                for c, (concept, idx) in enumerate(members.items()):
+                    cavs[(concept, name)] = [fit(idx, negatives[i], (c + 1, i), concept) for i in range(m)]
 
-    # scores and mean directional derivatives: one matrix product per (layer, class)
-    scores: dict[tuple[str, str, int], np.ndarray] = {}
-    random_scores: dict[tuple[str, int], np.ndarray] = {}
-    derivatives: dict[tuple[str, str, int], np.ndarray] = {}
-    random_derivatives: dict[tuple[str, int], np.ndarray] = {}
-    for name in acts:
-        base = len(random_cavs[name])
-        blocks = [random_cavs[name]] + [cavs[(concept, name)] for concept in members]
-        vectors = torch.stack([c.vector.double() for block in blocks for c in block])
-        for k in classes:
-            along = grads[k][name].double() @ vectors.T  # (examples, CAVs): S(x) for every CAV
-            frac = (along > 0).double().mean(dim=0).numpy()
-            mean = along.mean(dim=0).numpy()
-            for per, random_per, values in ((scores, random_scores, frac), (derivatives, random_derivatives, mean)):
-                random_per[(name, k)] = values[:base] if paper else values[:base].reshape(m, m - 1).mean(axis=1)
-                for c, concept in enumerate(members):
-                    per[(concept, name, k)] = values[base + c * m:base + (c + 1) * m]
-
-    tests = len(members) * len(acts) * len(classes)
-    rows = []
-    for concept in members:
+        # scores and mean directional derivatives: one matrix product per (layer, class)
+        scores: dict[tuple[str, str, int], np.ndarray] = {}
+        random_scores: dict[tuple[str, int], np.ndarray] = {}
+        derivatives: dict[tuple[str, str, int], np.ndarray] = {}
+        random_derivatives: dict[tuple[str, int], np.ndarray] = {}
         for name in acts:
-            accuracy = float(np.mean([c.accuracy for c in cavs[(concept, name)]]))
-            random_accuracy = float(np.mean([c.accuracy for c in random_cavs[name]]))
+            base = len(random_cavs[name])
+            blocks = [random_cavs[name]] + [cavs[(concept, name)] for concept in members]
+            vectors = torch.stack([c.vector.double() for block in blocks for c in block])
             for k in classes:
-                s, r = scores[(concept, name, k)], random_scores[(name, k)]
-                d, rd = derivatives[(concept, name, k)], random_derivatives[(name, k)]
-                if test == "paper":
-                    p = _ttest(s, r)
-                elif test == "random-concepts":
-                    p = _new_observation_ttest(float(s.mean()), r)
-                else:
-                    p = _derivative_ttest(float(d.mean()), rd)
-                p_corr = min(1.0, p * tests) if correction == "bonferroni" else p
-                rows.append({"concept": concept, "layer": name, "target": k, "score": float(s.mean()),
-                             "score_std": float(s.std(ddof=1)), "random_score": float(r.mean()),
-                             "random_std": float(r.std(ddof=1)), "derivative": float(d.mean()),
-                             "derivative_std": float(d.std(ddof=1)), "random_derivative": float(rd.mean()),
-                             "random_derivative_std": float(rd.std(ddof=1)), "test": test, "p_value": p,
-                             "p_corrected": p_corr, "significant": bool(p_corr < alpha), "cav_accuracy": accuracy,
-                             "random_accuracy": random_accuracy, "examples": len(grads[k][name]), "epoch": epoch})
-    return TCAVResult(rows=rows, cavs=cavs, random_cavs=random_cavs, scores=scores, random_scores=random_scores,
-                      test=test, alpha=float(alpha), correction=correction, set_size=size, random_sets=m, pool=pool,
-                      epoch=epoch, random_sets_drawn=randoms, derivatives=derivatives,
-                      random_derivatives=random_derivatives)
+                along = grads[k][name].double() @ vectors.T  # (examples, CAVs): S(x) for every CAV
+                frac = (along > 0).double().mean(dim=0).numpy()
+                mean = along.mean(dim=0).numpy()
+                for per, random_per, values in ((scores, random_scores, frac), (derivatives, random_derivatives, mean)):
+                    random_per[(name, k)] = values[:base] if paper else values[:base].reshape(m, m - 1).mean(axis=1)
+                    for c, concept in enumerate(members):
+                        per[(concept, name, k)] = values[base + c * m:base + (c + 1) * m]
+
+        tests = len(members) * len(acts) * len(classes)
+        rows = []
+        for concept in members:
+            for name in acts:
+                accuracy = float(np.mean([c.accuracy for c in cavs[(concept, name)]]))
+                random_accuracy = float(np.mean([c.accuracy for c in random_cavs[name]]))
+                for k in classes:
+                    s, r = scores[(concept, name, k)], random_scores[(name, k)]
+                    d, rd = derivatives[(concept, name, k)], random_derivatives[(name, k)]
+                    if test == "paper":
+                        p = _ttest(s, r)
+                    elif test == "random-concepts":
+                        p = _new_observation_ttest(float(s.mean()), r)
+                    else:
+                        p = _derivative_ttest(float(d.mean()), rd)
+                    p_corr = min(1.0, p * tests) if correction == "bonferroni" else p
+                    rows.append({"concept": concept, "layer": name, "target": k, "score": float(s.mean()),
+                                 "score_std": float(s.std(ddof=1)), "random_score": float(r.mean()),
+                                 "random_std": float(r.std(ddof=1)), "derivative": float(d.mean()),
+                                 "derivative_std": float(d.std(ddof=1)), "random_derivative": float(rd.mean()),
+                                 "random_derivative_std": float(rd.std(ddof=1)), "test": test, "p_value": p,
+                                 "p_corrected": p_corr, "significant": bool(p_corr < alpha), "cav_accuracy": accuracy,
+                                 "random_accuracy": random_accuracy, "examples": len(grads[k][name]), "epoch": epoch})
+        return TCAVResult(rows=rows, cavs=cavs, random_cavs=random_cavs, scores=scores, random_scores=random_scores,
+                          test=test, alpha=float(alpha), correction=correction, set_size=size, random_sets=m, pool=pool,
+                          epoch=epoch, random_sets_drawn=randoms, derivatives=derivatives,
+                          random_derivatives=random_derivatives)

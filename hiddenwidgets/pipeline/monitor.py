@@ -199,8 +199,11 @@ class ActivationRecorder:
         if s is None:
             o = self._options
             tap = self.capture.taps[layer]
+            # saturated units only where the tensor summarised is the module's own output: a selector may pick
+            # or transform something whose range the module's type does not state
             s = LayerSummarizer(tap.module, bins=o["bins"], max_elements=o["max_elements"],
-                                dead_window=o["dead_window"], units=self._units[layer], model=self.capture.model)
+                                dead_window=o["dead_window"], units=self._units[layer], model=self.capture.model,
+                                saturation=tap.selector is None)
             base = self._summarizers.get(layer)
             if base is not None:
                 s.grid = base.grid  # a layer's validation or call series shares its histogram grid

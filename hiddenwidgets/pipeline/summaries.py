@@ -1,4 +1,5 @@
-"""Torch-side reductions of one layer's activations: histograms, moments, sparsity, dead units, NaN/inf.
+"""Torch-side reductions of one layer's activations: histograms, moments, sparsity, dead and saturated units,
+NaN/inf.
 
 Everything here runs where the activation lives (CPU or GPU) and returns small tensors on that device; nothing
 calls ``.item()``, ``.cpu()`` or ``.tolist()``, so a training step that is summarised never waits for the device.
@@ -18,12 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HistogramGrid", "LayerSample", "LayerSummarizer", "decide_units", "detail_view", "unit_axis",
-           "units_of"]
+__all__ = ["SATURATED_SHARE", "SATURATION_MARGIN", "HistogramGrid", "LayerSample", "LayerSummarizer",
+           "decide_units", "detail_view", "output_bounds", "unit_axis", "units_of"]
 
 # Order of the entries of ``LayerSample.counts`` (int64) and ``LayerSample.moments`` (float32).
 COUNT_FIELDS = ("total", "sampled", "finite", "zeros", "nonfinite", "outside")
 MOMENT_FIELDS = ("mean", "m2", "min", "max", "dead_frac")
+
+# Saturated units (Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward neural
+# networks", AISTATS, follow sigmoid and tanh units stuck at their bounds, where the gradient vanishes): a value is
+# *at a bound* when it lies within SATURATION_MARGIN of the output range from the lower or the upper bound
+# (tanh: |a| >= 0.98, where tanh' = 0.04; sigmoid: a <= 0.01 or a >= 0.99, where sigmoid' <= 0.0099, 4% of its
+# peak); a unit is *saturated* on a sampled batch when at least SATURATED_SHARE of its values there are at a bound.
+SATURATION_MARGIN = 0.01
+SATURATED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,10 @@ class LayerSample:
     calls: int = 1
     units: str = ""  # which axis the units are, and why
     layer: str = ""  # the monitored layer this sample belongs to (its series may be a validation or call series)
+    near: torch.Tensor | None = None  # per unit: how many of its values were at a bound (layers with bounds only)
+    near_of: int = 0  # values looked at per unit for ``near``
+    saturated: torch.Tensor | None = None  # fraction of units saturated (float32 scalar; set by finish())
+    saturation: str = ""  # the bounds and the rule behind ``saturated``, in words
 
     @property
     def grad_norm(self) -> torch.Tensor | None:
@@ -142,11 +155,16 @@ class LayerSummarizer:
         (*The Lazy Neuron Phenomenon*, Li et al. 2023 measure the same activation sparsity after ReLU).
     units : which axis indexes units (see :func:`decide_units`); ``None`` decides from the layer.
     model : the whole model, to decide the layout of activations and dropouts from their neighbours.
+    saturation : whether to count saturated units where the module's type states its output range
+        (:func:`output_bounds`; False when the summarised tensor is not the module's plain output, e.g. picked by
+        a selector). Per unit it counts the values at a bound (see ``SATURATION_MARGIN``): every value when the
+        output has at most ``max_elements`` values, else those of every ``s``-th example (axis 0), ``s`` chosen so
+        that about ``max_elements`` values are looked at.
     """
 
     def __init__(self, module: nn.Module | None = None, *, bins: int = 64, max_elements: int = 2**18,
                  dead_window: int = 32, units: int | str | None = None, detail_elements: int = 32768,
-                 model: nn.Module | None = None, unit_dim: int | None = None):
+                 model: nn.Module | None = None, unit_dim: int | None = None, saturation: bool = True):
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2 or bins % 2:
             raise ValueError(f"bins must be an even number >= 2, got {bins!r}")
         for name, value in (("max_elements", max_elements), ("dead_window", dead_window),
@@ -165,6 +183,14 @@ class LayerSummarizer:
         self.grid: HistogramGrid | None = None
         self._active: deque[torch.Tensor] = deque(maxlen=dead_window)
         self._axis_for: dict[tuple, tuple[int, str]] = {}
+        self.bounds = output_bounds(module) if saturation and module is not None else None
+        self.saturation_rule = ""
+        if self.bounds is not None:
+            lo, hi, what = self.bounds
+            self.saturation_rule = (f"{what}: output in [{lo:g}, {hi:g}]; a value is at a bound when it lies within "
+                                    f"{SATURATION_MARGIN * (hi - lo):g} ({SATURATION_MARGIN:.0%} of the range) of "
+                                    f"{lo:g} or {hi:g}; a unit is saturated when {SATURATED_SHARE:.0%} or more of its "
+                                    "values in the sampled batch are at a bound")
 
     def axis(self, shape: tuple[int, ...], innermost: int | None = None) -> tuple[int, str]:
         """``(unit axis, note)`` for an output of this shape and memory layout (decided once per layout)."""
@@ -223,6 +249,10 @@ class LayerSummarizer:
             moments = torch.stack([mean, m2, vmin, vmax, dead]).to(torch.float32)
             out = LayerSample(counts, moments, hist, grid, tuple(x.shape), active=_active_units(x, axis),
                               units=units)
+            if self.bounds is not None and x.is_floating_point() and x.ndim > 0:
+                lo, hi, _ = self.bounds
+                out.near, out.near_of = _at_bounds(x, axis, lo, hi, self.max_elements)
+                out.saturation = self.saturation_rule
             if detail:
                 out.detail, out.detail_note, out.detail_kind = _detail(x, axis, self.detail_elements)
             return self.finish(out) if finish else out
@@ -243,11 +273,20 @@ class LayerSummarizer:
             if a.active is not None and b.active is not None and a.active.shape == b.active.shape:
                 active = a.active | b.active
             grad_sq = b.grad_sq if a.grad_sq is None else a.grad_sq if b.grad_sq is None else a.grad_sq + b.grad_sq
+            near, near_of = a.near, a.near_of
+            if a.near is not None and b.near is not None and a.near.shape == b.near.shape:
+                near, near_of = a.near + b.near, a.near_of + b.near_of  # the calls' values together
             return LayerSample(a.counts + b.counts, moments, hist, grid, a.shape, a.detail, a.detail_note,
-                               a.detail_kind, grad_sq, active, a.calls + b.calls, a.units, a.layer)
+                               a.detail_kind, grad_sq, active, a.calls + b.calls, a.units, a.layer, near, near_of,
+                               saturation=a.saturation)
 
     def finish(self, sample: LayerSample) -> LayerSample:
-        """Record the step's unit activity in the dead-unit window and fill in the dead fraction."""
+        """Record the step's unit activity in the dead-unit window and fill in the dead fraction, and the
+        fraction of saturated units where the layer has bounds."""
+        if sample.near is not None and sample.near_of > 0:
+            with torch.no_grad():
+                share = sample.near / sample.near_of
+                sample.saturated = (share >= SATURATED_SHARE).float().mean()
         active = sample.active
         if active is None:
             return sample
@@ -331,6 +370,40 @@ def _active_units(x: torch.Tensor, axis: int) -> torch.Tensor | None:
     if x.dtype == torch.bool:
         x = x.to(torch.uint8)
     return (x.amax(dim=others) if others else x) > 0  # a unit is active if it exceeds 0 anywhere
+
+
+def output_bounds(module: nn.Module) -> tuple[float, float, str] | None:
+    """``(lo, hi, what)``: the range a module's output is confined to, where its type states it; else None.
+
+    Sigmoid and Hardsigmoid: [0, 1]; Tanh and Softsign: [-1, 1]; Hardtanh: [min_val, max_val] (ReLU6, a
+    Hardtanh, [0, 6]). A plain ``nn.Sequential`` returns its last module's output, so it has that module's range.
+    Nothing is guessed for other modules (their range, if any, is not stated by their type).
+    """
+    if type(module).forward is nn.Sequential.forward and isinstance(module, nn.Sequential) and len(module):
+        inner = output_bounds(module[-1])
+        return None if inner is None else (inner[0], inner[1], f"its last module, {inner[2]}")
+    if isinstance(module, nn.Hardtanh):
+        lo, hi = float(module.min_val), float(module.max_val)
+        return (lo, hi, type(module).__name__) if math.isfinite(lo) and math.isfinite(hi) and lo < hi else None
+    if isinstance(module, (nn.Tanh, nn.Softsign)):
+        return -1.0, 1.0, type(module).__name__
+    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
+        return 0.0, 1.0, type(module).__name__
+    return None
+
+
+def _at_bounds(x: torch.Tensor, axis: int, lo: float, hi: float, max_elements: int) -> tuple[torch.Tensor, int]:
+    """Per unit (``axis``): how many of its values lie within ``SATURATION_MARGIN`` of the range from ``lo`` or
+    ``hi`` (float32, on the device), and how many values per unit were looked at. Every ``s``-th example (axis 0)
+    when ``x`` has more than ``max_elements`` values: a strided view, no copy of ``x``."""
+    axis %= x.ndim
+    if axis != 0 and x.shape[0] > 1 and x.numel() > max_elements:
+        x = x[:: min(x.shape[0], -(-x.numel() // max_elements))]
+    margin = SATURATION_MARGIN * (hi - lo)
+    near = (x <= lo + margin) | (x >= hi - margin)  # NaN is at no bound
+    others = tuple(d for d in range(x.ndim) if d != axis)
+    counts = near.sum(dim=others, dtype=torch.float32) if others else near.to(torch.float32)
+    return counts, x.numel() // max(x.shape[axis], 1)
 
 
 def _rebin_torch(hist: torch.Tensor, finer: HistogramGrid, coarser: HistogramGrid) -> torch.Tensor:

@@ -843,6 +843,12 @@ class Streamer:
         nonfinite = int(counts[COUNT_FIELDS.index("nonfinite")])
         if nonfinite and not any(e.get("layer") == name and e["kind"] == "nonfinite" for e in h.events):
             h.note_event("nonfinite", step, f"{nonfinite} NaN/inf values in {name} at step {step}", layer=name)
+        saturated = getattr(sample, "saturated", None)
+        if saturated is not None and name == (getattr(sample, "layer", "") or name):  # training series only
+            # the latest sampled step's share of saturated units, for the view's warning (summaries.py)
+            share = float(saturated)
+            if math.isfinite(share):
+                h.set_info(name, saturated=[step, share], saturation=sample.saturation)
         if sample.detail is not None:
             h.add_detail(name, step, sample.detail.cpu().numpy(), sample.detail_note,
                          getattr(sample, "detail_kind", ""))

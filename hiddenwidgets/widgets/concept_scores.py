@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +31,9 @@ class ConceptScores(HiddenWidget):
     """Show :func:`hiddenwidgets.tcav.tcav` results: for a chosen concept, bars of the TCAV score per target class
     and layer (± one standard deviation over its CAVs), the random baseline, significance; with results from
     several epochs (``add`` after each), the concept's score over training per layer for a chosen class.
+
+    While a :func:`~hiddenwidgets.tcav.tcav` computation runs in this kernel, the view says so, with its progress
+    (``activity``); if it fails, the view says that it failed and why, and keeps the scores it had.
     """
 
     _view_file = "concept_scores"
@@ -39,6 +43,10 @@ class ConceptScores(HiddenWidget):
     class_names = traitlets.List().tag(sync=True)
     records = traitlets.List(traitlets.Dict(), help="One dict per concept, layer, target, epoch (read-only)."
                              ).tag(sync=True)
+    activity = traitlets.Dict(help="What TCAV is doing now (read-only): {'state': 'running' | 'failed' | '', "
+                              "'text': words for the view}.").tag(sync=True)
+
+    PROGRESS_INTERVAL = 0.25  # seconds between progress updates sent to the view (a state change goes at once)
 
     def _describe(self) -> str:
         return (f"TCAV scores (Kim et al. 2018) per target class and layer, with the random baseline: "
@@ -48,8 +56,42 @@ class ConceptScores(HiddenWidget):
     def __init__(self, results: Any = (), *, class_names: list[str] | None = None, title: str = "TCAV",
                  description: str = ""):
         class_names = check_names(class_names, "class_names", ConceptError)
-        super().__init__(title=title, description=description, class_names=list(class_names or []))
+        super().__init__(title=title, description=description, class_names=list(class_names or []),
+                         activity={"state": "", "text": ""})
         self.add(results)
+        from ..analysis.tcav import watch
+
+        self._activity_at = 0.0
+        self._unwatch = watch(self._on_tcav)  # held weakly: a view nobody holds is still collected
+
+    def _on_tcav(self, event: dict[str, Any]) -> None:
+        """A :func:`~hiddenwidgets.tcav.tcav` computation started, progressed, finished or failed."""
+        state = event.get("state")
+        about = f" for epoch {event['epoch']}" if event.get("epoch") is not None else ""
+        what = (f"concept{'s' if len(event.get('concepts') or ()) != 1 else ''} "
+                f"{', '.join(map(str, event.get('concepts') or ()))} in "
+                f"{', '.join(map(str, event.get('layers') or ()))}")
+        now = time.monotonic()
+        if state == "running":
+            if self.activity.get("state") == "running" and now - self._activity_at < self.PROGRESS_INTERVAL:
+                return
+            new = {"state": "running", "text": f"computing TCAV{about}: step {event.get('done', 0)} of "
+                                               f"{event.get('total', '?')} ({what})…"}
+        elif state == "failed":
+            new = {"state": "failed", "text": f"the TCAV computation{about} failed: {event.get('error', '')} "
+                                              "(the scores shown are from before it)"}
+        else:
+            new = {"state": "", "text": ""}
+        self._activity_at = now
+        with self._state_lock:
+            self.activity = new
+
+    def close(self) -> None:
+        """Stop following TCAV computations, and close the view."""
+        unwatch = getattr(self, "_unwatch", None)
+        if unwatch is not None:
+            unwatch()
+        super().close()
 
     def add(self, results: Any) -> None:
         """Append a TCAV result (or a list of them, or records); rows for a (concept, layer, target, epoch) shown

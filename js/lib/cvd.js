@@ -3,6 +3,7 @@
 // Simulation: Machado, Oliveira & Fernandes (2009), "A physiologically-based model for simulation of color vision
 // deficiency", severity 1.0 matrices, applied to linear-light sRGB. Difference: CIEDE2000 (Sharma, Wu & Dalal
 // 2005, "The CIEDE2000 color-difference formula: implementation notes").
+import { toLinear } from "./contrast.js";
 
 /** @type {Record<string, number[][]>} */
 export const MACHADO = {
@@ -16,7 +17,6 @@ export function hexToRgb(hex) {
   return [((v >> 16) & 255) / 255, ((v >> 8) & 255) / 255, (v & 255) / 255];
 }
 
-const toLinear = (c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
 const toGamma = (c) => (c <= 0.0031308 ? 12.92 * c : 1.055 * c ** (1 / 2.4) - 0.055);
 
 /** Simulated sRGB (in [0, 1]) of `rgb` as seen with the named deficiency ("none" returns it unchanged). */

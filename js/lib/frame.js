@@ -14,8 +14,14 @@
 
 /**
  * @typedef {{ dark: boolean, text: string, muted: string, grid: string, axis: string, bg: string, bg2: string,
- *   accent: string, warn: string, bad: string, missing: string, hover: string, font: string, fontSize: number }} Theme
+ *   accent: string, warn: string, bad: string, missing: string, hover: string, font: string, fontSize: number,
+ *   mutedPull: number }} Theme
  */
+
+import { mutedPull, parseColour, over, readableMuted } from "./contrast.js";
+
+/** Muted text is pulled at least this far from --jp-ui-font-color2 towards the body text (lib/style.js). */
+export const MUTED_PULL = 0.3;
 
 const FONT_FAMILY = "system-ui, -apple-system, 'Segoe UI', sans-serif";
 
@@ -30,18 +36,56 @@ export function isDark() {
   return !!(mm && mm.matches);
 }
 
-/** The colours to draw with, from the theme's CSS variables as they apply to `el` (fallbacks for light/dark). */
+/**
+ * The opaque colour [r, g, b] behind `el`: its own and its ancestors' backgrounds painted over one another, on
+ * `page` (the page's colour) where none is opaque.
+ * @param {Element} el @param {number[]} page
+ */
+export function backgroundBehind(el, page) {
+  const layers = [];
+  for (let e = /** @type {Element | null} */ (el); e; e = e.parentElement) {
+    const c = parseColour(getComputedStyle(e).backgroundColor);
+    if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+  }
+  let colour = page;
+  for (let i = layers.length - 1; i >= 0; i--) colour = over(layers[i], colour);
+  return colour;
+}
+
+/**
+ * The colours to draw with, from the theme's CSS variables as they apply to `el` (fallbacks for light/dark).
+ * `muted` is the theme's secondary text colour (--jp-ui-font-color2) pulled MUTED_PULL towards the body text,
+ * and further where that still reads below WCAG AA (4.5:1) on what it is drawn on: the background behind `el`,
+ * and that background under the neutral tint of chips and badges (--hw-neutral-tint). JupyterLab's own
+ * font-color2 gives 4.6:1 on white, 4.4:1 on a chip, 3.0-4.5:1 on --jp-layout-color2/3. `mutedPull` is the
+ * fraction used; mountView hands it to the view's CSS (--hw-muted-pull), whose --hw-muted mixes the same two
+ * theme colours, alpha kept, so that muted text on a lighter box (a card, a tile) stays as readable.
+ */
 export function readTheme(el) {
   const dark = isDark();
   const cs = typeof getComputedStyle === "function" && el ? getComputedStyle(el) : null;
   const v = (name, light, darkValue) => (cs && cs.getPropertyValue(name).trim()) || (dark ? darkValue : light);
+  const text = v("--jp-ui-font-color1", "#1f2328", "#e6e6e6");
+  const bg = v("--jp-layout-color0", "#ffffff", "#111111");
+  const secondary = v("--jp-ui-font-color2", "#59636e", "#b4b4b4");
+  const page = parseColour(bg);
+  let behind = page ? page.slice(0, 3) : dark ? [17, 17, 17] : [255, 255, 255];
+  let grounds = [behind];
+  if (cs && el) {
+    behind = backgroundBehind(el, behind);
+    const tint = parseColour(cs.getPropertyValue("--hw-neutral-tint").trim());
+    grounds = tint ? [behind, over(tint, behind)] : [behind];
+  }
+  const pull = mutedPull(secondary, text, grounds, 4.5, MUTED_PULL);
+  const muted = readableMuted(secondary, text, grounds, 4.5, pull);
   return {
     dark,
-    text: v("--jp-ui-font-color1", "#1f2328", "#e6e6e6"),
-    muted: v("--jp-ui-font-color2", "#59636e", "#b4b4b4"),
+    text,
+    muted,
+    mutedPull: pull,
     grid: dark ? "rgba(255,255,255,0.12)" : "rgba(0,0,0,0.09)",
     axis: v("--jp-border-color1", "#8c959f", "#7a7a7a"),
-    bg: v("--jp-layout-color0", "#ffffff", "#111111"),
+    bg,
     bg2: v("--jp-layout-color2", "#eef1f4", "#2a2a2a"),
     accent: dark ? "#6f9cf0" : "#2f5fc4",
     warn: dark ? "#f0a04b" : "#a15c00",
@@ -99,7 +143,16 @@ export function mountView(root, name, draw) {
   exposeLabelBoxes(root);
   let raf = 0;
   let lastWidth = -1;
-  const run = () => { raf = 0; lastWidth = widthOf(root); draw(lastWidth, readTheme(root)); };
+  const run = () => {
+    raf = 0;
+    lastWidth = widthOf(root);
+    const theme = readTheme(root);
+    // the view's CSS mixes its muted text (--hw-muted, lib/style.js) as far as readTheme found it must be
+    if (root.style && typeof root.style.setProperty === "function") {
+      root.style.setProperty("--hw-muted-pull", `${Math.round(theme.mutedPull * 100)}%`);
+    }
+    draw(lastWidth, theme);
+  };
   const schedule = () => {
     if (raf) return;
     if (typeof requestAnimationFrame === "function") raf = requestAnimationFrame(run);

@@ -5,6 +5,7 @@
 // drawn with fillText, never inserted as HTML; names too long are shortened with "…" (in full on hover).
 import { colorBar, fmt, setupCanvas, trackHover } from "./chart.js";
 import { lut } from "./colormap.js";
+import { inkOn } from "./contrast.js";
 import { Labels, readTheme } from "./frame.js";
 
 /** The colour scale for values: [lo, hi, map name, how it is scaled (words)]. */
@@ -16,12 +17,6 @@ export function heatScale(values, fixed) {
   if (lo < 0 && hi > 0) { const m = Math.max(-lo, hi); return { lo: -m, hi: m, name: "diverging", note: "centred on 0" }; }
   if (hi === lo) return { lo: lo - 0.5, hi: hi + 0.5, name: "viridis", note: "all values equal" };
   return { lo, hi, name: "viridis", note: `scaled to the data's range ${fmt(lo)}–${fmt(hi)}` };
-}
-
-/** Relative luminance of an sRGB triple in 0-255 (WCAG). */
-function luminance(r, g, b) {
-  const f = (c) => { c /= 255; return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
-  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
 }
 
 export class Heatmap {
@@ -104,8 +99,7 @@ export class Heatmap {
         }
         ctx.fillRect(left + c * cell, top + r * cell, cell - 1, cell - 1);
         if (d.cellText && cell >= 30 && rgb) {
-          const lum = luminance(rgb[0], rgb[1], rgb[2]); // black or white, whichever contrasts more (WCAG):
-          ctx.fillStyle = (lum + 0.05) / 0.05 > 1.05 / (lum + 0.05) ? "#000000" : "#ffffff"; // >= 4.58:1 on any cell
+          ctx.fillStyle = inkOn(rgb); // black or white, whichever contrasts more (WCAG): >= 4.58:1 on any cell
           ctx.textAlign = "center"; ctx.textBaseline = "middle";
           ctx.fillText(v.toFixed(2), left + c * cell + cell / 2, top + r * cell + cell / 2);
         }

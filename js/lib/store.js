@@ -89,7 +89,8 @@ export class HistoryStore {
     this.statFields = [];
     this.scalarFields = [];
     this.events = [];
-    /** @type {Record<string, {state?: string, message?: string, calls?: number, units?: string, source?: string}>} */
+    /** @type {Record<string, {state?: string, message?: string, calls?: number, units?: string, source?: string,
+      saturated?: number[], saturation?: string}>} */
     this.layerInfo = {};
     this.needResync = false;
     this.lastFrameAt = 0;

@@ -103,9 +103,9 @@ export const TX_CSS = `
   min-width: 260px; flex: 1; padding: 2px 6px; border: 1px solid var(--jp-border-color1, #c8ced5);
   background: var(--jp-layout-color1, #fff); color: inherit; border-radius: 4px; }
 .hw-tx-pager { display: inline-flex; gap: 4px; align-items: center; font-size: 12px; }
-.hw-tx-pager-text, .hw-tx-steps-text { font-variant-numeric: tabular-nums; color: var(--jp-ui-font-color2, #656d76); }
+.hw-tx-pager-text, .hw-tx-steps-text { font-variant-numeric: tabular-nums; color: var(--hw-muted); }
 .hw-tx-steps { display: inline-flex; gap: 6px; align-items: center; font-size: 12px; }
 .hw-tx-readout { font-size: 12px; min-height: 18px; font-variant-numeric: tabular-nums; white-space: pre-wrap; }
-.hw-tx-status { font-size: 12px; color: var(--jp-ui-font-color2, #656d76); margin-bottom: 4px; }
+.hw-tx-status { font-size: 12px; color: var(--hw-muted); margin-bottom: 4px; }
 .hw-tx-canvas { display: block; cursor: crosshair; }
 `;

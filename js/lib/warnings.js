@@ -1,13 +1,15 @@
 // @ts-check
 // What deserves a user's attention in a layer's statistics, with the threshold stated in the text. The numbers
-// are Python's (nonfinite count, dead fraction, gradient norm per sampled step); this only compares them with
-// the thresholds below.
+// are Python's (nonfinite count, dead fraction, gradient norm per sampled step; the share of saturated units in
+// the layer's info, hiddenwidgets/pipeline/summaries.py); this only compares them with the thresholds below.
 import { fmt, pct } from "./chart.js";
 
 /** Thresholds, stated in every warning's text. */
 export const THRESHOLDS = {
   /** share of a layer's units dead (never > 0 in the dead-unit window) at the latest step */
   dead: 0.25,
+  /** share of a layer's units saturated (at a bound of a bounded activation) at the latest sampled step */
+  saturated: 0.25,
   /** latest gradient norm over the median of the layer's gradient norms so far */
   exploding: 100,
   /** median of the gradient norms so far over the latest one */
@@ -17,9 +19,10 @@ export const THRESHOLDS = {
 };
 
 /**
- * Warnings for one layer.
+ * Warnings for one layer. `s.info`: what Python says of the layer (saturated: [step, share of units saturated],
+ * saturation: the bounds and rule, in words; present only for layers whose type states their output range).
  * @param {{ count: number, value: (i: number, field: string) => number, has: (field: string) => boolean,
- *   step: (i: number) => number }} s
+ *   step: (i: number) => number, info?: { saturated?: number[], saturation?: string } }} s
  * @returns {{ kind: string, level: string, text: string, detail: string }[]} level: "bad" or "warn"
  */
 export function layerWarnings(s) {
@@ -41,6 +44,13 @@ export function layerWarnings(s) {
         detail: "a unit is dead when it was never above 0 over the recent sampled batches (the dead-unit window); "
           + `flagged when ${pct(THRESHOLDS.dead)} or more of the layer's units are dead at the latest step` });
     }
+  }
+  const sat = s.info && Array.isArray(s.info.saturated) ? s.info.saturated : null;
+  if (sat && Number.isFinite(sat[1]) && sat[1] >= THRESHOLDS.saturated) {
+    out.push({ kind: "saturated", level: "warn",
+      text: `${pct(sat[1])} of units saturated at step ${fmt(sat[0])} (flagged at ${pct(THRESHOLDS.saturated)} or more)`,
+      detail: `${s.info && s.info.saturation ? s.info.saturation : "units at a bound of the layer's output range"}; `
+        + `flagged when ${pct(THRESHOLDS.saturated)} or more of the layer's units are saturated at the latest sampled step` });
   }
   if (s.has("grad_norm")) {
     const g = [];

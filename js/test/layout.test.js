@@ -72,3 +72,13 @@ test("layer warnings: dead units and exploding gradients at their stated thresho
   assert.match(w[1].text, /500× its median \(flagged above 100×\)/);
   assert.deepEqual(layerWarnings(rows(0, [1, 1, 1, 1, 1, 1e-4])).map((x) => x.kind), ["vanishing"]);
 });
+
+test("layer warnings: saturated units at their stated threshold, with the rule Python sent", () => {
+  const rows = (info) => ({ count: 1, has: () => false, step: () => 7, value: () => 0, info });
+  assert.deepEqual(layerWarnings(rows({})), []);  // a layer without stated bounds: no statistic, no warning
+  assert.deepEqual(layerWarnings(rows({ saturated: [7, THRESHOLDS.saturated - 0.01] })), []);
+  const [w] = layerWarnings(rows({ saturated: [7, 0.41], saturation: "Tanh: output in [-1, 1]" }));
+  assert.equal(w.kind, "saturated");
+  assert.match(w.text, /41% of units saturated at step 7 \(flagged at 25% or more\)/);
+  assert.match(w.detail, /^Tanh: output in \[-1, 1\]; flagged when 25% or more/);
+});

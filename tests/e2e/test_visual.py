@@ -114,32 +114,9 @@ def test_pages_render_without_errors(static_records):
     assert static_records["errors"] == [], "\n".join(static_records["errors"])
 
 
-# Known defects, each found by this suite and not yet fixed: (view name prefix, kind) -> what is wrong. Listed here
-# so that every other view × layout is held to zero; a known defect is reported on every run (printed, and kept in
-# the JSON records under artifacts/visual), never silently dropped. Fix the view, then delete its line.
-KNOWN = {
-    ("09-attention_view", "overflow"): "at 400 px the last token label ('[SEP]') is cut 2 px at the canvas edge",
-    ("09-logit_lens", "contrast"): "white token text on mid-viridis cells (3.1-4.4:1): no black/white choice yet",
-    ("01-lab", "contrast"): "in JupyterLab, muted text uses --jp-ui-font-color2 on --jp-layout-color2/3 (3.0-4.5:1)",
-    ("02-lab", "contrast"): "in JupyterLab dark, the explorer's input captions are white on a white caption box",
-    ("03-lab", "contrast"): "in JupyterLab, muted axis text uses --jp-ui-font-color2 on --jp-layout-color2 (3.0-4.5:1)",
-    ("07-lab", "contrast"): "in JupyterLab, the atlas's chips (#6d6d6d on #ededed, 4.42:1) and muted histogram ticks "
-                            "in dark (2.99:1); a caption white on a white box in dark",
-}
-
-
-def _known(record: dict, kind: str) -> str | None:
-    return next((why for (prefix, k), why in KNOWN.items() if k == kind and record["view"].startswith(prefix)), None)
-
-
 def _check(records: list[dict], kinds: tuple[str, ...], where: str) -> None:
-    bad, known = [], []
-    for r in records:
-        for kind in kinds:
-            if r[kind]:
-                (known if _known(r, kind) else bad).append((r, kind))
-    for r, kind in known:
-        print(f"KNOWN {kind}: {r['view']} @ {r['width']} px {r['theme']}: {_known(r, kind)}")
+    """Every view × layout held to zero findings of ``kinds`` (the last known defects were fixed in issue 13)."""
+    bad = [(r, kind) for r in records for kind in kinds if r[kind]]
     assert not bad, (f"{len(bad)} of {len(records)} {where}:\n"
                      + "\n".join(f"[{kind}] " + visual.describe(r) for r, kind in bad))
 
@@ -166,6 +143,7 @@ def test_views_in_jupyterlab_800px_light_and_dark():
     records = [r for p in files for r in json.loads(p.read_text())]
     failed = [f"{r['view']}: the audit in JupyterLab failed: {r['error']}" for r in records if r.get("error")]
     assert not failed, "\n".join(failed)
+    print("VISUAL-LAB", json.dumps({**visual.totals(records), "examples": [p.stem for p in files]}))
     _check(records, ("overflow", "overlaps", "contrast"), "views in JupyterLab")
 
 
@@ -180,3 +158,41 @@ def test_categorical_palette_distinguishable_under_cvd():
             low.append(f"{kind}: {hexes[i]} (#{i}) and {hexes[j]} (#{j}) are ΔE00 {d:.2f} apart")
     assert not low, (f"{source}, first {PALETTE_N} colours, need ΔE00 >= {MIN_DELTA_E00} for every pair:\n"
                      + "\n".join(low))
+
+
+# Notebook 7 (the `notebook` package: JupyterLab's application in a one-document page) runs the same views in a
+# page of its own layout. One example, shortened as in visual.QUICK, run in the browser and audited at 800 px in
+# the light and the dark theme with the same checks; skipped where the package is not installed.
+NB7_EXAMPLE = "04_representations"
+
+
+@pytest.mark.timeout(600)
+def test_views_in_notebook7_light_and_dark(e2e_ready, browser, artifacts, tmp_path):
+    pytest.importorskip("notebook", reason="Notebook 7 is not installed (pip install notebook)")
+    from .lab import NotebookPage, put_notebook
+
+    t0 = time.perf_counter()
+    server = visual.Notebook7(tmp_path)
+    errors: list[str] = []
+    try:
+        path = put_notebook(visual.ROOT / "examples" / f"{NB7_EXAMPLE}.ipynb", tmp_path,
+                            replace=visual.QUICK[NB7_EXAMPLE])
+        # opened wide and narrowed by the audit, as in JupyterLab: the views redraw, so the canvas hook sees their text
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url(path.name))
+        nb = NotebookPage(page, server, path.name, "", navigate=False)
+        cells = json.loads(path.read_text())["cells"]
+        for i, cell in enumerate(cells):
+            if cell["cell_type"] == "code":
+                nb.run_and_wait(i, 240)
+        records = visual.audit_in_lab(page, NB7_EXAMPLE, artifacts, save_pages=False, host="nb7")
+        page.close()
+    finally:
+        server.stop()
+    print("VISUAL-NB7", json.dumps({**visual.totals(records), "seconds": round(time.perf_counter() - t0, 1)}))
+    assert errors == [], "\n".join(errors)
+    failed = [f"{r['view']}: the audit in Notebook 7 failed: {r['error']}" for r in records if r.get("error")]
+    assert not failed, "\n".join(failed)
+    assert len({r["view"] for r in records}) >= len(EXPECTED_VIEWS[visual.example_id(NB7_EXAMPLE)]), records
+    _check(records, ("overflow", "overlaps", "contrast"), "views in Notebook 7")

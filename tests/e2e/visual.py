@@ -17,8 +17,13 @@ where they train, see ``QUICK``) and opened in Chromium at 1400, 800 and 400 px,
   exempt (WCAG 1.4.3), and so are symbols without a letter or digit ("■" legend swatches): WCAG counts those as
   graphics (1.4.11, 3:1), which the audit reports under ``graphics`` without failing on them.
 
+Only text shown on screen is judged for contrast: inside the viewport and every clipping ancestor, with the view
+itself painted at its centre (text scrolled out of JupyterLab's notebook panel lies under the tab bar or the
+status bar, which is not its background).
+
 The JupyterLab pass (``audit_in_lab``) runs the same checks on the views of a notebook that an e2e test has
-already run, at 800 px, in the light and the dark theme, and leaves its record for test_visual.py.
+already run, at 800 px, in the light and the dark theme, scrolling each output through the notebook panel so
+that every part of it is judged where it is shown, and leaves its record for test_visual.py.
 """
 
 from __future__ import annotations
@@ -165,12 +170,19 @@ def _hex(text: str) -> tuple[int, int, int]:
 
 
 def judge(raw: list[dict]) -> dict:
-    """Turn the in-page measurements into findings: contrast ratios checked against WCAG AA."""
+    """Turn the in-page measurements into findings: contrast ratios checked against WCAG AA. ``raw`` may hold
+    several measurements of one view (audit_in_lab scrolls a tall output through JupyterLab's panel): a text seen
+    in more than one (same text, element and place in the view) is judged once."""
     overflow, overlaps, contrast, graphics = [], [], [], []
+    seen: set[tuple] = set()
     for view in raw:
         overflow += view["overflow"]
         overlaps += view["overlaps"]
         for t in view["text"]:
+            key = (t["text"], t["element"], tuple(t.get("at") or ()), t["fg"], t["bg"])
+            if key in seen:
+                continue
+            seen.add(key)
             ratio = contrast_ratio(_hex(t["fg"]), _hex(t["bg"]))
             if t.get("glyph"):
                 # no letter or digit ("■", "●", "▸"): a symbol drawn with a font, e.g. a legend swatch in the
@@ -184,7 +196,9 @@ def judge(raw: list[dict]) -> dict:
             if ratio < need:
                 contrast.append({**t, "ratio": round(ratio, 2), "required": need})
     return {"overflow": overflow, "overlaps": overlaps, "contrast": contrast, "graphics": graphics,
-            "roots": [{"root": v["root"], "width": v["width"], "container": v["container"]} for v in raw]}
+            "texts_judged": len(seen),
+            "roots": list({(v["root"], v["width"], v["container"]): {"root": v["root"], "width": v["width"],
+                                                                  "container": v["container"]} for v in raw}.values())}
 
 
 SETTLE_JS = """async () => {
@@ -242,6 +256,23 @@ def audit_static_page(browser, page_path: Path, view: str, shots: Path, errors: 
 
 LAB_THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
+# the scrolling box around an output (JupyterLab 4's windowed notebook scrolls .jp-WindowedPanel-outer)
+_SCROLLER = "(el.closest('.jp-WindowedPanel-outer') || el.closest('.jp-Notebook') || document.scrollingElement)"
+SCROLL_JS = f"""(el, offset) => {{
+  const sc = {_SCROLLER};
+  const top = sc === document.scrollingElement ? 0 : sc.getBoundingClientRect().top;
+  sc.scrollTop += el.getBoundingClientRect().top + offset - top;
+}}"""
+
+
+def _scroll_offsets(out) -> list[int]:
+    """Offsets from an output's top at which to put the panel's top so that every part of the output is shown
+    once (a panel-full at a time, 40 px overlap)."""
+    height, view = out.evaluate(f"(el) => {{ const sc = {_SCROLLER};"
+                                " return [el.getBoundingClientRect().height, sc.clientHeight]; }")
+    step = max(100, int(view) - 40)
+    return list(range(0, max(1, int(height) - 40), step)) or [0]
+
 
 def save_live_pages(page, ex: str, out: Path) -> None:
     """Append a cell to the notebook open in ``page`` that writes every displayed view's static page (as
@@ -260,9 +291,10 @@ def save_live_pages(page, ex: str, out: Path) -> None:
         raise RuntimeError(f"saving the views' pages failed: {nb.output_text(index)[-600:]}")
 
 
-def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True) -> list[dict]:
+def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True, host: str = "lab") -> list[dict]:
     """Audit every hiddenwidgets view in the notebook open in ``page`` (JupyterLab) at 800 px, light then dark,
-    screenshot each, restore the light theme, and write ``artifacts/visual/lab-<NN>.json`` for test_visual.py.
+    screenshot each, restore the light theme, and write ``artifacts/visual/<host>-<NN>.json`` for test_visual.py
+    (``host="nb7"``: the notebook is open in Notebook 7, which has the same application, commands and themes).
     With ``save_pages``, first write every displayed view's static page to ``artifacts/visual/pages`` (the full
     example's views, which test_visual.py then audits instead of running the example again). Call it at the end
     of an e2e test that has run its example; it never raises (a failure is recorded for test_visual.py)."""
@@ -295,15 +327,26 @@ def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True
                     continue
                 k += 1
                 out.evaluate("(el) => el.setAttribute('data-hw-audit', '1')")
-                raw = page.evaluate(AUDIT_JS, '[data-hw-audit="1"]')
+                raw = []
+                # an output taller than the notebook panel is shown a panel-full at a time: scroll it through,
+                # and judge each text where it is shown (the audit skips text scrolled out of the panel)
+                for offset in _scroll_offsets(out):
+                    out.evaluate(SCROLL_JS, offset)
+                    settle(page)
+                    found = page.evaluate(AUDIT_JS, '[data-hw-audit="1"]')
+                    if raw:  # overflow and overlaps do not depend on the scroll position: measured once
+                        for v in found:
+                            v["overflow"], v["overlaps"] = [], []
+                    raw += found
                 out.evaluate("(el) => el.removeAttribute('data-hw-audit')")
+                out.evaluate(SCROLL_JS, 0)  # the output's top at the panel's top for its screenshot
                 root = raw[0]["root"].split(".")[-1] if raw else "view"
-                view = f"{ex}-lab{k}-{re.sub(r'[^a-z0-9-]', '', root)}"
+                view = f"{ex}-{host}{k}-{re.sub(r'[^a-z0-9-]', '', root)}"
                 out.screenshot(path=str(shots / f"{view}-{LAB_WIDTH}-{theme}.png"))
                 records.append({"view": view, "width": LAB_WIDTH, "theme": theme, "where": "jupyterlab",
                                 **judge(raw)})
     except Exception as err:  # recorded for test_visual.py to report; never breaks the test that called it
-        records.append({"view": f"{ex}-lab", "width": LAB_WIDTH, "theme": "?", "where": "jupyterlab",
+        records.append({"view": f"{ex}-{host}", "width": LAB_WIDTH, "theme": "?", "where": "jupyterlab",
                         "error": f"{type(err).__name__}: {str(err)[:500]}", "overflow": [], "overlaps": [],
                         "contrast": [], "graphics": [], "roots": []})
     finally:
@@ -313,8 +356,54 @@ def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True
             page.set_viewport_size(size)
         except Exception:  # the page is gone; nothing to restore
             pass
-    (shots / f"lab-{ex}.json").write_text(json.dumps(records, indent=1))
+    (shots / f"{host}-{ex}.json").write_text(json.dumps(records, indent=1))
     return records
+
+
+class Notebook7:
+    """A Jupyter Notebook 7 server (the ``notebook`` package) on a free port serving ``root``, with the
+    application exposed as ``window.jupyterapp`` like the JupyterLab of tests/e2e/lab.py."""
+
+    def __init__(self, root: Path):
+        import subprocess
+        import sys
+        import urllib.request
+
+        from .lab import free_port
+
+        self.root, self.port, self.token = root, free_port(), "hwtest"
+        self.log = open(root / "notebook7.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "notebook", "--no-browser", "--allow-root", f"--port={self.port}",
+             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
+             "--JupyterNotebookApp.expose_app_in_browser=True",
+             # e.g. --JupyterNotebookApp.schemas_dir=... for a notebook package installed outside the environment
+             # (pip install --target), whose settings schemas are then not under sys.prefix
+             *os.environ.get("HW_NOTEBOOK7_ARGS", "").split()], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=2)
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"Notebook 7 did not start; see {root / 'notebook7.log'}")
+
+    def url(self, notebook: str) -> str:
+        return f"http://127.0.0.1:{self.port}/notebooks/{notebook}?token={self.token}"
+
+    def stop(self) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
 
 
 def counts(record: dict) -> dict:
@@ -347,6 +436,7 @@ def totals(records: list[dict]) -> dict:
             "overflow_findings": sum(len(r["overflow"]) for r in records),
             "overlapping_pairs": sum(len(r["overlaps"]) for r in records),
             "layouts_with_overlaps": sum(1 for r in records if r["overlaps"]),
+            "texts_judged": sum(r.get("texts_judged", 0) for r in records),
             "contrast_failures": sum(len(r["contrast"]) for r in records),
             "graphics_below_3": sum(len(r.get("graphics", [])) for r in records),
             "layouts_with_contrast_failures": sum(1 for r in records if r["contrast"])}

@@ -78,6 +78,22 @@
     for (let i = layers.length - 1; i >= 0; i--) colour = over(layers[i], colour);
     return colour;
   };
+  // Whether a point of the view is on screen: inside the viewport and every clipping ancestor (JupyterLab's
+  // notebook scrolls inside its panel: text scrolled past the panel's edge is still "in the viewport", under the
+  // tab bar or the status bar), and the element painted there is part of the view. Text not shown has no
+  // background to judge; audit_in_lab scrolls each output through the panel so that every part is shown once.
+  const shownAt = (x, y, el, root) => {
+    if (x < 0 || y < 0 || x > innerWidth || y > innerHeight) return false;
+    // (the body's overflow applies to the viewport, checked above: Notebook 7's body is 0 px tall)
+    for (let a = el.parentElement; a && a !== document.body && a !== document.documentElement; a = a.parentElement) {
+      const s = getComputedStyle(a);
+      if (!/hidden|clip|auto|scroll/.test(s.overflowX + s.overflowY)) continue;
+      const q = a.getBoundingClientRect();
+      if (x < q.left - 1 || x > q.right + 1 || y < q.top - 1 || y > q.bottom + 1) return false;
+    }
+    const top = document.elementFromPoint(x, y);
+    return !!top && root.contains(top);
+  };
   const opacityOf = (el) => { let o = 1; for (let e = el; e && e.nodeType === 1; e = e.parentElement) o *= Number(getComputedStyle(e).opacity); return o; };
 
   const results = [];
@@ -87,7 +103,9 @@
         container.contains(el.parentElement.closest('[class*="hw-"]'))));
     for (const root of roots) {
       const overflow = [], overlaps = [], contrast = [];
+      let unseen = 0;  // text not on screen at this scroll position (see shownAt)
       const cr = container.getBoundingClientRect(), rr = root.getBoundingClientRect();
+      const at = (l, t) => [Math.round(l - rr.left), Math.round(t - rr.top)];  // where, relative to the view
       if (rr.right > cr.right + 1 || rr.left < cr.left - 1)
         overflow.push({what: 'view wider than its output area', element: desc(root),
                        by_px: Math.round(Math.max(rr.right - cr.right, cr.left - rr.left)),
@@ -150,9 +168,11 @@
           labels.push(box);
           if (b.color) {  // canvas text with its colour: contrast against the canvas under it
             const fg = colourOf(b.color);
-            if (fg) {
+            const host = el.tagName === 'CANVAS' ? el : el.querySelector('canvas') || el;
+            if (fg && !shownAt((box.l + box.r) / 2, (box.t + box.b) / 2, host, root)) unseen++;
+            else if (fg) {
               const bg = canvasColour(el.tagName === 'CANVAS' ? el : el.querySelector('canvas') || el, {left: box.l, top: box.t, right: box.r, bottom: box.b}) || backgroundAt({left: box.l, top: box.t, right: box.r, bottom: box.b}, null);
-              contrast.push({text: box.text, element: box.element, fg: hex(over(fg, bg)), bg: hex(bg), px: b.h, bold: false, canvas: true, glyph: !/[\p{L}\p{N}]/u.test(String(b.text))});
+              contrast.push({text: box.text, element: box.element, fg: hex(over(fg, bg)), bg: hex(bg), px: b.h, bold: false, canvas: true, glyph: !/[\p{L}\p{N}]/u.test(String(b.text)), at: at(box.l, box.t)});
             }
           }
         }
@@ -173,14 +193,16 @@
                                         text: box.text, by_px: Math.round(cut)});
           const fg = colourOf(d.color);
           const cx = (box.l + box.r) / 2, cy = (box.t + box.b) / 2;
-          const shown = cx >= Math.max(0, rr.left) && cx <= Math.min(innerWidth, rr.right) && cy >= 0 && cy <= innerHeight;
-          if (fg && shown) {  // text off screen or past the view's edge has no background to judge (overflow has it)
+          // text off screen or past the view's edge has no background to judge (overflow has the latter)
+          const shown = cx >= rr.left && cx <= rr.right && shownAt(cx, cy, canvas, root);
+          if (fg && !shown) unseen++;
+          if (fg && shown) {
             fg[3] *= d.alpha * opacityOf(canvas);
             const area = {left: box.l, top: box.t, right: box.r, bottom: box.b};
             const bg = canvasColour(canvas, area) || backgroundAt(area, canvas);
             contrast.push({text: box.text, element: box.element, fg: hex(over(fg, bg)), bg: hex(bg),
                            px: d.px * sx, bold: /bold|[6-9]00/.test(d.font || ''), canvas: true,
-                           glyph: !/[\p{L}\p{N}]/u.test(d.text)});
+                           glyph: !/[\p{L}\p{N}]/u.test(d.text), at: at(box.l, box.t)});
           }
         }
       }
@@ -219,7 +241,7 @@
         range.selectNodeContents(n);
         const box = range.getBoundingClientRect();
         if (box.width <= 0 || box.height <= 0) continue;
-        if (box.right < 0 || box.bottom < 0 || box.left > innerWidth || box.top > innerHeight) continue;
+        if (!shownAt((box.left + box.right) / 2, (box.top + box.bottom) / 2, el, root)) { unseen++; continue; }
         const st = getComputedStyle(el);
         const fg = parse(st.color);
         if (!fg) continue;
@@ -228,10 +250,10 @@
         contrast.push({text: n.textContent.replace(/\s+/g, ' ').trim().slice(0, 60), element: desc(el),
                        fg: hex(over(fg, bg)), bg: hex(bg), px: parseFloat(st.fontSize),
                        bold: Number(st.fontWeight) >= 700, canvas: false,
-                       glyph: !/[\p{L}\p{N}]/u.test(n.textContent)});
+                       glyph: !/[\p{L}\p{N}]/u.test(n.textContent), at: at(box.left, box.top)});
       }
       results.push({root: desc(root), width: Math.round(rr.width), container: Math.round(cr.width),
-                    overflow, overlaps, text: contrast});
+                    overflow, overlaps, text: contrast, unseen});
     }
   }
   return results;
