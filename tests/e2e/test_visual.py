@@ -179,7 +179,7 @@ def test_views_in_notebook7_light_and_dark(e2e_ready, browser, artifacts, tmp_pa
                             replace=visual.QUICK[NB7_EXAMPLE])
         # opened wide and narrowed by the audit, as in JupyterLab: the views redraw, so the canvas hook sees their text
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("pageerror", lambda e: errors.append(f"{e}\n{getattr(e, 'stack', '') or ''}"))
         page.goto(server.url(path.name))
         nb = NotebookPage(page, server, path.name, "", navigate=False)
         cells = json.loads(path.read_text())["cells"]
@@ -191,7 +191,13 @@ def test_views_in_notebook7_light_and_dark(e2e_ready, browser, artifacts, tmp_pa
     finally:
         server.stop()
     print("VISUAL-NB7", json.dumps({**visual.totals(records), "seconds": round(time.perf_counter() - t0, 1)}))
-    assert errors == [], "\n".join(errors)
+    # Notebook 7.6's own settings code throws "Cannot read properties of undefined (reading 'schema')" when its
+    # theme command runs (reproduced on an empty notebook with no view at all): an error whose stack starts in
+    # Notebook 7's bundle is the application's, printed here; any other page error fails the test
+    app = [e for e in errors if "/static/notebook/" in (e.split("\n")[2:3] or [""])[0]]
+    for e in app:
+        print("NB7-APP-ERROR", e.split("\n")[0])
+    assert [e for e in errors if e not in app] == [], "\n".join(errors)
     failed = [f"{r['view']}: the audit in Notebook 7 failed: {r['error']}" for r in records if r.get("error")]
     assert not failed, "\n".join(failed)
     assert len({r["view"] for r in records}) >= len(EXPECTED_VIEWS[visual.example_id(NB7_EXAMPLE)]), records
