@@ -321,13 +321,24 @@ def _gram_t(a: np.ndarray) -> np.ndarray:
 
 def _pca(x: torch.Tensor, dims: int, seed: int = 0) -> torch.Tensor:
     n, f = x.shape
+    offset = None
     if f <= 4096 and x.device.type == "cpu":
-        # Tall and thin, on the CPU: numpy's centring and its ``a.T @ a``, which BLAS runs as a symmetric rank-k
-        # update (half the multiplications of torch's general product): 50,000 x 512 in half the CPU time
-        # (benchmarks/performance.py, row pca). Same float32 data and products, the same float64 eigenproblem.
+        # Tall and thin, on the CPU: numpy's ``a.T @ a``, which BLAS runs as a symmetric rank-k update (half the
+        # multiplications of torch's general product). Where every feature's mean is small beside its spread
+        # (mean² <= 99 × variance), the covariance is XᵀX - n·mean·meanᵀ and the coordinates X·W - mean·W, as
+        # scikit-learn's covariance solver does: no centred copy of the data. The float32 sums of XᵀX then lose at
+        # most ~100x their rounding to the subtraction. Otherwise (a layer with a large offset, or a constant
+        # non-zero unit) the data is centred first, where that subtraction would lose every digit.
         data = x.numpy()
-        x = torch.from_numpy(data - data.mean(axis=0))
-        cov = torch.from_numpy(_gram_t(x.numpy()))
+        mean = data.mean(axis=0, dtype=np.float64)
+        gram = _gram_t(data)
+        second = np.diagonal(gram).astype(np.float64) / n
+        if bool(np.all(mean * mean <= 0.99 * second)):
+            cov = torch.from_numpy(gram.astype(np.float64) - n * np.outer(mean, mean))
+            offset = mean
+        else:
+            x = torch.from_numpy(data - mean.astype(data.dtype))
+            cov = torch.from_numpy(_gram_t(x.numpy()))
     else:
         x = x - x.mean(dim=0)
         cov = x.T @ x if f <= 4096 else None
@@ -350,7 +361,11 @@ def _pca(x: torch.Tensor, dims: int, seed: int = 0) -> torch.Tensor:
     largest = comps[comps.abs().argmax(dim=0), torch.arange(dims)]
     comps = comps * torch.where(largest < 0, -1.0, 1.0)
     if x.device.type == "cpu":
-        return torch.from_numpy(x.numpy() @ comps.numpy())  # numpy's product of (N, F) by (F, 2) took half the time
+        w = comps.numpy()
+        xy = x.numpy() @ w  # numpy's product of (N, F) by (F, 2) took half the time of torch's
+        if offset is not None:
+            xy -= (offset @ w.astype(np.float64)).astype(xy.dtype)
+        return torch.from_numpy(xy)
     return x @ comps
 
 

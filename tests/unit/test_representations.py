@@ -87,6 +87,30 @@ def test_pca_matches_the_top_principal_axes_with_a_fixed_sign():
     np.testing.assert_allclose(project(x), xy, atol=1e-5)
 
 
+def reference_pca(x: np.ndarray, dims: int = 2) -> np.ndarray:
+    """Coordinates on the top principal axes, from the SVD of the centred data in float64 (up to sign)."""
+    c = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    return c @ vt[:dims].T
+
+
+@pytest.mark.parametrize("offset", [0.5, 1e4])
+def test_pca_coordinates_match_float64_whether_or_not_the_layer_has_a_large_offset(offset):
+    """Small means take the covariance XᵀX - n·mean·meanᵀ without a centred copy; a large offset (here 10^4 times
+    the spread, where that subtraction in float32 would lose every digit) is centred first. Both agree with the
+    float64 SVD of the centred data to 1e-4 of the coordinates' scale."""
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(3000, 2, generator=g) * torch.tensor([4.0, 2.0])
+    basis, _ = torch.linalg.qr(torch.randn(40, 40, generator=g))
+    x = (z @ basis[:2] + 0.3 * torch.randn(3000, 40, generator=g) + offset).float()
+    x[:, 7] = 0.0  # a dead unit
+    got, want = project(x), reference_pca(x.numpy())
+    scale = np.abs(want).max()
+    for k in range(2):
+        sign = np.sign(np.dot(got[:, k], want[:, k]))
+        np.testing.assert_allclose(sign * got[:, k], want[:, k], atol=1e-4 * scale)
+
+
 def test_projection_errors_say_what_to_do():
     with pytest.raises(RepresentationError, match="1 feature"):
         project(torch.randn(10, 1))
