@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import sys
 import tempfile
 import time
@@ -40,6 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _timing import BUSY_CELL, latency_summary  # noqa: E402
 
 from tests.e2e.lab import CHROMIUM, FLAGS, KERNELSPEC, Lab, NotebookPage  # noqa: E402
 
@@ -61,26 +61,6 @@ for _ in range(2):
 view = hw.NetworkExplainer(model.eval(), x[1500:1512], class_names=[str(d) for d in range(10)])
 view
 """
-BUSY = """
-import time as _time
-_t0 = _time.time()
-print("HWBUSY started", flush=True)
-_spin = 0
-while _time.time() - _t0 < {busy_s}:
-    _spin += 1
-"""
-
-
-def p95(values: list[float]) -> float:
-    s = sorted(values)
-    return s[max(0, math.ceil(0.95 * len(s)) - 1)]
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 1), "p95": round(p95(values), 1),
-            "min": round(min(values), 1), "max": round(max(values), 1), "n": len(values)}
-
-
 def strokes(page, count: int, seed: int) -> list[float]:
     import random
 
@@ -135,7 +115,7 @@ def show_drawing_reference(count: int, busy: bool = False) -> dict:
             times.append((time.perf_counter() - t) * 1000)
     finally:
         stop.set()
-    return summary(times)
+    return latency_summary(times)
 
 
 def python_figures(tree: str, count: int, threads: int | None = None) -> list[dict]:
@@ -186,9 +166,9 @@ def measure(page, notebook, busy_cell: int, count: int, seed: int, busy: bool) -
     page.evaluate("() => performance.clearMeasures('hw-explainer-redraw')")
     times = strokes(page, count, seed)
     redraw = page.evaluate("() => performance.getEntriesByName('hw-explainer-redraw').map((e) => e.duration)")
-    row = {"figure": "stroke_to_overview_ms", "kernel": "busy" if busy else "idle", **summary(times)}
+    row = {"figure": "stroke_to_overview_ms", "kernel": "busy" if busy else "idle", **latency_summary(times)}
     if redraw:
-        row["redraw_ms"] = summary(redraw)
+        row["redraw_ms"] = latency_summary(redraw)
     if busy:
         row["busy_throughout"] = notebook.busy(busy_cell)
         page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.interrupt()")
@@ -222,7 +202,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="hw-bench-explainer-"))
     for k, tree in enumerate(trees):
         threads = f"import torch; torch.set_num_threads({args.threads})\n" if args.threads else ""
-        cells = [f"import sys; sys.path.insert(0, {tree!r})\n" + threads + SETUP, BUSY.format(busy_s=args.busy_s)]
+        cells = [f"import sys; sys.path.insert(0, {tree!r})\n" + threads + SETUP, BUSY_CELL.format(busy_s=args.busy_s)]
         nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KERNELSPEC},
               "cells": [{"cell_type": "code", "id": f"cell{i}", "metadata": {}, "source": src, "outputs": [],
                          "execution_count": None} for i, src in enumerate(cells)]}

@@ -35,19 +35,21 @@ def missing_requirements() -> str | None:
     return None
 
 
-class Lab:
-    """A JupyterLab server on a free port serving ``root``."""
+class JupyterServer:
+    """A Jupyter server application (``python -m <app>``) on a free port serving ``root``, with the application
+    exposed to the page as ``window.jupyterapp``; its log in ``root/<log>``."""
 
-    def __init__(self, root: Path):
+    name = "Jupyter"
+
+    def __init__(self, root: Path, app: list[str], log: str):
         self.root = root
         self.port = free_port()
         self.token = "hwtest"
-        self.log = open(root / "jupyterlab.log", "w")  # noqa: SIM115 - closed in stop()
+        self.log_path = root / log
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={self.port}",
-             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
-             "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-             "jupyterlab.NeverCheckForUpdate"],
+            [sys.executable, "-m", *app, "--no-browser", "--allow-root", f"--port={self.port}",
+             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -59,10 +61,7 @@ class Lab:
                     break
                 time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"JupyterLab did not start; see {root / 'jupyterlab.log'}")
-
-    def url(self, notebook: str, workspace: str) -> str:
-        return f"http://127.0.0.1:{self.port}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+        raise RuntimeError(f"{self.name} did not start; see {self.log_path}")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -71,6 +70,19 @@ class Lab:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+class Lab(JupyterServer):
+    """A JupyterLab server on a free port serving ``root``."""
+
+    name = "JupyterLab"
+
+    def __init__(self, root: Path):
+        super().__init__(root, ["jupyter", "lab", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
+                                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"], "jupyterlab.log")
+
+    def url(self, notebook: str, workspace: str) -> str:
+        return f"http://127.0.0.1:{self.port}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
 
 
 def put_notebook(src: Path, dest_dir: Path, *, replace: dict[str, str] | None = None,

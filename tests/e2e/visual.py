@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..colour_science import contrast_ratio
+from .lab import JupyterServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("HW_ARTIFACTS", ROOT / "artifacts"))
@@ -360,50 +361,20 @@ def audit_in_lab(page, example: str, artifacts: Path, *, save_pages: bool = True
     return records
 
 
-class Notebook7:
+class Notebook7(JupyterServer):
     """A Jupyter Notebook 7 server (the ``notebook`` package) on a free port serving ``root``, with the
     application exposed as ``window.jupyterapp`` like the JupyterLab of tests/e2e/lab.py."""
 
+    name = "Notebook 7"
+
     def __init__(self, root: Path):
-        import subprocess
-        import sys
-        import urllib.request
-
-        from .lab import free_port
-
-        self.root, self.port, self.token = root, free_port(), "hwtest"
-        self.log = open(root / "notebook7.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notebook", "--no-browser", "--allow-root", f"--port={self.port}",
-             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
-             "--JupyterNotebookApp.expose_app_in_browser=True",
-             # e.g. --JupyterNotebookApp.schemas_dir=... for a notebook package installed outside the environment
-             # (pip install --target), whose settings schemas are then not under sys.prefix
-             *os.environ.get("HW_NOTEBOOK7_ARGS", "").split()], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=2)
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"Notebook 7 did not start; see {root / 'notebook7.log'}")
+        # HW_NOTEBOOK7_ARGS: e.g. --JupyterNotebookApp.schemas_dir=... for a notebook package installed outside the
+        # environment (pip install --target), whose settings schemas are then not under sys.prefix
+        super().__init__(root, ["notebook", "--JupyterNotebookApp.expose_app_in_browser=True",
+                                *os.environ.get("HW_NOTEBOOK7_ARGS", "").split()], "notebook7.log")
 
     def url(self, notebook: str) -> str:
         return f"http://127.0.0.1:{self.port}/notebooks/{notebook}?token={self.token}"
-
-    def stop(self) -> None:
-        import subprocess
-
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def counts(record: dict) -> dict:
