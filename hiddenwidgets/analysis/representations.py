@@ -42,6 +42,7 @@ from ..pipeline.checks import (
 from ..pipeline.listeners import Listeners
 from ..pipeline.model_state import evaluation_mode, model_for_work
 from ..pipeline.progress import reporter
+from ..pipeline.rundir import RunMember
 from ..pipeline.summaries import UNIT_LAYOUTS, units_of
 from .matrices import RepresentationError, as_matrix
 
@@ -528,7 +529,7 @@ class Representations:
         return self.n or 0
 
 
-class RepresentationRecorder:
+class RepresentationRecorder(RunMember):
     """Records the pooled features of ``layers`` on a fixed set of examples at chosen epochs of training.
 
     Call :meth:`end_epoch` after each epoch; it records when the epoch is in ``epochs`` (default: every epoch).
@@ -563,35 +564,8 @@ class RepresentationRecorder:
         self._epoch = -1
         self.run_writer = None
         if logdir is not None:
-            import weakref
-
-            from ..pipeline.rundir import open_run
-
-            self.run_writer = open_run(logdir)
-            self._run_finalizer = weakref.finalize(self, self.run_writer.leave)
-            self.run_writer.submit("representations", {"what": "start", "n": self.n, "pool": pool, "schedule":
+            self._join_run(logdir, "representations", {"n": self.n, "pool": pool, "schedule":
                                                        None if self.schedule is None else sorted(self.schedule)}, {})
-
-    def flush(self, timeout: float = 60.0) -> None:
-        """Wait until every recorded epoch is durable in the run directory (written on the run writer's
-        thread, so :meth:`end_epoch` never waits for the disk)."""
-        if self.run_writer is not None and not self.run_writer.drain(timeout):
-            raise TimeoutError(f"the run directory's writer did not write within {timeout} s")
-
-    def close(self, reason: str = "") -> None:
-        """Write what is queued and stop writing to the run directory (the run ends once its last recorder
-        closed). Idempotent."""
-        writer, self.run_writer = self.run_writer, None
-        if writer is not None:
-            self._run_finalizer.detach()
-            writer.drain(None)
-            writer.leave(reason)
-
-    def __enter__(self) -> RepresentationRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def end_epoch(self, epoch: int | None = None) -> bool:
         """Record now if ``epoch`` (default: one more than the last) is scheduled; returns whether it recorded."""

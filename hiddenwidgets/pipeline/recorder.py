@@ -21,6 +21,7 @@ from torch import nn
 from ..analysis.representations import layer_features
 from .capture import Capture, Selector
 from .checks import check_bool, check_epoch, check_epochs, check_int, check_whole_labels, keywords_checked, show
+from .rundir import RunMember
 
 __all__ = ["EpochRecord", "InformationRecorder", "RecordedInformation", "log_spaced_epochs"]
 
@@ -39,7 +40,7 @@ class EpochRecord:
     activations: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (N, units) float32
 
 
-class InformationRecorder:
+class InformationRecorder(RunMember):
     """Collects the activations of ``layers`` on ``inputs`` at the epochs in ``epochs``, and gradient statistics.
 
     Parameters
@@ -102,37 +103,9 @@ class InformationRecorder:
             self._open_run(logdir)
 
     def _open_run(self, logdir: str | os.PathLike) -> None:
-        import weakref
-
-        from .rundir import open_run
-
-        writer = open_run(logdir)
-        self.run_writer = writer
-        self._run_finalizer = weakref.finalize(self, writer.leave)  # at the latest when the process exits
-        writer.submit("information", {"what": "start", "layers": self.layers, "schedule": self.schedule,
-                                      "gradients": self.gradients, "batch_size": self.batch_size},
-                      {"labels": np.asarray(self.labels)})
-
-    def flush(self, timeout: float = 60.0) -> None:
-        """Wait until everything recorded so far is durable in the run directory (``logdir``); records are
-        written on the run writer's thread, so :meth:`end_epoch` never waits for the disk."""
-        if self.run_writer is not None and not self.run_writer.drain(timeout):
-            raise TimeoutError(f"the run directory's writer did not write within {timeout} s")
-
-    def close(self, reason: str = "") -> None:
-        """Write what is queued and stop writing to the run directory (the run ends once its last recorder
-        closed). Idempotent; the records in memory stay."""
-        writer, self.run_writer = self.run_writer, None
-        if writer is not None:
-            self._run_finalizer.detach()
-            writer.drain(None)
-            writer.leave(reason)
-
-    def __enter__(self) -> InformationRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._join_run(logdir, "information", {"layers": self.layers, "schedule": self.schedule, "gradients":
+                                               self.gradients, "batch_size": self.batch_size},
+                       {"labels": np.asarray(self.labels)})
 
     @property
     def epoch(self) -> int:

@@ -502,6 +502,43 @@ def _key(path: Path) -> str:
     return str(path.resolve())
 
 
+class RunMember:
+    """What a recorder that appends its own records to a run directory shares (the information-plane and the
+    representation recorders): joining the process's writer for the directory, :meth:`flush` (the durability
+    barrier), :meth:`close` and use as a context manager. ``run_writer`` is None when the recorder keeps its
+    records in memory only."""
+
+    run_writer: RunWriter | None = None
+
+    def _join_run(self, logdir: str | os.PathLike, kind: str, start: dict[str, Any],
+                  arrays: dict[str, np.ndarray]) -> None:
+        writer = open_run(logdir)
+        self.run_writer = writer
+        self._run_finalizer = weakref.finalize(self, writer.leave)  # at the latest when the process exits
+        writer.submit(kind, {"what": "start", **start}, arrays)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until everything recorded so far is durable in the run directory (``logdir``); records are
+        written on the run writer's thread, so ``end_epoch`` never waits for the disk."""
+        if self.run_writer is not None and not self.run_writer.drain(timeout):
+            raise TimeoutError(f"the run directory's writer did not write within {timeout} s")
+
+    def close(self, reason: str = "") -> None:
+        """Write what is queued and stop writing to the run directory (the run ends once its last recorder
+        closed). Idempotent; the records in memory stay."""
+        writer, self.run_writer = self.run_writer, None
+        if writer is not None:
+            self._run_finalizer.detach()
+            writer.drain(None)
+            writer.leave(reason)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def open_run(path: str | os.PathLike | RunWriter, *, history: History | None = None,
              meta: dict[str, Any] | None = None) -> RunWriter:
     """The writer of run directory ``path`` for one more recorder of this process (release it with
