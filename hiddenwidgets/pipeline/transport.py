@@ -19,9 +19,12 @@ No torch model code lives here. The pieces, in the order data passes through the
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -612,6 +615,7 @@ class Streamer:
             if (self._thread is None or not self._thread.is_alive()) and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="hiddenwidgets-streamer", daemon=True)
                 self._thread.start()
+                _RUNNING.add(self)
 
     @property
     def running(self) -> bool:
@@ -877,3 +881,18 @@ def _read_scalars(observations: list[Observation]) -> list[dict[str, float]]:
         for (i, name, _), v in zip(items, read, strict=True):
             out[i][name] = v
     return out
+
+
+# Streamers whose sender thread was started, stopped when the interpreter exits: a script that never closed its
+# monitor otherwise left the daemon thread inside a torch operation while the interpreter tore down, and the process
+# aborted ("terminate called without an active exception", 1 run in 8 under load, tests/unit/test_memory.py's
+# subprocess). Stopping also sends what was still queued (to the view, and to a run directory).
+_RUNNING: weakref.WeakSet[Streamer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_streamers_at_exit() -> None:
+    for streamer in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            streamer.stop(timeout=5.0)
+

@@ -188,3 +188,23 @@ def test_bad_options_are_refused_at_construction_with_the_parameter_named():
     with pytest.raises(TypeError, match="complex tensor"):
         monitor.step(loss=torch.tensor(1 + 2j))
     monitor.close()
+
+
+def test_a_monitor_left_open_has_its_sender_stopped_and_its_steps_sent_when_the_interpreter_exits():
+    """A script that never closes its monitor: at exit the sender thread is stopped (a daemon thread left inside a
+    torch operation while the interpreter tore down aborted the process now and then) after sending what was
+    still queued. The exit hook is called directly here."""
+    from hiddenwidgets.pipeline import transport
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    monitor = hw.ActivationMonitor(model, ["0"], every=1)
+    x = torch.randn(8, 4)
+    for _ in range(5):
+        model(x).sum().backward()
+        monitor.step(loss=1.0)
+    thread = monitor.streamer._thread
+    assert thread is not None and thread.is_alive() and monitor.streamer in transport._RUNNING
+    transport._stop_streamers_at_exit()
+    assert not thread.is_alive()
+    assert monitor.streamer.steps_drained == 5 and not monitor.streamer.inbox
+    monitor.close()
