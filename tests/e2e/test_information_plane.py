@@ -8,6 +8,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from .lab import network_requests, open_offline, put_notebook, start_view
 from .test_live_monitor import wait_for
 from .visual import audit_in_lab
@@ -16,6 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "03_information_pla
 SETUP, TANH_VIEW, TANH_TRAIN, RELU_VIEW, RELU_TRAIN, ALTAIR, EXPORT = 1, 3, 4, 6, 7, 9, 10
 
 
+@pytest.mark.timeout(1200)
 def test_information_plane_in_jupyterlab(lab, browser, artifacts):
     errors: list[str] = []
     nb, view = start_view(browser, lab, put_notebook(EXAMPLE, lab.root), "plane", [SETUP, TANH_VIEW], ".hw-ip",
@@ -42,7 +45,8 @@ def test_information_plane_in_jupyterlab(lab, browser, artifacts):
     view.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "information_plane_during_training.png"))
 
-    nb.wait_done(TANH_TRAIN, 300)
+    # the example's 3,000 epochs take 290-320 s on a 2-core CI machine: 300 s was at the edge (one CI run timed out)
+    nb.wait_done(TANH_TRAIN, 600)
     out = nb.output_text(TANH_TRAIN)
     compression = [float(v) for v in re.findall(r"compression (\d+\.\d+)", out)]
     assert len(compression) == 6 and max(compression) > 0.5, out  # the deepest layers compress
