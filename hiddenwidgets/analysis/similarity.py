@@ -116,16 +116,17 @@ def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bo
         data = x.numpy()
         mean = data.mean(axis=0)
         xc = torch.from_numpy(data - mean)
-        mean = torch.from_numpy(np.asarray(mean))
+        largest_mean = float(np.abs(mean).max())
     else:
         mean = x.mean(0)
+        largest_mean = float(mean.abs().max())
         xc = x.sub_(mean) if in_place else x - mean
     lo, hi = torch.aminmax(xc)
     largest = max(-float(lo), float(hi))
     # A constant column's centred values are the rounding error of its mean (a few ulps, far below 1e-3 of it), so
     # a larger spread proves the representation is not constant; below it, compare every example with the first
     # (exact: equal rows stay equal when the same mean is subtracted, and unequal ones stay unequal)
-    if largest <= 1e-3 * float(mean.abs().max()) and bool((xc == xc[0]).all()):
+    if largest <= 1e-3 * largest_mean and bool((xc == xc[0]).all()):
         if not allow_constant:
             raise RepresentationError(f"{name} is constant over all {n} examples, so CKA is undefined (zero "
                                       f"variance); check that the layer is not dead or saturated, or leave it out")

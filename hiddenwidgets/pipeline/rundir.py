@@ -172,7 +172,7 @@ class RunWriter:
         self._meta = dict(meta or {})
         self._said_closed = False
         # the other recorders' records wait here for the writer's thread (checksums and fsync off their thread)
-        self._pending: list[tuple[str, dict[str, Any], dict[str, np.ndarray], bool]] = []
+        self._pending: list[tuple[str, dict[str, Any], dict[str, np.ndarray], bool, int]] = []  # ..., bytes
         self._pending_bytes = 0
         self._busy = False  # the writer's thread holds records taken from _pending
         self._pending_cv = threading.Condition()
@@ -239,7 +239,7 @@ class RunWriter:
         with self._pending_cv:
             while self._pending_bytes and self._pending_bytes + nbytes > MAX_PENDING_BYTES:
                 self._pending_cv.wait(1.0)
-            self._pending.append((kind, meta, arrays, durable))
+            self._pending.append((kind, meta, arrays, durable, nbytes))
             self._pending_bytes += nbytes
             start = not self._busy
             self._busy = True
@@ -254,10 +254,10 @@ class RunWriter:
                     self._pending_cv.notify_all()
                     return
                 batch, self._pending = self._pending, []
-            for kind, meta, arrays, durable in batch:
+            for kind, meta, arrays, durable, nbytes in batch:
                 self.append(kind, meta, arrays, durable=durable)
                 with self._pending_cv:
-                    self._pending_bytes -= sum(int(a.nbytes) for a in arrays.values())
+                    self._pending_bytes -= nbytes
                     self._pending_cv.notify_all()
 
     def drain(self, timeout: float | None = 60.0) -> bool:

@@ -895,4 +895,3 @@ def _stop_streamers_at_exit() -> None:
     for streamer in list(_RUNNING):
         with contextlib.suppress(Exception):
             streamer.stop(timeout=5.0)
-

@@ -85,6 +85,15 @@ class Lab(JupyterServer):
         return f"http://127.0.0.1:{self.port}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
 
 
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    """A notebook of these code cells, with the tests' kernelspec, written at ``path``."""
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KERNELSPEC},
+          "cells": [{"cell_type": "code", "id": f"cell{i}", "metadata": {}, "source": src, "outputs": [],
+                     "execution_count": None} for i, src in enumerate(cells)]}
+    path.write_text(json.dumps(nb))
+    return path
+
+
 def put_notebook(src: Path, dest_dir: Path, *, replace: dict[str, str] | None = None,
                  extra_cells: list[str] = ()) -> Path:
     """Copy a notebook, give it a kernelspec, apply plain-text replacements, and append code cells."""

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from hiddenwidgets.pipeline.concepts import read_snapshot
 
-from .lab import KERNELSPEC, NotebookPage, network_requests, open_offline
+from .lab import NotebookPage, network_requests, open_offline, write_notebook
 
 FILE = "concepts.db"
 EXPORT_FILE = "concepts_static.html"
@@ -67,13 +67,8 @@ CARDS = ("(root) => [...root.querySelectorAll('.hw-ca-concept')].map((c) => ({"
          " name: c.querySelector('.hw-ca-name').textContent, count: c.querySelector('.hw-ca-count').textContent }))")
 
 
-def write_notebook(root: Path, name: str = "concepts.ipynb", cells: list[str] = CELLS) -> Path:
-    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KERNELSPEC},
-          "cells": [{"cell_type": "code", "id": f"cell{i}", "metadata": {}, "source": src, "outputs": [],
-                     "execution_count": None} for i, src in enumerate(cells)]}
-    path = root / name
-    path.write_text(json.dumps(nb))
-    return path
+def concepts_notebook(root: Path, name: str = "concepts.ipynb", cells: list[str] = CELLS) -> Path:
+    return write_notebook(root / name, cells)
 
 
 def on_disk(root: Path, file: str = FILE) -> dict:
@@ -150,7 +145,7 @@ def test_concepts_in_jupyterlab(lab, browser, artifacts):
     errors: list[str] = []
     console: list[str] = []
     root = lab.root
-    notebook = write_notebook(root)
+    notebook = concepts_notebook(root)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
@@ -368,7 +363,7 @@ def test_rerunning_the_setup_cell_loses_no_acknowledged_change(lab, browser, art
     view in another cell stays live. A change made there after one made in the new view must not erase it."""
     file = "rerun.db"
     errors: list[str] = []
-    notebook = write_notebook(lab.root, "rerun.ipynb", [SETUP_SOURCE.format(file=file), "a", PROBE_SOURCE])
+    notebook = concepts_notebook(lab.root, "rerun.ipynb", [SETUP_SOURCE.format(file=file), "a", PROBE_SOURCE])
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.on("pageerror", lambda e: errors.append(str(e)))
     nb = NotebookPage(page, lab, notebook.name, "rerun")

@@ -4,13 +4,12 @@ that also holds information-plane and representation records replays with those 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .lab import KERNELSPEC, NotebookPage
+from .lab import NotebookPage, write_notebook
 from .test_live_monitor import wait_for
 
 WRITER = Path(__file__).with_name("rundir_writer.py")
@@ -24,10 +23,7 @@ def test_a_script_run_is_followed_live_in_the_notebook(lab, browser, artifacts):
         nb_path = lab.root / "follow.ipynb"
         cells = ["import time, pathlib\nwhile not pathlib.Path('runs/exp1/run.json').exists(): time.sleep(0.1)\n"
                  "import hiddenwidgets as hw\nview = hw.ActivationMonitor.follow('runs/exp1', poll=0.2)\nview"]
-        nb_path.write_text(json.dumps({
-            "cells": [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
-                      for c in cells],
-            "metadata": {"kernelspec": KERNELSPEC}, "nbformat": 4, "nbformat_minor": 5}))
+        write_notebook(nb_path, cells)
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -82,10 +78,7 @@ def test_a_run_with_information_and_representation_records_replays_all_three_vie
             info.end_epoch()
             reps.end_epoch()
     nb_path = lab.root / "planes.ipynb"
-    nb_path.write_text(json.dumps({
-        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                   "source": "import hiddenwidgets as hw\nview = hw.ActivationMonitor.follow('runs/planes')\nview"}],
-        "metadata": {"kernelspec": KERNELSPEC}, "nbformat": 4, "nbformat_minor": 5}))
+    write_notebook(nb_path, ["import hiddenwidgets as hw\nview = hw.ActivationMonitor.follow('runs/planes')\nview"])
     page = browser.new_page(viewport={"width": 1300, "height": 1400})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

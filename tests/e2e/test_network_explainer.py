@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import KERNELSPEC, network_requests, open_offline, put_notebook, start_view
+from .lab import network_requests, open_offline, put_notebook, start_view, write_notebook
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "08_course_explainer.ipynb"
 SETUP, TRAIN, VIEW, EXPORT = 1, 3, 5, 11
@@ -144,10 +144,7 @@ def test_overview_follows_a_background_job_while_a_cell_is_busy(lab, browser):
     errors: list[str] = []
     nb_path = lab.root / "follow.ipynb"
     cells = [FOLLOW_SETUP, FOLLOW_BUSY]
-    nb_path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": KERNELSPEC},
-                                   "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": src,
-                                              "outputs": [], "execution_count": None}
-                                             for i, src in enumerate(cells)]}))
+    write_notebook(nb_path, cells)
     nb, _view = start_view(browser, lab, nb_path, "follow", [0], ".hw-nx[data-ready='true']", errors)
     page = nb.page
     page.wait_for_selector(".hw-nx [data-role='weights'][data-step]", timeout=30_000)

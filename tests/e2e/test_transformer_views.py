@@ -4,7 +4,6 @@ follows the container's width; and in JupyterLab the lens updates while a small 
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import pytest
@@ -12,7 +11,7 @@ import torch
 
 import hiddenwidgets as hw
 
-from .lab import KERNELSPEC, NotebookPage, network_requests, open_offline
+from .lab import NotebookPage, network_requests, open_offline, write_notebook
 
 pytest.importorskip("transformers")
 warnings.filterwarnings("ignore")
@@ -88,10 +87,7 @@ def test_the_lens_updates_while_a_gpt_trains(lab, browser, artifacts):
              "    opt.zero_grad(); loss.backward(); opt.step(); lens.step(); step += 1\n"
              "    time.sleep(0.02)\n"
              "print('trained', step, 'steps; recorded', len(lens.steps))")
-    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
-                    for s in (setup, train)],
-          "metadata": {"kernelspec": KERNELSPEC}, "nbformat": 4, "nbformat_minor": 5}
-    (lab.root / "lens_live.ipynb").write_text(json.dumps(nb))
+    write_notebook(lab.root / "lens_live.ipynb", [setup, train])
     errors: list[str] = []
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.on("pageerror", lambda e: errors.append(str(e)))
