@@ -105,7 +105,8 @@ def run(make, x, y, steps: int, batch: int, monitored: bool, compiled: bool = Fa
     if monitor is not None:
         monitor.close()
         s = monitor.streamer
-        info = {"frames": s.frames_sent, "max_frame_bytes": s.max_frame_bytes,
+        info = {"frames": s.frames_sent,
+                "sender_cpu_us_per_step": round(1e6 * s.cpu_seconds / steps, 1), "max_frame_bytes": s.max_frame_bytes,
                 "bytes_per_frame": round(s.bytes_sent / max(s.frames_sent, 1)),
                 "samples_per_layer": monitor.history.layer(monitor.layers[0]).samples,
                 "sample_interval": monitor.recorder._interval}

@@ -77,7 +77,7 @@ class ActivationRecorder:
 
     OPTIONS = ("gradients", "grad_only", "every", "overhead", "fps", "history_points", "bins", "max_elements",
                "dead_window", "calls", "validation", "units", "logdir")
-    MAX_BACKLOG = 20_000  # queued steps; far more than any real loop builds up in one frame (~66 ms)
+    MAX_BACKLOG = 20_000  # queued steps; far more than any real loop builds up in one frame (at most 1 s)
 
     def __init__(self, model: nn.Module, layers: Iterable[str] | Mapping[str, Selector], *,
                  send: Callable[[dict, bytes], None] | None = None,
@@ -156,8 +156,11 @@ class ActivationRecorder:
         self._totals = {name: [0, 0] for name in self.names}  # training, other calls over observed steps
         self._unresolved: set[str] = set()  # layers reported as not running, watched until they do
         self._said: set[tuple[str, str]] = set()
+        # the sender thread's CPU takes at most half the overhead budget (it stretches its frame period), so that
+        # samples keep the other half (see _interval_for)
         self.streamer = Streamer(self.history, send or _noop, publish or _noop, fps=o["fps"],
-                                 on_error=self._streamer_failed, on_range=self._widen_grid)
+                                 on_error=self._streamer_failed, on_range=self._widen_grid,
+                                 cpu_share=0.5 * float(o["overhead"]))
         self._replace_older(model)
         self.run_writer = None
         if o["logdir"] is not None:  # a second consumer of the same frames: the run directory (pipeline/rundir)
@@ -299,9 +302,13 @@ class ActivationRecorder:
                 self._attach()
             self.capture.arm()
             self._last_armed = self._step
-        elif self.capture._armed:
-            self.capture.disarm()
-            if self._may_rest():
+        else:
+            if self.capture._armed:
+                self.capture.disarm()
+            # checked on every unsampled step, not only the one after a sample: the hooks may only come off once
+            # the first CHECK_AFTER steps are observed, which can be a step or two after the hooks were disarmed
+            # (they had stayed on until the next sample, and for good with every=10**9)
+            if not self._resting and self.capture.attached and self._may_rest():
                 self.capture.detach()
                 self._resting = True
 

@@ -559,16 +559,28 @@ class Streamer:
     never writes widget traits). ``publish(header, data)`` stores a full snapshot in the widget's synced state;
     :meth:`flush` calls it in the caller's thread. ``on_range(layer, min, max)`` is told when a layer's values
     left its histogram grid.
+
+    ``cpu_share``: the most CPU time this thread may take, as a fraction of wall time (a monitor passes half its
+    overhead budget; None: no bound). The frame period stretches so that a frame's work, measured in this thread's
+    CPU time, fits: at most ``fps`` frames a second, at least one every ``MAX_PERIOD`` seconds. A frame's cost
+    grows with the steps it merges, so a fast training loop gets fewer, larger frames rather than a sender that
+    competes with it for the interpreter and the cores (on a 0.9 ms MLP step, 15 frames a second took 25 µs of
+    every step: benchmarks/overhead.py).
     """
 
     IDLE_EXIT = 10.0  # seconds without work after which the thread ends; the next put() starts a new one
+    MAX_PERIOD = 1.0  # a live view is redrawn at least once a second, whatever a frame costs
 
     def __init__(self, history: History, send: Callable[[dict, bytes], None],
                  publish: Callable[[dict, bytes], None], *, fps: float = 15.0, max_frame_bytes: int = 256 * 1024,
                  budget: MessageBudget | None = None, on_error: Callable[[BaseException], None] | None = None,
-                 on_range: Callable[[str, float, float], None] | None = None):
+                 on_range: Callable[[str, float, float], None] | None = None, cpu_share: float | None = None):
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 60:
             raise ValueError(f"fps must be a number in (0, 60], got {fps!r}")
+        if cpu_share is not None and not 0 < cpu_share <= 1:
+            raise ValueError(f"cpu_share must be a fraction in (0, 1] or None, got {cpu_share!r}")
+        self.cpu_share = cpu_share
+        self.frame_cpu = 0.0  # this thread's CPU time per frame (moving average), which sets the frame period
         self.history = history
         # held weakly: a thread that sends for a view must never keep that view (or its model) alive
         self._send, self._publish = weak_callback(send), weak_callback(publish)
@@ -588,6 +600,7 @@ class Streamer:
         self.cpu_seconds = 0.0  # this thread's CPU time (its cost to training, counted in the monitor's budget)
         self.steps_drained = 0
         self._resync = False
+        self._hurry = False
         self._detail_sent: dict[str, int] = {}
         self._requests: deque[_FlushRequest] = deque()
         self._wake = threading.Event()
@@ -629,6 +642,7 @@ class Streamer:
 
     def wait_backlog(self, below: int, timeout: float = 60.0) -> None:
         """Block the caller until fewer than ``below`` observations wait in the inbox (back-pressure)."""
+        self._hurry = True  # drain now, not at the next frame
         self._wake.set()
         deadline = time.monotonic() + timeout
         while len(self.inbox) >= below and time.monotonic() < deadline and self.running:
@@ -688,8 +702,15 @@ class Streamer:
         self._thread = None
 
     # -- the thread ------------------------------------------------------------------------------------------
-    def _run(self) -> None:
+    def _period(self) -> float:
+        """Seconds between frames: 1/fps, stretched so that frames take at most ``cpu_share`` of this thread's
+        wall time (see the class docstring)."""
         period = 1.0 / self.fps
+        if self.cpu_share is not None:
+            period = max(period, min(self.MAX_PERIOD, self.frame_cpu / self.cpu_share))
+        return period
+
+    def _run(self) -> None:
         next_frame = time.monotonic()
         idle_since = time.monotonic()
         while not self._stop.is_set():
@@ -706,16 +727,21 @@ class Streamer:
                             request = self._requests.popleft()
                             request.snapshot = snapshot
                             request.done.set()
-                        next_frame = time.monotonic() + period
+                        next_frame = time.monotonic() + self._period()
                         idle_since = time.monotonic()
                         continue
-                    if time.monotonic() < next_frame:
+                    if time.monotonic() < next_frame and not self._hurry:
                         continue
+                    self._hurry = False
+                    period = self._period()
                     next_frame = time.monotonic() + period
                     busy = bool(self.inbox) or self._resync or self.history.dirty or self._details_pending()
                     self._drain(budget=0.5 * period)
                     if not self.paused or self.sinks:
                         self._frame(force=False)
+                    if busy:  # an idle tick costs next to nothing and says nothing about a frame's cost
+                        spent = time.thread_time() - cpu0
+                        self.frame_cpu = spent if self.frame_cpu == 0 else 0.8 * self.frame_cpu + 0.2 * spent
                 except Exception as err:  # never let the thread die silently; the widget shows it
                     on_error = self._on_error()
                     if on_error is not None:
@@ -876,8 +902,10 @@ def _read_scalars(observations: list[Observation]) -> list[dict[str, float]]:
 
         # step() has checked that each tensor holds one number; this is where the host waits for the device.
         # One stack and one host copy per batch; the float64 conversion happens on the host (exact).
-        tensors = [v for _, _, v in items] if plain else [v.reshape(()) for _, _, v in items]
-        read = torch.stack(tensors).cpu().double().tolist()
+        # (no autograd: a loss that requires grad would have the stack build a graph node over every step's loss)
+        with torch.no_grad():
+            tensors = [v for _, _, v in items] if plain else [v.reshape(()) for _, _, v in items]
+            read = torch.stack(tensors).cpu().double().tolist()
         for (i, name, _), v in zip(items, read, strict=True):
             out[i][name] = v
     return out

@@ -501,9 +501,25 @@ def test_between_samples_an_eager_model_runs_without_hooks_and_every_sample_stil
         seen.append(hooks(model))
     monitor.flush()
     # hooks stay for the first steps (a layer that never runs is found there), then only for the sampled steps
-    assert seen[:3] == [2, 2, 2] and seen[9] == 2 and seen[14] == 2 and seen[10:14] == [0, 0, 0, 0]
+    # hooks for the first CHECK_AFTER (3) steps, a layer that never runs is found there; then only for the sampled
+    # steps (seen[i] holds what step i + 2 runs with): they came off as soon as the check was done, not at the next
+    # sample (they had stayed on for steps 4 and 5)
+    assert seen == [2, 2, 0, 0] + [2, 0, 0, 0, 0] * 3 + [2]
     assert monitor.history.layer("conv1").samples == 4  # steps 1, 6, 11, 16: every 5th, none lost
     assert monitor.status()["fc1"]["calls"] == 1
+    monitor.close()
+
+
+def test_with_sampling_off_the_hooks_come_off_after_the_first_steps_and_stay_off():
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["conv1", "fc1"], every=10**9)
+    seen = []
+    for i in range(12):
+        train(model, monitor, 1, start=i)
+        seen.append(hooks(model))
+    monitor.flush()
+    assert seen == [2, 2] + [0] * 10  # they had stayed on for good: every step took the hooked call path
+    assert monitor.history.layer("conv1").samples == 1 and monitor.history.scalar("loss").samples == 12
     monitor.close()
 
 

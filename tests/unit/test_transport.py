@@ -191,6 +191,56 @@ def test_streamer_sends_at_most_fps_frames_per_second_however_fast_steps_come():
     assert h.scalar("loss").samples == step  # every step reached the history
 
 
+def test_a_cpu_share_stretches_the_frame_period_to_what_a_frame_costs():
+    """A frame that costs 20 ms of the sender's CPU, with a 10 % share: one frame per 0.2 s, not fps=30 of them
+    (30 × 20 ms would take 60 % of a core); without a share the same frames come at up to fps."""
+
+    def burn(head, data):  # a frame whose sending costs 20 ms of this thread's CPU time
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+
+    counts = {}
+    for share in (0.1, None):
+        h = History(capacity=512, bins=8, layers=[])
+        streamer = Streamer(h, burn, lambda head, data: None, fps=30, budget=MessageBudget(rate=1000, burst=1000),
+                            cpu_share=share)
+        streamer.start()
+        t0 = time.monotonic()
+        step = 0
+        while time.monotonic() - t0 < 1.5:
+            step += 1
+            streamer.put(transport.Observation(step, None, {"loss": 1.0 / step}, {}))
+            time.sleep(0.002)
+        sender_cpu, frames = streamer.cpu_seconds, streamer.frames_sent
+        streamer.stop()
+        assert h.scalar("loss").samples == step  # fewer frames, never fewer steps
+        counts[share] = frames
+        if share is not None:
+            # ~7 frames in 1.5 s (the first before the cost is known); at most the share of the wall time, with
+            # one frame's slack
+            assert 3 <= frames <= 10, frames
+            assert sender_cpu <= 0.1 * 1.5 + 0.03, sender_cpu
+            assert streamer.frame_cpu >= 0.015
+    assert counts[None] >= 2 * counts[0.1], counts  # up to 30/s, bounded here by the 20 ms each frame takes
+
+
+def test_a_full_inbox_is_drained_at_once_not_at_the_next_frame():
+    h = History(capacity=512, bins=8, layers=[])
+    streamer = Streamer(h, lambda head, data: None, lambda head, data: None, fps=1, cpu_share=0.01)
+    streamer.frame_cpu = 1.0  # a frame "costs" 1 s: the period is at its longest, 1 s
+    streamer.start()
+    time.sleep(0.1)  # the thread's first tick is behind it: the next frame is a second away
+    for step in range(1, 1001):
+        streamer.put(transport.Observation(step, None, {"loss": 1.0}, {}))
+    t0 = time.monotonic()
+    streamer.wait_backlog(1)  # what a monitor does past MAX_BACKLOG
+    waited = time.monotonic() - t0
+    assert len(streamer.inbox) == 0 and waited < 0.5, waited
+    streamer.stop()
+    assert h.scalar("loss").samples == 1000
+
+
 def test_flush_publishes_a_snapshot_of_everything():
     h = History(capacity=16, bins=8, layers=[])
     published = []
