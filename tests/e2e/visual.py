@@ -64,16 +64,27 @@ QUICK: dict[str, dict[str, str]] = {
     "09_transformers": {"STEPS = 300": "STEPS = 40", "steps=150": "steps=20"},
 }
 
-# first cell: remember every view the notebook creates, in order (displayed or not)
+# first cell: remember every view the notebook creates, in order (displayed or not). A view is recorded when its
+# outermost __init__ returns: one whose construction raised (a refused model) is not a view and has no page to audit.
 RECORD_VIEWS = """
+import hiddenwidgets.widgets
 import hiddenwidgets.widgets._base as _hw_base
-_hw_views = []
-_hw_base_init = _hw_base.HiddenWidget.__init__
-def _hw_record(self, *args, **kwargs):
-    _hw_base_init(self, *args, **kwargs)
-    if not any(v is self for v in _hw_views):
-        _hw_views.append(self)
-_hw_base.HiddenWidget.__init__ = _hw_record
+_hw_views, _hw_depth = [], [0]
+def _hw_wrap(cls):
+    init = cls.__dict__.get("__init__")
+    if init is not None:
+        def _hw_init(self, *args, _init=init, **kwargs):
+            _hw_depth[0] += 1
+            try:
+                _init(self, *args, **kwargs)
+            finally:
+                _hw_depth[0] -= 1
+            if _hw_depth[0] == 0 and not any(v is self for v in _hw_views):
+                _hw_views.append(self)
+        cls.__init__ = _hw_init
+    for sub in cls.__subclasses__():
+        _hw_wrap(sub)
+_hw_wrap(_hw_base.HiddenWidget)
 """
 
 # last cell: write every view's static page; a view that cannot be written is recorded with its error
