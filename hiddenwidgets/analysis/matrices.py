@@ -20,11 +20,13 @@ class RepresentationError(ValueError):
     """Bad input to a representation function: the message says what was expected and what to try."""
 
 
-def as_matrix(x: Any, name: str = "representation", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def as_matrix(x: Any, name: str = "representation", dtype: torch.dtype = torch.float64, *,
+              check_finite: bool = True) -> torch.Tensor:
     """``x`` (tensor, array or nested list) as a detached CPU tensor of shape (examples, features).
 
     Raises :class:`RepresentationError` for other shapes, fewer than 2 examples, non-finite values, values that
-    are not numbers, and complex values (their imaginary part would be dropped).
+    are not numbers, and complex values (their imaginary part would be dropped). ``check_finite=False`` leaves the
+    NaN/inf check to the caller (:func:`refuse_nonfinite`), for one whose result shows any NaN or inf anyway.
     """
     if is_complex(x) or (not isinstance(x, torch.Tensor) and np.asarray(x).dtype.kind == "c"):
         raise RepresentationError(f"{name} holds complex numbers; a representation is real-valued and converting "
@@ -50,13 +52,19 @@ def as_matrix(x: Any, name: str = "representation", dtype: torch.dtype = torch.f
         raise RepresentationError(f"{name} needs at least 2 examples; got {t.shape[0]}")
     if t.shape[1] < 1:
         raise RepresentationError(f"{name} has no features (shape {tuple(t.shape)})")
+    if check_finite:
+        refuse_nonfinite(t, name)
+    return t
+
+
+def refuse_nonfinite(t: torch.Tensor, name: str) -> None:
+    """Raise :class:`RepresentationError` if the matrix ``t`` holds a NaN or inf, saying where."""
     # a NaN or inf anywhere makes the sum non-finite: one pass, no n × p mask; only then look where they are
     # (a sum that overflowed on finite values finds nothing here and passes)
     if not bool(torch.isfinite(t.sum())) and bool((bad := ~torch.isfinite(t)).any()):
         rows = bad.any(dim=1).nonzero().flatten()
         raise RepresentationError(f"{name} has NaN or inf in {len(rows)} of {t.shape[0]} examples (first: example "
                                   f"{rows[0].item()}); check the layer for overflow or drop those examples")
-    return t
 
 
 def as_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:

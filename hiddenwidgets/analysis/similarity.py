@@ -25,7 +25,9 @@ Linear CKA is computed in feature space: with column-centred X (n × p) and Y (n
 the unbiased terms follow from tr(K̃L̃) = ||XᵀY||_F^2 - Σ_i K_ii L_ii, 1ᵀK̃1 = ||Xᵀ1||^2 - Σ_i K_ii and
 K̃1 = X(Xᵀ1) - diag(K). No n × n matrix is formed unless a layer has more features than examples, where its
 n × n Gram matrix is smaller than the p × p product it replaces. The RBF kernel needs its Gram matrix, so
-:func:`cka` refuses RBF beyond 20,000 examples; use :class:`MinibatchCKA` there. All arithmetic is float64.
+:func:`cka` refuses RBF beyond 20,000 examples; use :class:`MinibatchCKA` there. Arithmetic is float64, except
+for the linear, biased CKA of single-precision representations: float32 products (as the network computed them)
+summed in float64, with its checks read off those products (:func:`_linear_cka_single`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 
 from ..pipeline.checks import check_bool, check_choice, check_number, keywords_checked
-from .matrices import RepresentationError, as_matrix
+from .matrices import RepresentationError, as_matrix, refuse_nonfinite
 
 __all__ = ["RBF_MAX_EXAMPLES", "MinibatchCKA", "cka", "cka_matrix"]
 
@@ -225,16 +227,64 @@ def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, sigma: f
     """
     _check_options(kernel, sigma, debiased)
     dtype = _precision((X, Y), kernel, debiased)
-    x, y = as_matrix(X, "X", dtype), as_matrix(Y, "Y", dtype)
+    x, y = as_matrix(X, "X", dtype, check_finite=False), as_matrix(Y, "Y", dtype, check_finite=False)
     if x.shape[0] != y.shape[0]:
         raise RepresentationError(f"X and Y must hold the same examples in the same order; X has {x.shape[0]} "
                                   f"examples and Y has {y.shape[0]}")
     _check_examples(x.shape[0], kernel, debiased, "X")
+    if kernel == "linear" and not debiased and dtype == torch.float32:
+        value = _linear_cka_single(x, y)
+        if value is not None:
+            return value
+    refuse_nonfinite(x, "X")
+    refuse_nonfinite(y, "Y")
     a = _prepare(x, kernel, sigma, "X", debiased, in_place=_own_copy(x, X))
     hxx = _self_hsic(a, debiased, "X")
     b = _prepare(y, kernel, sigma, "Y", debiased, in_place=_own_copy(y, Y) and y.data_ptr() != x.data_ptr())
     hyy = _self_hsic(b, debiased, "Y")
     return _hsic(a, b, debiased) / math.sqrt(hxx * hyy)
+
+
+def _centred_numpy(x: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Column-centred copy of a CPU float32 matrix, and its largest |column mean| (numpy's copy: see _prepare)."""
+    data = x.numpy()
+    mean = data.mean(axis=0)
+    return data - mean, float(np.abs(mean).max())
+
+
+def _linear_cka_single(x: torch.Tensor, y: torch.Tensor) -> float | None:
+    """Linear, biased CKA of single-precision CPU matrices with no pass over the data beyond the formula's own
+    (centring and the three products), or None where the careful path of :func:`_prepare` must decide.
+
+    The checks read the (p, p) products instead of the data: a NaN or inf anywhere in X makes its column mean,
+    hence XᵀX, non-finite (the careful path then says where it is); the diagonal of XᵀX holds each centred
+    column's sum of squares S_j, so max S_j > n (1e-3 × the largest |mean|)² proves some centred value exceeds the
+    constant-representation threshold of :func:`_prepare` (below it, that test decides). A finite max S_j ≥ 2^-60
+    keeps every product that matters in float32's normal range (no overflow: no partial sum exceeds S_j, or
+    sqrt(S_i S_j) off the diagonal; underflowed products are below 2^-52 of the largest), so no rescaling is needed.
+    Products are float32 (the precision the representations were computed in), summed in float64."""
+    if x.device.type != "cpu" or y.device.type != "cpu" or x.shape[1] > x.shape[0] or y.shape[1] > y.shape[0]:
+        return None
+    n = x.shape[0]
+    same = y.data_ptr() == x.data_ptr() and y.shape == x.shape and y.stride() == x.stride()
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # NaN, inf and overflow: checked below
+        fx, mean_x = _centred_numpy(x)
+        fy, mean_y = (fx, mean_x) if same else _centred_numpy(y)
+        grams = []
+        for f, largest_mean in ((fx, mean_x),) if same else ((fx, mean_x), (fy, mean_y)):
+            gram = (f.T @ f).astype(np.float64, copy=False)  # a symmetric rank-k update: f.T @ f of one buffer
+            if not np.isfinite(gram).all():
+                return None
+            top = float(gram.diagonal().max())
+            if not top >= 2.0 ** -60 or top <= n * (1e-3 * largest_mean) ** 2:
+                return None
+            grams.append(gram)
+        gx, gy = grams[0], grams[-1]
+        cross = gx if same else (fx.T @ fy).astype(np.float64, copy=False)
+    hxy, hxx, hyy = (float(np.vdot(g, g)) for g in (cross, gx, gy))
+    if not (math.isfinite(hxy) and hxx > 0 and hyy > 0):
+        return None
+    return hxy / math.sqrt(hxx * hyy)
 
 
 def _layer_dict(layers: Any, arg: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -354,3 +354,39 @@ def test_single_precision_input_is_multiplied_in_float32_and_summed_in_float64()
     assert cka(x32.double(), y32) == pytest.approx(want, abs=1e-13)
     names, _, matrix = cka_matrix({"x": x32, "y": y32})
     assert names == ["x", "y"] and float(matrix[0, 1]) == pytest.approx(want, abs=1e-7)
+
+
+def test_single_precision_linear_cka_reads_its_checks_off_the_products_and_falls_back_where_they_fail(monkeypatch):
+    """The float32 route checks NaN/inf, constant layers and the scale on the (p, p) products instead of passes over
+    the data; wherever a check fails it takes the careful route (which scales, and says what is wrong)."""
+    from hiddenwidgets.analysis import similarity
+
+    calls = []
+    careful = similarity._prepare
+    monkeypatch.setattr(similarity, "_prepare", lambda *a, **k: calls.append(a[3]) or careful(*a, **k))
+    x64, y64 = related(n=400, p=12, q=9, seed=4)
+    x, y = x64.float(), y64.float()
+    expected = cka(x64, y64)
+    calls.clear()
+    assert cka(x, y) == pytest.approx(expected, abs=1e-6) and calls == []  # the products alone
+    assert cka(x, x) == pytest.approx(1.0, abs=1e-6) and calls == []
+    # products that would overflow (1e20² · 400 > 3.4e38) or underflow (1e-25² < 1.2e-38) in float32: rescaled
+    for scale in (1e20, 1e-25):
+        calls.clear()
+        assert cka(x * scale, y) == pytest.approx(expected, abs=1e-6) and calls == ["X", "Y"]
+    # a layer that varies by 1e-5 around 1e4 is not constant: its centred products decide (careful route)
+    offset = y.clone()
+    offset[:, 0] = 1e4 + 1e-5 * torch.arange(400)
+    assert offset[:, 0].unique().numel() > 1
+    want = cka(x64, offset.double())
+    calls.clear()
+    assert cka(x, offset) == pytest.approx(want, abs=1e-5) and calls == ["X", "Y"]
+    # NaN, inf and a constant layer: refused with the same words as the float64 route
+    for bad, message in ((float("nan"), "Y has NaN or inf in 1 of 400 examples \\(first: example 7\\)"),
+                         (float("inf"), "Y has NaN or inf in 1 of 400 examples")):
+        broken = y.clone()
+        broken[7, 2] = bad
+        with pytest.raises(RepresentationError, match=message):
+            cka(x, broken)
+    with pytest.raises(RepresentationError, match="X is constant over all 400 examples"):
+        cka(torch.full((400, 3), 7.0), y)
