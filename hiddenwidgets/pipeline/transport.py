@@ -651,18 +651,23 @@ class Streamer:
     def wake(self) -> None:
         """The history changed other than through :meth:`put` (a run reader applied records to it inside
         :meth:`read`): build the next frame now rather than at the next tick."""
+        self._hurry = True
         self._wake.set()
         self._ensure_thread()
 
     def resync(self) -> None:
-        """Send everything again in the next frame (a view saw a gap, or a new view appeared)."""
+        """Send everything again, now (a view saw a gap, or a new view appeared)."""
         self._resync = True
+        self._hurry = True
         self._wake.set()
         self._ensure_thread()
 
     def select(self, layers: Iterable[str]) -> None:
+        """Send these layers' details (feature maps) from now on; the first frame goes now, not at the next tick
+        (a click in the view must not wait for a frame period stretched by a fast training loop)."""
         self.selected = tuple(layers)
         self._detail_sent = {}
+        self._hurry = True
         self._wake.set()
         self._ensure_thread()
 

@@ -225,6 +225,28 @@ def test_a_cpu_share_stretches_the_frame_period_to_what_a_frame_costs():
     assert counts[None] >= 2 * counts[0.1], counts  # up to 30/s, bounded here by the 20 ms each frame takes
 
 
+def test_a_view_asking_for_frames_is_answered_at_once_not_at_the_next_frame():
+    """resync (a new view or a gap), select (a click on a layer) and wake (a run reader's news) are rare and a user
+    is waiting: they do not wait for a frame period stretched to 1 s by costly frames."""
+    h = History(capacity=512, bins=8, layers=[])
+    sent = []
+    streamer = Streamer(h, lambda head, data: sent.append(head), lambda head, data: None, fps=1, cpu_share=0.01,
+                        budget=MessageBudget(rate=1000, burst=1000))
+    streamer.frame_cpu = 1.0  # a frame "costs" 1 s: the period is at its longest, 1 s
+    streamer.start()
+    streamer.put(transport.Observation(1, None, {"loss": 1.0}, {}))
+    time.sleep(0.2)
+    for ask in (streamer.resync, lambda: streamer.select(["x"]), streamer.wake):
+        before = len(sent)
+        streamer.put(transport.Observation(len(sent) + 2, None, {"loss": 1.0}, {}))
+        t0 = time.monotonic()
+        ask()
+        while len(sent) == before and time.monotonic() - t0 < 2.0:
+            time.sleep(0.005)
+        assert len(sent) > before and time.monotonic() - t0 < 0.5, (ask, time.monotonic() - t0)
+    streamer.stop()
+
+
 def test_a_full_inbox_is_drained_at_once_not_at_the_next_frame():
     h = History(capacity=512, bins=8, layers=[])
     streamer = Streamer(h, lambda head, data: None, lambda head, data: None, fps=1, cpu_share=0.01)
