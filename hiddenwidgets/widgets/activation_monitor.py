@@ -56,9 +56,12 @@ class ActivationMonitor(MonitorView):
         channels-last ConvNeXt/Swin block is right), and shown on the layer's card.
     every : sample layer summaries every ``every`` steps. Default ``None``: adaptively, so that summarising costs
         about ``overhead`` of the training time (2 %).
-    overhead : time budget for the adaptive sampling, a fraction of wall time (default 0.02).
-    fps : most frames per second sent to the browser (default 15; all views in a kernel also share a budget of
-        120 messages/s, far below Jupyter's silent-drop limit of 1000/s).
+    overhead : time budget for everything the monitor adds to training, a fraction of wall time (default 0.02):
+        the sender thread keeps to half of it (fewer, larger frames when frames are costly), the sampled summaries
+        and ``step()`` itself to the rest.
+    fps : most frames per second sent to the browser (default 15; fewer when a frame costs more than the sender's
+        share of ``overhead``, at least one a second; all views in a kernel also share a budget of 120 messages/s,
+        far below Jupyter's silent-drop limit of 1000/s).
     history_points : points kept per series; past that, neighbouring points merge (default 512).
     bins : histogram bins per layer, even (default 64).
     max_elements : elements per layer summarised for histograms, moments, zeros and NaN/inf counts, a fixed stride
