@@ -9,14 +9,14 @@ cells = [
        "(**fitting**), later move left (**compression**); the gradients go from a **drift** phase (mean ≫ std "
        "over mini-batches) to a **diffusion** phase (std ≫ mean). *On the information bottleneck theory of deep "
        "learning* (Saxe et al.) found that a ReLU network, measured with KDE bounds, does not compress.\n\n"
-       "Both runs take about 2.5 minutes on one CPU core. We train for 3,000 epochs (the paper: 10,000), enough for the "
-       "deepest layers to compress; more epochs show more."),
+       "Both runs take about 2.5 minutes on one CPU core. We train for 3,000 epochs (the paper: 10,000), enough "
+       "for the deepest layers to compress; more epochs show more."),
     code("from collections import OrderedDict\n\n"
          "import torch\n"
          "import torch.nn.functional as F\n"
          "from torch import nn\n\n"
          "import hiddenwidgets as hw\n\n"
-         "torch.set_num_threads(1)   # layers this narrow train fastest on one thread (and do not stall on a busy CPU)\n"
+         "torch.set_num_threads(1)   # narrow layers train fastest on one thread (and do not stall on a busy CPU)\n"
          "X, y = hw.datasets.twelve_bit_task()        # 4096 patterns x 12 bits; H(Y) = 0.99916 bits\n"
          "torch.manual_seed(0)\n"
          "train_idx = torch.randperm(len(X))[: int(0.85 * len(X))]\n"
