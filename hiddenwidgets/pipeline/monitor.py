@@ -217,13 +217,9 @@ class ActivationRecorder:
     def step(self, epoch: int | None = None, **scalars: Any) -> None:
         """Record one training step (after ``optimizer.step()``), with scalars to plot, e.g. ``loss=loss``."""
         t0 = time.perf_counter()
-        if self._stop_requested or self._closed:
-            job = self._job
-            in_job = job is not None and threading.current_thread() is job.thread
-            if self._stop_requested and in_job:
-                raise TrainingStopped("stopped by TrainingJob.stop()")
         if self._closed:
-            if in_job:
+            job = self._job
+            if job is not None and threading.current_thread() is job.thread:
                 raise TrainingStopped("the monitor was closed")
             self._say("closed", "", "this monitor is closed, so step() records nothing (its history is kept and "
                       "save_html still works); create a new monitor to go on recording")
@@ -249,6 +245,10 @@ class ActivationRecorder:
         if self.model is not None:
             note_training_step(self.model, self._step)
         self._fixed += time.perf_counter() - t0
+        if self._stop_requested:  # TrainingJob.stop(): this step is recorded (its optimizer step happened), then
+            job = self._job  # the job's loop ends here
+            if job is not None and threading.current_thread() is job.thread:
+                raise TrainingStopped("stopped by TrainingJob.stop()")
 
     def _hand_over(self, obs: Observation) -> None:
         """The one place where a step's record leaves the training thread (to the sender thread)."""
@@ -685,7 +685,7 @@ class TrainingJob:
         return f"<TrainingJob {state} at step {self._recorder._step}>"
 
     def stop(self) -> None:
-        """Ask the loop to end at its next ``step()`` call."""
+        """Ask the loop to end at its next ``step()`` call (which records its step first)."""
         self._recorder._stop_requested = True
 
     def wait(self, timeout: float | None = None) -> bool:

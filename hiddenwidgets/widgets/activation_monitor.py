@@ -183,7 +183,8 @@ class ActivationMonitor(MonitorView):
         """Run ``fn(*args, **kwargs)`` (a training loop that calls ``step()``) on a background thread.
 
         The cell returns at once and the kernel stays free, in every front end. ``job.stop()`` makes the next
-        ``step()`` raise :class:`TrainingStopped`, which ends ``fn`` quietly; hooks come off when it ends. While
+        ``step()`` record its step and then raise :class:`TrainingStopped`, which ends ``fn`` quietly (no step
+        that happened is lost); hooks come off when it ends. While
         it runs, hiddenwidgets' own computations on the same model (attribution, TCAV, features) run on a copy
         of its weights, so they never disturb the training.
         """

@@ -299,6 +299,43 @@ def test_a_monitored_step_never_waits_for_the_device():
     monitor.close()
 
 
+def test_a_stopped_job_records_the_step_it_stopped_at():
+    """job.stop() ends the loop at its next step(), which records that step first: its optimizer step happened, so
+    its loss and the step count are kept (a snapshot taken afterwards names it), none is lost."""
+    model = cnn()
+    monitor = hw.ActivationMonitor(model, ["fc1"], every=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    taken = []
+
+    def loop():
+        g = torch.Generator().manual_seed(0)
+        while True:
+            loss = nn.functional.cross_entropy(model(torch.randn(8, 1, 6, 6, generator=g)),
+                                               torch.randint(0, 5, (8,), generator=g))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            taken.append(float(loss))
+            monitor.step(loss=loss)
+            time.sleep(0.002)
+
+    job = monitor.run_in_background(loop)
+    deadline = time.monotonic() + 30
+    while len(taken) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.stop()
+    assert job.wait(30) and job.exception is None
+    monitor.flush()
+    loss = monitor.history.scalar("loss")
+    assert loss.samples == len(taken) == monitor.history.step  # the last step too (it had been dropped)
+    assert float(loss.rows[loss.count - 1, 3]) == pytest.approx(taken[-1])
+    from hiddenwidgets.pipeline.model_state import ModelSnapshot
+
+    snap = ModelSnapshot(model)
+    assert snap.step == len(taken)
+    monitor.close()
+
+
 def test_background_job_trains_stops_and_reports_errors():
     model = cnn()
     monitor = hw.ActivationMonitor(model, ["fc1"], every=1)
