@@ -374,7 +374,8 @@ function render({ model, el }) {
   }
 
   function showWeights() {
-    const w = isStatic ? null : model.get("weights");
+    // a page names the weights its embedded numbers come from (saved while following training), never "following"
+    const w = isStatic ? st.weights : model.get("weights");
     weightsLine.textContent = w && w.text ? `weights of ${w.text}` : "";
     if (w && w.step !== null && w.step !== undefined) weightsLine.dataset.step = String(w.step); else delete weightsLine.dataset.step;
   }

@@ -164,6 +164,12 @@ _KEPT_HOOK_MODULES = ("torch.nn.utils",)  # weight_norm, spectral_norm, pruning:
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
+def tensor_versions(model: nn.Module) -> tuple[int, ...]:
+    """The version counters of every parameter and buffer of ``model``: any in-place change (an optimizer step, a
+    norm layer's running statistics) bumps one."""
+    return tuple(t._version for t in (*model.parameters(), *model.buffers()))
+
+
 class ModelSnapshot:
     """A private copy of ``model`` for work on another thread; see the module docstring.
 
@@ -172,13 +178,15 @@ class ModelSnapshot:
     (weight norm, spectral norm, pruning), which are part of its computation (``dropped_hooks`` counts the
     others: a user's logging hook must not fire for work the user did not run). :meth:`refresh` copies the current
     weights again. ``taken_at`` (``time.time()``) and ``step`` (the monitor's step, if one steps the model) say
-    which weights these are.
+    which weights these are; ``versions`` holds the live tensors' version counters read with the copy (any
+    optimizer step or statistics update changes one), to tell later whether the weights changed since.
     """
 
     def __init__(self, model: nn.Module):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self._live = weakref.ref(model)
+        self.versions = tensor_versions(model)
         self.model = self._private_copy(model)
         self.taken_at = time.time()
         self.step: int | None = _USES[model].step if model in _USES else None
@@ -212,6 +220,7 @@ class ModelSnapshot:
 
     def _copy_weights(self, model: nn.Module) -> None:
         source = getattr(model, "_orig_mod", model)
+        self.versions = tensor_versions(source)  # read with the copy, on the thread that changes the weights
         with torch.no_grad():
             ours = [*self.model.parameters(), *self.model.buffers()]
             theirs = [*source.parameters(), *source.buffers()]

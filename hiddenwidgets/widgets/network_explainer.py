@@ -38,7 +38,7 @@ from torch import nn
 
 from ..analysis.explainer import ExplainerError, NetworkTrace, explain_network
 from ..pipeline.checks import check_int, check_names, keywords_checked, what
-from ..pipeline.model_state import ModelSnapshot
+from ..pipeline.model_state import ModelSnapshot, tensor_versions
 from ..pipeline.transport import SHARED_BUDGET, encode
 from ._base import HiddenWidget
 
@@ -313,7 +313,7 @@ class NetworkExplainer(HiddenWidget):
         """One look at the weights (the follower thread calls this every ``refresh`` seconds): if they changed
         since the picture's copy, copy them into the spare snapshot, explain the input shown on it, and swap.
         Returns whether a new picture was made."""
-        marker = _weights_marker(self.model)
+        marker = tensor_versions(self.model)
         spare = self._spare
         if spare is None or marker == self._marker:
             return False
@@ -324,7 +324,9 @@ class NetworkExplainer(HiddenWidget):
             x, selected = self._current_input()
             trace = explain_network(spare.model, x)
             self._snapshot, self._spare = spare, self._snapshot
-            self._marker = marker
+            # the weights the copy holds, read when it was made (the training thread may have stepped between
+            # reading `marker` and making the copy: marking the picture with `marker` redrew it once more)
+            self._marker = spare.versions
             self._publish(trace, selected)
             self.refreshes += 1
         return True
@@ -424,8 +426,14 @@ class NetworkExplainer(HiddenWidget):
         chosen = self._static_inputs or [max(self.selected, 0)]
         inputs: dict[str, Any] = {}
         with self._state_lock:  # while following: the copy whose weights the view names
-            model = self._snapshot.model if self._snapshot is not None else self.model
+            snap = self._snapshot
+            model = snap.model if snap is not None else self.model
             traces = {i: explain_network(model, self.inputs[i]) for i in chosen}
+            # a page of a view that followed training says which step's weights its numbers come from
+            weights = None if snap is None else {
+                "step": snap.step, "text": ("training step " + str(snap.step) if snap.step is not None else
+                                            "a copy of the weights") + time.strftime(
+                    " (copied %Y-%m-%d %H:%M:%S)", time.localtime(snap.taken_at))}
         for i in chosen:
             trace = traces[i]
             layers, header, data = self._overview_of(trace)
@@ -446,12 +454,7 @@ class NetworkExplainer(HiddenWidget):
                         for c in cells}}
             inputs[str(i)] = {"layers": layers, "overview": {"header": header, "data": data}, "units": units,
                               "prediction": int(trace.steps[-1].output.argmax()), "left_out": left_out}
-        return {"_static": {"inputs": inputs, "chosen": chosen}}
-
-
-def _weights_marker(model: nn.Module) -> tuple[int, ...]:
-    """The version counters of every parameter and buffer: any optimizer step or statistics update changes one."""
-    return tuple(t._version for t in (*model.parameters(), *model.buffers()))
+        return {"_static": {"inputs": inputs, "chosen": chosen, "weights": weights}}
 
 
 def _follow(ref: weakref.ref[NetworkExplainer], stop: threading.Event, every: float) -> None:
@@ -462,7 +465,7 @@ def _follow(ref: weakref.ref[NetworkExplainer], stop: threading.Event, every: fl
         if view is None:
             return
         try:
-            if _weights_marker(view.model) != view._marker and SHARED_BUDGET.try_take():
+            if tensor_versions(view.model) != view._marker and SHARED_BUDGET.try_take():
                 view._refresh_once()
         except Exception as err:  # said in the view; following goes on (the next look may succeed)
             with view._state_lock:

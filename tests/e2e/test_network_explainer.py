@@ -124,7 +124,12 @@ with torch.no_grad():
     _u = _at({unit_step})[0](x[1500:1501])[0, 2, 3, 5]
     _p = torch.softmax(_at({probs_step})(x[1500:1501])[0], 0)
     _now = torch.softmax(model.eval()(x[1500:1501])[0], 0)
-print('CHECK' + json.dumps({{'unit': float(_u), 'probs': _p.tolist(), 'final': _now.tolist(), 'steps': len(saved)}}))
+_t0 = time.time()  # the follower's last look takes the final weights; then the page is saved from that copy
+while view.weights.get('step') != max(saved) and time.time() - _t0 < 10:
+    time.sleep(0.05)
+view.save_html('follow.html')
+print('CHECK' + json.dumps({{'unit': float(_u), 'probs': _p.tolist(), 'final': _now.tolist(), 'steps': len(saved),
+                            'last': max(saved)}}))
 """
 RECORD_STEPS = """() => { window.__hwSteps = []; clearInterval(window.__hwTimer);
   window.__hwTimer = setInterval(() => { const s = document.querySelector('.hw-nx [data-role="weights"]').dataset.step;
@@ -173,4 +178,16 @@ def test_overview_follows_a_background_job_while_a_cell_is_busy(lab, browser):
     assert shown["unit"] == pytest.approx(truth["unit"], abs=1e-6)  # the drill-down's number, at its step
     assert shown["probs"] == pytest.approx(truth["probs"], abs=1e-6)  # the overview's, at the step it names
     assert max(abs(a - b) for a, b in zip(truth["probs"], truth["final"], strict=True)) > 1e-4  # not the final weights
+    # the page saved after the job names the step of the weights it embeds, and shows their numbers
+    static, requests = open_offline(browser, lab.root / "follow.html", errors)
+    static.wait_for_selector(".hw-nx[data-ready='true']")
+    line = static.wait_for_selector(".hw-nx [data-role='weights'][data-step]")
+    assert line.get_attribute("data-step") == str(truth["last"])
+    assert line.inner_text().startswith(f"weights of training step {truth['last']} (copied ")
+    assert "following" not in line.inner_text()
+    page_probs = static.evaluate("() => [...document.querySelectorAll('.hw-nx-col .hw-nx-prob span[data-value]')]"
+                                 ".map((e) => Number(e.dataset.value))")
+    assert page_probs == pytest.approx(truth["final"], abs=1e-6)
+    assert network_requests(requests) == []
+    static.close()
     assert errors == []

@@ -350,6 +350,17 @@ def test_view_follows_a_background_job_at_step_boundaries_without_disturbing_it(
     made = view.refreshes
     time.sleep(0.3)
     assert view.refreshes == made
+    # its page names the step of the weights whose numbers it embeds (and does not claim to follow)
+    static = view.static_state()["_static"]
+    assert static["weights"]["step"] == len(saved)
+    assert static["weights"]["text"].startswith(f"training step {len(saved)} (copied ")
+    assert "following" not in static["weights"]["text"]
+    arrays = decode(static["inputs"]["0"]["overview"]["header"]["index"], static["inputs"]["0"]["overview"]["data"])
+    twin = cnn()
+    twin.load_state_dict(saved[len(saved)])
+    with torch.no_grad():
+        expected = torch.softmax(twin.eval()(images[:1])[0], 0)
+    np.testing.assert_allclose(arrays[f"s{len(view.layers) - 1}"], expected.numpy(), atol=1e-6)
     # a drawing while following is explained on the same copy, and a unit names its weights
     sent = []
     view.send = lambda content, buffers=None: sent.append((content, buffers))
