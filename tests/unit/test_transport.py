@@ -192,18 +192,18 @@ def test_streamer_sends_at_most_fps_frames_per_second_however_fast_steps_come():
 
 
 def test_a_cpu_share_stretches_the_frame_period_to_what_a_frame_costs():
-    """A frame that costs 20 ms of the sender's CPU, with a 10 % share: one frame per 0.2 s, not fps=30 of them
-    (30 × 20 ms would take 60 % of a core); without a share the same frames come at up to fps."""
+    """A frame that costs 10 ms of the sender's CPU, with a 5 % share: one frame per 0.2 s, not fps=60 of them
+    (60 × 10 ms would take 60 % of a core); without a share the same frames come as fast as they can."""
 
-    def burn(head, data):  # a frame whose sending costs 20 ms of this thread's CPU time
-        end = time.thread_time() + 0.02
+    def burn(head, data):  # a frame whose sending costs 10 ms of this thread's CPU time
+        end = time.thread_time() + 0.01
         while time.thread_time() < end:
             pass
 
     counts = {}
-    for share in (0.1, None):
+    for share in (0.05, None):
         h = History(capacity=512, bins=8, layers=[])
-        streamer = Streamer(h, burn, lambda head, data: None, fps=30, budget=MessageBudget(rate=1000, burst=1000),
+        streamer = Streamer(h, burn, lambda head, data: None, fps=60, budget=MessageBudget(rate=1000, burst=1000),
                             cpu_share=share)
         streamer.start()
         t0 = time.monotonic()
@@ -217,12 +217,12 @@ def test_a_cpu_share_stretches_the_frame_period_to_what_a_frame_costs():
         assert h.scalar("loss").samples == step  # fewer frames, never fewer steps
         counts[share] = frames
         if share is not None:
-            # ~7 frames in 1.5 s (the first before the cost is known); at most the share of the wall time, with
-            # one frame's slack
+            # ~8 frames in 1.5 s (the first before the cost is known); at most the share of the wall time, with
+            # two frames' slack
             assert 3 <= frames <= 10, frames
-            assert sender_cpu <= 0.1 * 1.5 + 0.03, sender_cpu
-            assert streamer.frame_cpu >= 0.015
-    assert counts[None] >= 2 * counts[0.1], counts  # up to 30/s, bounded here by the 20 ms each frame takes
+            assert sender_cpu <= 0.05 * 1.5 + 0.02, sender_cpu
+            assert streamer.frame_cpu >= 0.008
+    assert counts[None] >= 2 * counts[0.05], counts  # ~50 unbounded (fps 60, 10 ms each); 2x at a loaded machine
 
 
 def test_a_view_asking_for_frames_is_answered_at_once_not_at_the_next_frame():
@@ -232,7 +232,8 @@ def test_a_view_asking_for_frames_is_answered_at_once_not_at_the_next_frame():
     sent = []
     streamer = Streamer(h, lambda head, data: sent.append(head), lambda head, data: None, fps=1, cpu_share=0.01,
                         budget=MessageBudget(rate=1000, burst=1000))
-    streamer.frame_cpu = 1.0  # a frame "costs" 1 s: the period is at its longest, 1 s
+    streamer.MAX_PERIOD = 60.0  # frames "cost" 1 s at a 1 % share: one a minute, far beyond any scheduling delay
+    streamer.frame_cpu = 1.0
     streamer.start()
     streamer.put(transport.Observation(1, None, {"loss": 1.0}, {}))
     time.sleep(0.2)
@@ -241,24 +242,23 @@ def test_a_view_asking_for_frames_is_answered_at_once_not_at_the_next_frame():
         streamer.put(transport.Observation(len(sent) + 2, None, {"loss": 1.0}, {}))
         t0 = time.monotonic()
         ask()
-        while len(sent) == before and time.monotonic() - t0 < 2.0:
+        while len(sent) == before and time.monotonic() - t0 < 30.0:
             time.sleep(0.005)
-        assert len(sent) > before and time.monotonic() - t0 < 0.5, (ask, time.monotonic() - t0)
+        assert len(sent) > before, ask  # within 30 s, where the next frame was due in a minute
     streamer.stop()
 
 
 def test_a_full_inbox_is_drained_at_once_not_at_the_next_frame():
     h = History(capacity=512, bins=8, layers=[])
     streamer = Streamer(h, lambda head, data: None, lambda head, data: None, fps=1, cpu_share=0.01)
-    streamer.frame_cpu = 1.0  # a frame "costs" 1 s: the period is at its longest, 1 s
+    streamer.MAX_PERIOD = 60.0  # frames "cost" 1 s at a 1 % share: one a minute
+    streamer.frame_cpu = 1.0
     streamer.start()
-    time.sleep(0.1)  # the thread's first tick is behind it: the next frame is a second away
+    time.sleep(0.1)  # the thread's first tick is behind it: the next frame is a minute away
     for step in range(1, 1001):
         streamer.put(transport.Observation(step, None, {"loss": 1.0}, {}))
-    t0 = time.monotonic()
-    streamer.wait_backlog(1)  # what a monitor does past MAX_BACKLOG
-    waited = time.monotonic() - t0
-    assert len(streamer.inbox) == 0 and waited < 0.5, waited
+    streamer.wait_backlog(1, timeout=30.0)  # what a monitor does past MAX_BACKLOG
+    assert len(streamer.inbox) == 0  # drained within 30 s, not at the next frame
     streamer.stop()
     assert h.scalar("loss").samples == 1000
 
