@@ -116,9 +116,13 @@ def test_pause_stops_frames_but_not_the_history(frames):
     sent = frames(monitor)
     monitor.paused = True
     train(model, monitor, 20)
-    time.sleep(0.2)
-    assert sent == []
+    # the sender keeps merging steps into the history while paused (at its own pace: a frame period stretched by
+    # its CPU share can be up to a second), and sends nothing
+    deadline = time.monotonic() + 30
+    while monitor.history.layer("fc1").samples < 19 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert monitor.history.layer("fc1").samples >= 19
+    assert sent == []
     monitor.paused = False
     monitor.flush()
     assert sent and sent[0][0]["resync"] is True
