@@ -108,6 +108,13 @@ def _own_copy(x: torch.Tensor, given: Any) -> bool:
     return True  # built from lists or other sequences
 
 
+def _centred_numpy(x: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Column-centred numpy copy of a CPU matrix, and its largest |column mean| (why numpy's copy: see _prepare)."""
+    data = x.numpy()
+    mean = data.mean(axis=0)
+    return data - mean, float(np.abs(mean).max())
+
+
 def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bool,
              allow_constant: bool = False, in_place: bool = False) -> _Prepared:
     """``x`` a checked float32/float64 (n, p) matrix; a constant one raises unless ``allow_constant`` (minibatches).
@@ -115,10 +122,8 @@ def _prepare(x: torch.Tensor, kernel: str, sigma: float, name: str, debiased: bo
     n, p = x.shape
     if x.device.type == "cpu" and not in_place:  # numpy's copy: its large buffers get transparent huge pages, and
         # the products below ran faster on them than on torch's allocation (benchmarks/performance.py, row cka)
-        data = x.numpy()
-        mean = data.mean(axis=0)
-        xc = torch.from_numpy(data - mean)
-        largest_mean = float(np.abs(mean).max())
+        centred, largest_mean = _centred_numpy(x)
+        xc = torch.from_numpy(centred)
     else:
         mean = x.mean(0)
         largest_mean = float(mean.abs().max())
@@ -243,13 +248,6 @@ def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, sigma: f
     b = _prepare(y, kernel, sigma, "Y", debiased, in_place=_own_copy(y, Y) and y.data_ptr() != x.data_ptr())
     hyy = _self_hsic(b, debiased, "Y")
     return _hsic(a, b, debiased) / math.sqrt(hxx * hyy)
-
-
-def _centred_numpy(x: torch.Tensor) -> tuple[np.ndarray, float]:
-    """Column-centred copy of a CPU float32 matrix, and its largest |column mean| (numpy's copy: see _prepare)."""
-    data = x.numpy()
-    mean = data.mean(axis=0)
-    return data - mean, float(np.abs(mean).max())
 
 
 def _linear_cka_single(x: torch.Tensor, y: torch.Tensor) -> float | None:

@@ -218,8 +218,7 @@ class ActivationRecorder:
         """Record one training step (after ``optimizer.step()``), with scalars to plot, e.g. ``loss=loss``."""
         t0 = time.perf_counter()
         if self._closed:
-            job = self._job
-            if job is not None and threading.current_thread() is job.thread:
+            if self._in_job():
                 raise TrainingStopped("the monitor was closed")
             self._say("closed", "", "this monitor is closed, so step() records nothing (its history is kept and "
                       "save_html still works); create a new monitor to go on recording")
@@ -245,10 +244,13 @@ class ActivationRecorder:
         if self.model is not None:
             note_training_step(self.model, self._step)
         self._fixed += time.perf_counter() - t0
-        if self._stop_requested:  # TrainingJob.stop(): this step is recorded (its optimizer step happened), then
-            job = self._job  # the job's loop ends here
-            if job is not None and threading.current_thread() is job.thread:
-                raise TrainingStopped("stopped by TrainingJob.stop()")
+        if self._stop_requested and self._in_job():  # TrainingJob.stop(): this step is recorded (its optimizer
+            raise TrainingStopped("stopped by TrainingJob.stop()")  # step happened), then the job's loop ends here
+
+    def _in_job(self) -> bool:
+        """Whether the caller is the thread of this recorder's TrainingJob (run_in_background)."""
+        job = self._job
+        return job is not None and threading.current_thread() is job.thread
 
     def _hand_over(self, obs: Observation) -> None:
         """The one place where a step's record leaves the training thread (to the sender thread)."""

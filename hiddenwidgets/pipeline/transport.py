@@ -649,8 +649,8 @@ class Streamer:
             time.sleep(0.005)
 
     def wake(self) -> None:
-        """The history changed other than through :meth:`put` (a run reader applied records to it inside
-        :meth:`read`): build the next frame now rather than at the next tick."""
+        """Build the next frame now rather than at the next tick: the history changed other than through
+        :meth:`put` (a run reader applied records to it inside :meth:`read`), or a view asked for something."""
         self._hurry = True
         self._wake.set()
         self._ensure_thread()
@@ -658,18 +658,14 @@ class Streamer:
     def resync(self) -> None:
         """Send everything again, now (a view saw a gap, or a new view appeared)."""
         self._resync = True
-        self._hurry = True
-        self._wake.set()
-        self._ensure_thread()
+        self.wake()
 
     def select(self, layers: Iterable[str]) -> None:
         """Send these layers' details (feature maps) from now on; the first frame goes now, not at the next tick
         (a click in the view must not wait for a frame period stretched by a fast training loop)."""
         self.selected = tuple(layers)
         self._detail_sent = {}
-        self._hurry = True
-        self._wake.set()
-        self._ensure_thread()
+        self.wake()
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything queued is in the history and sent; then publish the whole history as the

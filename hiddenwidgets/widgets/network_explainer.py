@@ -341,9 +341,8 @@ class NetworkExplainer(HiddenWidget):
         if snap is None:  # the live model (unchanged from one picture to the next: not sent again)
             return {"step": None, "time": None, "copy": False, "text": ""}
         when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
-        step = f"training step {snap.step}" if snap.step is not None else "the weights"
         return {"step": snap.step, "time": snap.taken_at, "copy": True,
-                "text": f"{step} (copied {when}; following every {self.refresh:g} s)"}
+                "text": f"{_weights_name(snap)} (copied {when}; following every {self.refresh:g} s)"}
 
     def _explain(self, x: torch.Tensor, selected: int) -> NetworkTrace:
         with self._state_lock:  # one picture at a time: a draw, a select and the follower never interleave
@@ -430,10 +429,11 @@ class NetworkExplainer(HiddenWidget):
             model = snap.model if snap is not None else self.model
             traces = {i: explain_network(model, self.inputs[i]) for i in chosen}
             # a page of a view that followed training says which step's weights its numbers come from
-            weights = None if snap is None else {
-                "step": snap.step, "text": ("training step " + str(snap.step) if snap.step is not None else
-                                            "a copy of the weights") + time.strftime(
-                    " (copied %Y-%m-%d %H:%M:%S)", time.localtime(snap.taken_at))}
+            if snap is None:
+                weights = None
+            else:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.taken_at))
+                weights = {"step": snap.step, "text": f"{_weights_name(snap)} (copied {when})"}
         for i in chosen:
             trace = traces[i]
             layers, header, data = self._overview_of(trace)
@@ -455,6 +455,11 @@ class NetworkExplainer(HiddenWidget):
             inputs[str(i)] = {"layers": layers, "overview": {"header": header, "data": data}, "units": units,
                               "prediction": int(trace.steps[-1].output.argmax()), "left_out": left_out}
         return {"_static": {"inputs": inputs, "chosen": chosen, "weights": weights}}
+
+
+def _weights_name(snap: ModelSnapshot) -> str:
+    """How the view and its page name a copy's weights."""
+    return f"training step {snap.step}" if snap.step is not None else "the weights"
 
 
 def _follow(ref: weakref.ref[NetworkExplainer], stop: threading.Event, every: float) -> None:
