@@ -458,8 +458,8 @@ class NetworkExplainer(HiddenWidget):
 
 
 def _weights_name(snap: ModelSnapshot) -> str:
-    """How the view and its page name a copy's weights."""
-    return f"training step {snap.step}" if snap.step is not None else "the weights"
+    """How the view and its page name a copy's weights ("weights of …"; no monitor steps the model: no step)."""
+    return f"training step {snap.step}" if snap.step is not None else "the model"
 
 
 def _follow(ref: weakref.ref[NetworkExplainer], stop: threading.Event, every: float) -> None:
